@@ -1,0 +1,129 @@
+//! `ApiError`: every way a REST request fails, mapped to a status and a `{"errorCode", "reasons"}` body in
+//! exactly one place. Internal causes are not sent to clients; they ride in the response extensions to the
+//! logging middleware.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+
+use crate::{domain::Rejection, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("app {0:?} does not exist")]
+    AppNotFound(String),
+    /// A malformed request: bad JSON, bad query parameter, wrong content type. `code` names the kind.
+    #[error("{reason}")]
+    BadRequest { code: &'static str, reason: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("the store is unavailable")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, reason: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::AppNotFound(_) => (StatusCode::NOT_FOUND, "APP_NOT_FOUND"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::Rejected(rejection) => match rejection {
+                Rejection::Invalid(_) | Rejection::InvalidBatch(_) => {
+                    (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+                }
+                Rejection::TooManyReactions { .. } => {
+                    (StatusCode::BAD_REQUEST, "TOO_MANY_REACTIONS")
+                }
+                Rejection::UserNotFound(_) => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
+                Rejection::ConversationNotFound(_) => {
+                    (StatusCode::NOT_FOUND, "CONVERSATION_NOT_FOUND")
+                }
+                Rejection::MessageNotFound(_) => (StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND"),
+                Rejection::ParticipantNotFound { .. } => {
+                    (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
+                }
+                Rejection::NotAParticipant { .. } => (StatusCode::FORBIDDEN, "NOT_A_PARTICIPANT"),
+                Rejection::ReadOnlyAccess { .. } => (StatusCode::FORBIDDEN, "READ_ONLY_ACCESS"),
+                Rejection::NotMessageOwner { .. } => {
+                    (StatusCode::FORBIDDEN, "UNAUTHORIZED_TO_EDIT")
+                }
+            },
+        }
+    }
+
+    fn reasons(&self) -> Vec<String> {
+        match self {
+            ApiError::Rejected(Rejection::InvalidBatch(errors)) => {
+                errors.iter().map(ToString::to_string).collect()
+            }
+            // Never the internal cause.
+            ApiError::Unavailable(_) => {
+                vec!["the store is unavailable; the request was not applied, retry".into()]
+            }
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(rejection) => ApiError::Rejected(rejection),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+        }
+    }
+}
+
+impl From<crate::domain::ValidationError> for ApiError {
+    fn from(error: crate::domain::ValidationError) -> Self {
+        ApiError::Rejected(Rejection::Invalid(error))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    error_code: &'static str,
+    reasons: Vec<String>,
+}
+
+/// The internal cause of a 5xx, for the logging middleware.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error_code) = self.status_and_code();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error_code,
+                reasons: self.reasons(),
+            }),
+        )
+            .into_response();
+        if let ApiError::Unavailable(cause) = self {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}

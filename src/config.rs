@@ -1,0 +1,118 @@
+//! Configuration, loaded and validated once at startup and passed explicitly.
+//!
+//! Apps come from `NATTER_APPS="appId:secret,..."` when it is set (those are then the only apps); otherwise from
+//! `apps.json` in the data directory, which the first start creates with one app and a random secret.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::{random_base62, AppId};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "natter-data";
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
+const APPS_FILE: &str = "apps.json";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub apps: Vec<AppCredentials>,
+    /// The base of links the gateway hands out (attachment URLs). Defaults to `http://<listen address>`.
+    pub public_url: Option<String>,
+    pub max_upload_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppCredentials {
+    pub app_id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("NATTER_APPS: {0}")]
+    Apps(String),
+    #[error("{path}: {cause}")]
+    File { path: PathBuf, cause: String },
+}
+
+/// Parses `appId:secret[,appId:secret...]`.
+pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
+    let mut apps = Vec::new();
+    for entry in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (app_id, secret) = entry
+            .split_once(':')
+            .ok_or_else(|| ConfigError::Apps(format!("entry {entry:?} is not appId:secret")))?;
+        AppId::parse(app_id).map_err(|error| ConfigError::Apps(error.to_string()))?;
+        if secret.len() < 16 {
+            return Err(ConfigError::Apps(format!(
+                "the secret of app {app_id:?} must be at least 16 characters"
+            )));
+        }
+        if apps.iter().any(|app: &AppCredentials| app.app_id == app_id) {
+            return Err(ConfigError::Apps(format!("app {app_id:?} is given twice")));
+        }
+        apps.push(AppCredentials {
+            app_id: app_id.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+    if apps.is_empty() {
+        return Err(ConfigError::Apps("no app given".into()));
+    }
+    Ok(apps)
+}
+
+/// Reads the apps kept in the data directory, creating one app with a random secret on first start.
+/// Returns the apps and whether they were just created.
+pub fn load_or_create_apps(data_dir: &Path) -> Result<(Vec<AppCredentials>, bool), ConfigError> {
+    let path = data_dir.join(APPS_FILE);
+    let file_error = |cause: String| ConfigError::File {
+        path: path.clone(),
+        cause,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let apps: Vec<AppCredentials> =
+                serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+            Ok((apps, false))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(|e| file_error(e.to_string()))?;
+            let apps = vec![AppCredentials {
+                app_id: random_base62(8).to_ascii_lowercase(),
+                secret: format!("sk_live_{}", random_base62(32)),
+            }];
+            let text = serde_json::to_string_pretty(&apps).expect("credentials always encode");
+            write_private(&path, &text).map_err(|e| file_error(e.to_string()))?;
+            Ok((apps, true))
+        }
+        Err(error) => Err(file_error(error.to_string())),
+    }
+}
+
+/// Writes a file only its owner can read: it holds secrets.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// The base URL when none is configured.
+pub fn default_public_url(listen: SocketAddr) -> String {
+    format!("http://{listen}")
+}

@@ -1,0 +1,300 @@
+//! Messages: what a send carries, what is stored, and the rules a send or an edit must pass before it is written.
+
+use super::{
+    ids::{ConversationId, MessageId, Seq, UserId},
+    limits::{MAX_CUSTOM_ENTRY_BYTES, MAX_CUSTOM_KEYS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TEXT_BYTES},
+    reaction::ReactionSummary,
+    Custom, CustomPatch, Millis, ValidationError,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageType {
+    UserMessage,
+    SystemMessage,
+}
+
+impl MessageType {
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match raw {
+            "UserMessage" => Ok(Self::UserMessage),
+            "SystemMessage" => Ok(Self::SystemMessage),
+            other => Err(ValidationError::new(
+                "type",
+                format!("must be \"UserMessage\" or \"SystemMessage\", not {other:?}"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserMessage => "UserMessage",
+            Self::SystemMessage => "SystemMessage",
+        }
+    }
+}
+
+/// How a message was sent (reference §5 #10): REST and the Data API send `rest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Rest,
+    Web,
+    Email,
+    Import,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Rest => "rest",
+            Origin::Web => "web",
+            Origin::Email => "email",
+            Origin::Import => "import",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Self {
+        match raw {
+            "web" => Origin::Web,
+            "email" => Origin::Email,
+            "import" => Origin::Import,
+            _ => Origin::Rest,
+        }
+    }
+}
+
+/// A file attached to a message. The bytes live in the store under `file_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attachment {
+    pub file_id: String,
+    pub filename: String,
+    pub size: u64,
+}
+
+/// `[latitude, longitude]` (reference §5 #8), validated to lie on the globe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl Location {
+    pub fn parse(latitude: f64, longitude: f64) -> Result<Self, ValidationError> {
+        if !(-90.0..=90.0).contains(&latitude) {
+            return Err(ValidationError::new(
+                "location",
+                "latitude must be between -90 and 90",
+            ));
+        }
+        if !(-180.0..=180.0).contains(&longitude) {
+            return Err(ValidationError::new(
+                "location",
+                "longitude must be between -180 and 180",
+            ));
+        }
+        Ok(Self {
+            latitude,
+            longitude,
+        })
+    }
+}
+
+/// A stored message as the API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    /// The sequence number of the event that created it; orders messages in their conversation.
+    pub seq: Seq,
+    pub kind: MessageType,
+    pub sender_id: Option<UserId>,
+    pub text: String,
+    pub custom: Custom,
+    pub referenced_message_id: Option<MessageId>,
+    pub attachment: Option<Attachment>,
+    pub location: Option<Location>,
+    pub origin: Origin,
+    pub created_at: Millis,
+    pub edited_at: Option<Millis>,
+    /// Users other than the sender who have read it; empty in conversations over the `readBy` limit.
+    pub read_by: Vec<UserId>,
+    /// Oldest emoji first.
+    pub reactions: Vec<ReactionSummary>,
+}
+
+/// What a message carries besides its metadata: exactly one of these.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MessageBody {
+    Text(String),
+    Attachment { token: String },
+    Location(Location),
+}
+
+/// One validated item of a send batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub kind: MessageType,
+    pub sender_id: Option<UserId>,
+    pub body: MessageBody,
+    pub custom: Custom,
+    pub referenced_message_id: Option<MessageId>,
+    pub idempotency_key: Option<String>,
+    pub origin: Origin,
+}
+
+impl NewMessage {
+    /// Checks the rules of seed 000 that need no stored data: a user message has a sender and a system message
+    /// has none; system messages carry no location; text, custom and the idempotency key are within limits.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        match (self.kind, &self.sender_id) {
+            (MessageType::UserMessage, None) => {
+                return Err(ValidationError::new(
+                    "sender",
+                    "is required for a UserMessage",
+                ));
+            }
+            (MessageType::SystemMessage, Some(_)) => {
+                return Err(ValidationError::new(
+                    "sender",
+                    "must not be given for a SystemMessage (use type \"UserMessage\")",
+                ));
+            }
+            _ => {}
+        }
+        match &self.body {
+            MessageBody::Text(text) => validate_text(text)?,
+            MessageBody::Location(_) if self.kind == MessageType::SystemMessage => {
+                return Err(ValidationError::new(
+                    "location",
+                    "system messages do not support locations",
+                ));
+            }
+            MessageBody::Location(_) | MessageBody::Attachment { .. } => {}
+        }
+        if let Some(referenced) = &self.referenced_message_id {
+            if self.kind == MessageType::SystemMessage {
+                return Err(ValidationError::new(
+                    "referencedMessageId",
+                    format!("system messages cannot reply (to {referenced:?})"),
+                ));
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+                return Err(ValidationError::new(
+                    "idempotencyKey",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+                ));
+            }
+        }
+        validate_custom(self.custom.iter().map(|(key, value)| (key, Some(value))))
+    }
+}
+
+/// A REST `PUT .../messages/{id}` edit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageEdit {
+    pub text: Option<String>,
+    /// Merged into the stored map; a `None` value deletes that key.
+    pub custom: Option<CustomPatch>,
+    pub mark_edited: bool,
+}
+
+impl MessageEdit {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(text) = &self.text {
+            validate_text(text)?;
+        }
+        if let Some(custom) = &self.custom {
+            validate_custom(custom.iter().map(|(key, value)| (key, value.as_ref())))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn validate_text(text: &str) -> Result<(), ValidationError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ValidationError::new(
+            "text",
+            format!("must be at most {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_custom<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a String, Option<&'a String>)>,
+) -> Result<(), ValidationError> {
+    if entries.len() > MAX_CUSTOM_KEYS {
+        return Err(ValidationError::new(
+            "custom",
+            format!("must have at most {MAX_CUSTOM_KEYS} keys"),
+        ));
+    }
+    for (key, value) in entries {
+        if key.len() > MAX_CUSTOM_ENTRY_BYTES
+            || value.is_some_and(|value| value.len() > MAX_CUSTOM_ENTRY_BYTES)
+        {
+            return Err(ValidationError::new(
+                format!("custom.{key}"),
+                format!("keys and values must be at most {MAX_CUSTOM_ENTRY_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_message(kind: MessageType, sender: Option<&str>) -> NewMessage {
+        NewMessage {
+            kind,
+            sender_id: sender.map(|s| UserId::parse(s).unwrap()),
+            body: MessageBody::Text("hi".into()),
+            custom: Custom::new(),
+            referenced_message_id: None,
+            idempotency_key: None,
+            origin: Origin::Rest,
+        }
+    }
+
+    #[test]
+    fn user_messages_need_a_sender_and_system_messages_refuse_one() {
+        assert_eq!(
+            text_message(MessageType::UserMessage, None)
+                .validate()
+                .unwrap_err()
+                .field,
+            "sender"
+        );
+        assert_eq!(
+            text_message(MessageType::SystemMessage, Some("u"))
+                .validate()
+                .unwrap_err()
+                .field,
+            "sender"
+        );
+        assert!(text_message(MessageType::UserMessage, Some("u"))
+            .validate()
+            .is_ok());
+        assert!(text_message(MessageType::SystemMessage, None)
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn system_messages_refuse_locations() {
+        let mut message = text_message(MessageType::SystemMessage, None);
+        message.body = MessageBody::Location(Location::parse(51.4, -3.1).unwrap());
+        assert_eq!(message.validate().unwrap_err().field, "location");
+    }
+
+    #[test]
+    fn locations_must_lie_on_the_globe() {
+        assert!(Location::parse(90.0, 180.0).is_ok());
+        assert!(Location::parse(90.1, 0.0).is_err());
+        assert!(Location::parse(0.0, -180.5).is_err());
+        assert!(Location::parse(f64::NAN, 0.0).is_err());
+    }
+}

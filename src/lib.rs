@@ -1,0 +1,79 @@
+//! Natter: a self-hostable real-time chat gateway that speaks the TalkJS REST API.
+//!
+//! # Layout
+//! - `domain`: plain data and rules (ids, users, conversations, messages, reactions, filters, events); no I/O.
+//! - `store`: the `Store` trait and its SQLite backend; the only durable truth, and the only source of `seq`.
+//! - `hub`: local fan-out of encoded event frames to session outboxes, behind the `broker` seam.
+//! - `wire`: JSON shapes of domain types.
+//! - `api`: the REST routes, authentication and the one error-to-response mapping.
+//! - `app`: `AppState`, the wiring; `config`, `telemetry`.
+//!
+//! Start reading at `run`, then `api::router`, then `store::Store`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod hub;
+pub mod store;
+pub mod telemetry;
+pub mod wire;
+
+use std::{collections::HashMap, future::Future, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    app::AppState,
+    config::{default_public_url, Config},
+    domain::ids::AppId,
+    hub::{broker::LocalBroker, Hub},
+    wire::Links,
+};
+
+/// Opens the store, wires the gateway and serves on `listener` until `shutdown` resolves; then finishes the
+/// requests in flight and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local_addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir))
+        .await
+        .context("store open task failed")?
+        .context("cannot open the store")?;
+    let apps = config
+        .apps
+        .iter()
+        .map(|app| Ok((AppId::parse(&app.app_id)?, app.secret.clone())))
+        .collect::<Result<HashMap<_, _>, domain::ValidationError>>()
+        .context("invalid app id")?;
+    let hub = Hub::default();
+    let state = AppState {
+        store: Arc::new(store),
+        broker: Arc::new(LocalBroker::new(hub.clone())),
+        hub,
+        apps: Arc::new(apps),
+        links: Links {
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| default_public_url(local_addr)),
+        },
+        config: Arc::new(config),
+    };
+    tracing::info!(%local_addr, "natter is listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+    tracing::info!("natter stopped");
+    Ok(())
+}

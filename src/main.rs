@@ -1,0 +1,112 @@
+//! The `natter` binary: parses arguments, sets up logs, binds, and calls `natter::run`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use natter::config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES};
+
+/// A self-hostable real-time chat gateway that speaks the TalkJS REST API.
+///
+/// With no subcommand, `natter` serves with the defaults (same as `natter serve`).
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "NATTER_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the SQLite database, the uploaded files and apps.json.
+    #[arg(long, env = "NATTER_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Apps as "appId:secret[,appId:secret...]"; when set, these are the only apps and apps.json is not used.
+    #[arg(long, env = "NATTER_APPS", hide_env_values = true)]
+    apps: Option<String>,
+    /// Base URL for links the gateway hands out (attachment URLs), e.g. https://chat.example.com.
+    /// Defaults to http://<listen address>.
+    #[arg(long, env = "NATTER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Largest file upload, in bytes.
+    #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
+    max_upload_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    natter::telemetry::init();
+    let apps = match &args.apps {
+        Some(raw) => config::parse_apps(raw)?,
+        None => {
+            let (apps, created) = config::load_or_create_apps(&args.data_dir)?;
+            if created {
+                print_first_start(&args, &apps[0]);
+            }
+            apps
+        }
+    };
+    let config = Config {
+        data_dir: args.data_dir.clone(),
+        apps,
+        public_url: args.public_url.clone(),
+        max_upload_bytes: args.max_upload_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    natter::run(config, listener, shutdown_signal()).await
+}
+
+fn print_first_start(args: &ServeArgs, app: &config::AppCredentials) {
+    let base = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| config::default_public_url(args.listen));
+    println!(
+        "\nCreated app {id} (kept in {dir}/apps.json)\n  app id: {id}\n  secret: {secret}\n\nTry it:\n  \
+         curl -X PUT {base}/v1/{id}/users/alice -H 'Authorization: Bearer {secret}' \
+         -H 'Content-Type: application/json' -d '{{\"name\": \"Alice\"}}'\n",
+        id = app.app_id,
+        secret = app.secret,
+        dir = args.data_dir.display(),
+    );
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,242 @@
+//! The durable truth: the `Store` trait, its error, and the backends beside it (`sqlite` today).
+//!
+//! A write returns only after it is committed, and returns the events it produced, each with the `seq` the store
+//! assigned inside the same transaction. Business rules that need stored data (is the sender a participant? does
+//! the referenced message exist?) are checked inside the write transaction, so the check and the write are atomic;
+//! they come back as `StoreError::Rejected`. Backend errors never leave the backend module.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{
+    conversation::{ConversationPatch, ConversationView, Participant, ParticipantSettings},
+    event::Event,
+    filter::ConversationFilter,
+    ids::{AppId, ConversationId, MessageId, UserId},
+    message::{Message, MessageEdit, NewMessage},
+    reaction::Emoji,
+    user::{User, UserPatch},
+    Millis, Rejection,
+};
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The store could not do its work (I/O, corruption, shutdown). The write did not happen.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A page of a list ordered by id or by sequence: at most `limit` items after the `starting_after` item.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub limit: usize,
+    pub starting_after: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderBy {
+    LastActivity,
+    CreatedAt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+/// A conversation listing (app-wide or one user's), per seed 001.
+#[derive(Clone, Debug)]
+pub struct ConversationQuery {
+    pub limit: usize,
+    pub starting_after: Option<ConversationId>,
+    pub offset_ts: Option<Millis>,
+    pub order_by: OrderBy,
+    pub direction: Direction,
+    pub last_message_before: Option<Millis>,
+    pub last_message_after: Option<Millis>,
+    pub filter: Option<ConversationFilter>,
+    pub unreads_only: bool,
+}
+
+/// One entry of `GET /users/{id}/conversations`: the conversation and that user's participation.
+#[derive(Clone, Debug)]
+pub struct UserConversation {
+    pub view: ConversationView,
+    pub participant: Participant,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewFile {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Bytes,
+}
+
+/// An uploaded file: `id` is public (it names the URL), `token` is what a message sends as `attachmentToken`.
+#[derive(Clone, Debug)]
+pub struct FileReceipt {
+    pub id: String,
+    pub token: String,
+}
+
+/// The outcome of a send: one id per item, in order, and the events of the messages actually created (an
+/// idempotent retry creates none).
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub ids: Vec<MessageId>,
+    pub events: Vec<Event>,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The store seam. `Arc<dyn Store>` lives in `AppState`; SQLite implements it today, PostgreSQL can later.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers once the store can read and write.
+    async fn check(&self) -> StoreResult<()>;
+
+    /// Creates or patches users, all or nothing. A user that does not exist yet needs a name.
+    async fn upsert_users(
+        &self,
+        app: &AppId,
+        users: Vec<(UserId, UserPatch)>,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>>;
+    async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>>;
+    async fn user_conversations(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        query: ConversationQuery,
+    ) -> StoreResult<Vec<UserConversation>>;
+
+    /// Creates or merges a conversation; `patch.participants` are added with default settings.
+    async fn upsert_conversation(
+        &self,
+        app: &AppId,
+        id: &ConversationId,
+        patch: ConversationPatch,
+        now: Millis,
+    ) -> StoreResult<Vec<Event>>;
+    async fn conversation(
+        &self,
+        app: &AppId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationView>>;
+    async fn conversations(
+        &self,
+        app: &AppId,
+        query: ConversationQuery,
+    ) -> StoreResult<Vec<ConversationView>>;
+    async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event>;
+
+    /// Joins a user (or overwrites their settings, defaults for what is not given).
+    async fn put_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        settings: ParticipantSettings,
+        now: Millis,
+    ) -> StoreResult<Option<Event>>;
+    /// Changes the given settings of an existing participant.
+    async fn patch_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        settings: ParticipantSettings,
+    ) -> StoreResult<Option<Event>>;
+    /// Removes a participant; removing one who is not there changes nothing.
+    async fn remove_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<Event>>;
+    /// `Some(true)` marks unread, `Some(false)` marks the conversation and all its messages read.
+    async fn set_read_state(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        is_unread: Option<bool>,
+    ) -> StoreResult<()>;
+
+    /// Appends a batch of messages in one transaction, all or nothing.
+    async fn append_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> StoreResult<Appended>;
+    async fn message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> StoreResult<Option<Message>>;
+    /// Newest first.
+    async fn messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        page: Page,
+    ) -> StoreResult<Vec<Message>>;
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        edit: MessageEdit,
+        now: Millis,
+    ) -> StoreResult<Event>;
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> StoreResult<Event>;
+    async fn delete_all_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+    ) -> StoreResult<Event>;
+
+    /// Adds a reaction; adding one that exists changes nothing and returns no event.
+    async fn add_reaction(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        message: &MessageId,
+        emoji: &Emoji,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<Option<Event>>;
+    async fn remove_reaction(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        message: &MessageId,
+        emoji: &Emoji,
+        user: &UserId,
+    ) -> StoreResult<Option<Event>>;
+
+    async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt>;
+    async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>>;
+}

@@ -1,0 +1,442 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, one writer thread with group commit, a small pool of
+//! reader connections used from tokio's blocking pool. Nothing here runs on the async runtime's threads.
+//!
+//! `writes.rs` holds the transactions, `reads.rs` the queries and row mapping, `writer.rs` the commit loop.
+
+mod reads;
+mod writer;
+mod writes;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::Semaphore;
+
+use super::{
+    Appended, ConversationQuery, FileReceipt, NewFile, Page, Store, StoreError, StoreResult,
+    StoredFile, UserConversation,
+};
+use crate::domain::{
+    conversation::{ConversationPatch, ConversationView, ParticipantSettings},
+    event::Event,
+    ids::{AppId, ConversationId, MessageId, UserId},
+    message::{Message, MessageEdit, NewMessage},
+    reaction::Emoji,
+    user::{User, UserPatch},
+    Millis,
+};
+
+/// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+/// Reader connections kept open; more concurrent reads wait for one to come back.
+const MAX_READERS: usize = 8;
+
+const DATABASE_FILE: &str = "natter.sqlite3";
+
+pub struct SqliteStore {
+    writer: writer::Writer,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: std::path::PathBuf,
+    /// Idle connections. A std mutex: it is held only to push or pop, never across an await.
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and runs pending migrations.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        let mut connection = open_connection(&path)?;
+        migrate(&mut connection)?;
+        let writer = writer::Writer::spawn(connection)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let readers = Arc::new(ReaderPool {
+            path,
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: Semaphore::new(MAX_READERS),
+        });
+        Ok(Self { writer, readers })
+    }
+
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    /// Runs a read on the blocking pool with a pooled connection.
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("closed".into()))?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers
+                .idle
+                .lock()
+                .expect("reader pool lock poisoned")
+                .pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => open_connection(&readers.path)?,
+            };
+            let result = work(&connection);
+            readers
+                .idle
+                .lock()
+                .expect("reader pool lock poisoned")
+                .push(connection);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("read task failed: {error}")))?
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an acknowledged write
+    // survives power loss, not only a crash of the process.
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    let applied: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        transaction.commit()?;
+        tracing::info!(version = index + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// Encodes a column value that holds a map or a list.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps and lists of strings always encode")
+}
+
+fn from_json<T: DeserializeOwned>(raw: Option<&str>) -> Option<T> {
+    raw.and_then(|raw| serde_json::from_str(raw).ok())
+}
+
+/// A query assembled from fragments with positional parameters.
+struct Sql {
+    text: String,
+    values: Vec<rusqlite::types::Value>,
+}
+
+impl Sql {
+    fn new(text: String) -> Self {
+        Self {
+            text,
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, fragment: &str) {
+        self.text.push_str(fragment);
+    }
+
+    fn bind(&mut self, value: impl Into<rusqlite::types::Value>) {
+        self.values.push(value.into());
+        self.text.push_str(&format!("?{}", self.values.len()));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn check(&self) -> StoreResult<()> {
+        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn upsert_users(
+        &self,
+        app: &AppId,
+        users: Vec<(UserId, UserPatch)>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let app = app.clone();
+        self.write(move |connection| writes::upsert_users(connection, &app, users, now))
+            .await
+    }
+
+    async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(move |connection| reads::user(connection, &app, &id))
+            .await
+    }
+
+    async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>> {
+        let app = app.clone();
+        self.read(move |connection| reads::users(connection, &app, &page))
+            .await
+    }
+
+    async fn user_conversations(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        query: ConversationQuery,
+    ) -> StoreResult<Vec<UserConversation>> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |connection| reads::user_conversations(connection, &app, &user, &query))
+            .await
+    }
+
+    async fn upsert_conversation(
+        &self,
+        app: &AppId,
+        id: &ConversationId,
+        patch: ConversationPatch,
+        now: Millis,
+    ) -> StoreResult<Vec<Event>> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |connection| writes::upsert_conversation(connection, &app, &id, patch, now))
+            .await
+    }
+
+    async fn conversation(
+        &self,
+        app: &AppId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationView>> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(
+            move |connection| match reads::conversation(connection, &app, &id)? {
+                Some(conversation) => Ok(Some(reads::conversation_view(
+                    connection,
+                    &app,
+                    conversation,
+                )?)),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    async fn conversations(
+        &self,
+        app: &AppId,
+        query: ConversationQuery,
+    ) -> StoreResult<Vec<ConversationView>> {
+        let app = app.clone();
+        self.read(move |connection| reads::conversations(connection, &app, &query))
+            .await
+    }
+
+    async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |connection| writes::delete_conversation(connection, &app, &id))
+            .await
+    }
+
+    async fn put_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        settings: ParticipantSettings,
+        now: Millis,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.write(move |c| writes::put_participant(c, &app, &conversation, &user, settings, now))
+            .await
+    }
+
+    async fn patch_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        settings: ParticipantSettings,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.write(move |c| writes::patch_participant(c, &app, &conversation, &user, settings))
+            .await
+    }
+
+    async fn remove_participant(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.write(move |c| writes::remove_participant(c, &app, &conversation, &user))
+            .await
+    }
+
+    async fn set_read_state(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        is_unread: Option<bool>,
+    ) -> StoreResult<()> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.write(move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread))
+            .await
+    }
+
+    async fn append_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> StoreResult<Appended> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.write(move |c| writes::append_messages(c, &app, &conversation, messages, now))
+            .await
+    }
+
+    async fn message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> StoreResult<Option<Message>> {
+        let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
+        self.read(move |c| {
+            reads::require_conversation(c, &app, &conversation)?;
+            reads::message(c, &app, &conversation, &id)
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        page: Page,
+    ) -> StoreResult<Vec<Message>> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.read(move |c| reads::messages(c, &app, &conversation, &page))
+            .await
+    }
+
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        edit: MessageEdit,
+        now: Millis,
+    ) -> StoreResult<Event> {
+        let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
+        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, now))
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> StoreResult<Event> {
+        let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
+        self.write(move |c| writes::delete_message(c, &app, &conversation, &id))
+            .await
+    }
+
+    async fn delete_all_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+    ) -> StoreResult<Event> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.write(move |c| writes::delete_all_messages(c, &app, &conversation))
+            .await
+    }
+
+    async fn add_reaction(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        message: &MessageId,
+        emoji: &Emoji,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
+        let (emoji, user) = (emoji.clone(), user.clone());
+        self.write(move |c| {
+            writes::add_reaction(c, &app, &conversation, &message, &emoji, &user, now)
+        })
+        .await
+    }
+
+    async fn remove_reaction(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        message: &MessageId,
+        emoji: &Emoji,
+        user: &UserId,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
+        let (emoji, user) = (emoji.clone(), user.clone());
+        self.write(move |c| {
+            writes::remove_reaction(c, &app, &conversation, &message, &emoji, &user)
+        })
+        .await
+    }
+
+    async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
+        let app = app.clone();
+        self.write(move |c| writes::put_file(c, &app, file, now))
+            .await
+    }
+
+    async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>> {
+        let (app, id) = (app.clone(), id.to_owned());
+        self.read(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.prepare_cached(
+                "SELECT filename, content_type, data FROM files WHERE app_id = ?1 AND id = ?2",
+            )?
+            .query_row(rusqlite::params![app.as_str(), id], |row| {
+                Ok(StoredFile {
+                    filename: row.get(0)?,
+                    content_type: row.get(1)?,
+                    bytes: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+}

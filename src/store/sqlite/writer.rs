@@ -1,0 +1,116 @@
+//! The single writer: a dedicated thread that owns the write connection and commits in groups.
+//!
+//! Every write is a job sent over a bounded channel. The thread takes the first job, drains whatever else is
+//! already waiting (up to `MAX_JOBS_PER_COMMIT`), runs each job in its own savepoint inside one transaction, and
+//! commits once: concurrent writers share one fsync. A job whose rules reject it is rolled back to its savepoint
+//! alone. Answers go out only after the commit returned, so an acknowledged write is durable.
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::{StoreError, StoreResult};
+
+/// Jobs waiting for the writer. When full, callers wait on `send` (async), which is the store's backpressure.
+const JOB_QUEUE_CAPACITY: usize = 4096;
+/// The most jobs one transaction commits; bounds the latency one commit adds to the first job of its group.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+
+type Finish = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+
+#[derive(Clone)]
+pub struct Writer {
+    jobs_tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
+    pub fn spawn(connection: Connection) -> std::io::Result<Self> {
+        let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("natter-sqlite-writer".into())
+            .spawn(move || run(connection, jobs_rx))?;
+        Ok(Self { jobs_tx })
+    }
+
+    /// Runs `work` in the next group commit and returns its result once that commit is durable.
+    pub async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let result = work(connection);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed| {
+                let answer = if committed || result.is_err() {
+                    result
+                } else {
+                    Err(StoreError::Unavailable("commit failed".into()))
+                };
+                // The caller may have gone away (request cancelled); the write stands regardless.
+                let _ = answer_tx.send(answer);
+            });
+            (ok, finish)
+        });
+        self.jobs_tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        answer_rx
+            .await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+}
+
+fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    while let Some(first) = jobs_rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_JOBS_PER_COMMIT {
+            match jobs_rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&connection, &mut group);
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
+    let mut finishes = Vec::with_capacity(group.len());
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(cause = %error, "cannot begin write transaction");
+        for job in group.drain(..) {
+            // Run nothing; tell each caller the store is unavailable.
+            drop(job);
+        }
+        return;
+    }
+    for job in group.drain(..) {
+        let savepoint = connection.execute_batch("SAVEPOINT job");
+        let (ok, finish) = job(connection);
+        let closed = if ok && savepoint.is_ok() {
+            connection.execute_batch("RELEASE job")
+        } else {
+            connection.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(error) = closed {
+            tracing::error!(cause = %error, "cannot close savepoint");
+        }
+        finishes.push(finish);
+    }
+    let committed = match connection.execute_batch("COMMIT") {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(cause = %error, "group commit failed");
+            let _ = connection.execute_batch("ROLLBACK");
+            false
+        }
+    };
+    for finish in finishes {
+        finish(committed);
+    }
+}

@@ -1,0 +1,793 @@
+//! Write transactions. Each function runs inside the writer's savepoint: it checks the rules against the stored
+//! data, writes, bumps the conversation's sequence number once per event, and returns the events.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::domain::{
+    conversation::{Access, ConversationPatch, Notify, ParticipantSettings},
+    event::{Event, EventKind},
+    ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
+    limits::IDEMPOTENCY_WINDOW_MS,
+    message::{MessageBody, MessageEdit, MessageType, NewMessage},
+    reaction::{Emoji, MAX_DISTINCT_EMOJI_PER_MESSAGE},
+    user::UserPatch,
+    Millis, Rejection, ValidationError,
+};
+use crate::store::{Appended, FileReceipt, NewFile, StoreResult};
+
+use super::{reads, to_json};
+
+/// Takes the conversation's next sequence number. The counter row outlives the conversation.
+fn next_seq(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+) -> StoreResult<Seq> {
+    let seq: i64 = connection
+        .prepare_cached(
+            "INSERT INTO sequences (app_id, conversation_id, last_seq) VALUES (?1, ?2, 1) \
+             ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+        )?
+        .query_row(params![app.as_str(), conversation.as_str()], |row| row.get(0))?;
+    Ok(Seq(seq))
+}
+
+fn event(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    kind: EventKind,
+) -> StoreResult<Event> {
+    Ok(Event {
+        conversation_id: conversation.clone(),
+        seq: next_seq(connection, app, conversation)?,
+        kind,
+    })
+}
+
+pub fn upsert_users(
+    connection: &Connection,
+    app: &AppId,
+    users: Vec<(UserId, UserPatch)>,
+    now: Millis,
+) -> StoreResult<()> {
+    let batch = users.len() > 1;
+    let mut errors = Vec::new();
+    let mut ready = Vec::with_capacity(users.len());
+    for (id, patch) in users {
+        match reads::user(connection, app, &id)? {
+            Some(mut user) => {
+                patch.apply(&mut user);
+                ready.push(user);
+            }
+            None => match patch.create(id.clone(), now) {
+                Ok(user) => ready.push(user),
+                Err(error) if batch => errors.push(error.at(&format!("[{id:?}]"))),
+                Err(error) => errors.push(error),
+            },
+        }
+    }
+    if !errors.is_empty() {
+        return Err(if batch {
+            Rejection::InvalidBatch(errors)
+        } else {
+            Rejection::Invalid(errors.remove(0))
+        }
+        .into());
+    }
+    let mut statement = connection.prepare_cached(
+        "INSERT OR REPLACE INTO users (app_id, id, name, email, phone, photo_url, locale, role, welcome_message, \
+         custom, push_tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for user in ready {
+        statement.execute(params![
+            app.as_str(),
+            user.id.as_str(),
+            user.name,
+            user.email.as_ref().map(to_json),
+            user.phone.as_ref().map(to_json),
+            user.photo_url,
+            user.locale,
+            user.role,
+            user.welcome_message,
+            to_json(&user.custom),
+            user.push_tokens.as_ref().map(to_json),
+            user.created_at,
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn upsert_conversation(
+    connection: &Connection,
+    app: &AppId,
+    id: &ConversationId,
+    patch: ConversationPatch,
+    now: Millis,
+) -> StoreResult<Vec<Event>> {
+    let missing: Vec<ValidationError> = patch
+        .participants
+        .iter()
+        .filter_map(|user| match reads::user(connection, app, user) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Ok(ValidationError::new(
+                "participants",
+                format!("user {user:?} does not exist"),
+            ))),
+            Err(error) => Some(Err(error)),
+        })
+        .collect::<StoreResult<_>>()?;
+    if !missing.is_empty() {
+        return Err(Rejection::InvalidBatch(missing).into());
+    }
+    let mut events = Vec::new();
+    let existing = reads::conversation(connection, app, id)?;
+    let created = existing.is_none();
+    let changes_fields = patch.changes_fields();
+    let participants = patch.participants.clone();
+    let mut conversation = existing.unwrap_or_else(|| crate::domain::conversation::Conversation {
+        id: id.clone(),
+        subject: None,
+        photo_url: None,
+        welcome_messages: None,
+        custom: Default::default(),
+        created_at: now,
+        last_message_at: None,
+        last_seq: Seq(0),
+    });
+    patch.apply(&mut conversation);
+    if created || changes_fields {
+        connection
+            .prepare_cached(
+                "INSERT INTO conversations (app_id, id, subject, photo_url, welcome_messages, custom, created_at, \
+                 last_message_at, last_activity_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?7) \
+                 ON CONFLICT (app_id, id) DO UPDATE SET subject = ?3, photo_url = ?4, welcome_messages = ?5, \
+                 custom = ?6",
+            )?
+            .execute(params![
+                app.as_str(),
+                id.as_str(),
+                conversation.subject,
+                conversation.photo_url,
+                conversation.welcome_messages.as_ref().map(to_json),
+                to_json(&conversation.custom),
+                conversation.created_at,
+            ])?;
+        events.push(event(connection, app, id, EventKind::ConversationUpdated)?);
+    }
+    for user in participants {
+        if reads::participant(connection, app, id, &user)?.is_none() {
+            let settings = ParticipantSettings::default();
+            events.push(join(connection, app, id, &user, settings, now)?);
+        }
+    }
+    Ok(events)
+}
+
+fn join(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    settings: ParticipantSettings,
+    now: Millis,
+) -> StoreResult<Event> {
+    let access = settings.access.unwrap_or(Access::ReadWrite);
+    let notify = settings.notify.unwrap_or(Notify::All);
+    connection
+        .prepare_cached(
+            "INSERT INTO participants (app_id, conversation_id, user_id, access, notify, joined_at, read_until_seq, \
+             marked_unread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
+        )?
+        .execute(params![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str(), now])?;
+    event(
+        connection,
+        app,
+        conversation,
+        EventKind::ParticipantJoined {
+            user_id: user.clone(),
+            access,
+            notify,
+        },
+    )
+}
+
+pub fn delete_conversation(
+    connection: &Connection,
+    app: &AppId,
+    id: &ConversationId,
+) -> StoreResult<Event> {
+    reads::require_conversation(connection, app, id)?;
+    let args = params![app.as_str(), id.as_str()];
+    connection.execute(
+        "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
+         (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
+        args,
+    )?;
+    for table in ["reactions", "messages", "participants", "idempotency_keys"] {
+        connection.execute(
+            &format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"),
+            args,
+        )?;
+    }
+    connection.execute(
+        "DELETE FROM conversations WHERE app_id = ?1 AND id = ?2",
+        args,
+    )?;
+    event(connection, app, id, EventKind::ConversationDeleted)
+}
+
+fn require_user(connection: &Connection, app: &AppId, user: &UserId) -> StoreResult<()> {
+    match reads::user(connection, app, user)? {
+        Some(_) => Ok(()),
+        None => Err(Rejection::UserNotFound(user.clone()).into()),
+    }
+}
+
+pub fn put_participant(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    settings: ParticipantSettings,
+    now: Millis,
+) -> StoreResult<Option<Event>> {
+    reads::require_conversation(connection, app, conversation)?;
+    require_user(connection, app, user)?;
+    match reads::participant(connection, app, conversation, user)? {
+        None => Ok(Some(join(
+            connection,
+            app,
+            conversation,
+            user,
+            settings,
+            now,
+        )?)),
+        Some(current) => {
+            // PUT overwrites: what is not given goes back to the default.
+            let access = settings.access.unwrap_or(Access::ReadWrite);
+            let notify = settings.notify.unwrap_or(Notify::All);
+            update_participant(
+                connection,
+                app,
+                conversation,
+                user,
+                (current.access, current.notify),
+                (access, notify),
+            )
+        }
+    }
+}
+
+pub fn patch_participant(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    settings: ParticipantSettings,
+) -> StoreResult<Option<Event>> {
+    reads::require_conversation(connection, app, conversation)?;
+    let current = reads::participant(connection, app, conversation, user)?.ok_or_else(|| {
+        Rejection::ParticipantNotFound {
+            conversation: conversation.clone(),
+            user: user.clone(),
+        }
+    })?;
+    let access = settings.access.unwrap_or(current.access);
+    let notify = settings.notify.unwrap_or(current.notify);
+    update_participant(
+        connection,
+        app,
+        conversation,
+        user,
+        (current.access, current.notify),
+        (access, notify),
+    )
+}
+
+fn update_participant(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    before: (Access, Notify),
+    (access, notify): (Access, Notify),
+) -> StoreResult<Option<Event>> {
+    if before == (access, notify) {
+        return Ok(None);
+    }
+    connection
+        .prepare_cached(
+            "UPDATE participants SET access = ?4, notify = ?5 \
+             WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+        )?
+        .execute(params![
+            app.as_str(),
+            conversation.as_str(),
+            user.as_str(),
+            access.as_str(),
+            notify.as_str()
+        ])?;
+    let kind = EventKind::ParticipantUpdated {
+        user_id: user.clone(),
+        access,
+        notify,
+    };
+    Ok(Some(event(connection, app, conversation, kind)?))
+}
+
+pub fn remove_participant(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+) -> StoreResult<Option<Event>> {
+    reads::require_conversation(connection, app, conversation)?;
+    let removed = connection
+        .prepare_cached(
+            "DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+        )?
+        .execute(params![app.as_str(), conversation.as_str(), user.as_str()])?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    Ok(Some(event(
+        connection,
+        app,
+        conversation,
+        EventKind::ParticipantLeft {
+            user_id: user.clone(),
+        },
+    )?))
+}
+
+pub fn set_read_state(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    is_unread: Option<bool>,
+) -> StoreResult<()> {
+    reads::require_conversation(connection, app, conversation)?;
+    require_user(connection, app, user)?;
+    if reads::participant(connection, app, conversation, user)?.is_none() {
+        return Err(Rejection::ParticipantNotFound {
+            conversation: conversation.clone(),
+            user: user.clone(),
+        }
+        .into());
+    }
+    let args = params![app.as_str(), conversation.as_str(), user.as_str()];
+    match is_unread {
+        None => {}
+        Some(true) => {
+            connection.execute(
+                "UPDATE participants SET marked_unread = 1 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                args,
+            )?;
+        }
+        Some(false) => {
+            connection.execute(
+                "UPDATE participants SET marked_unread = 0, read_until_seq = \
+                 (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE app_id = ?1 AND conversation_id = ?2) \
+                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                args,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes the conversation's last-message time after messages came or went.
+fn touch_last_message(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+) -> StoreResult<()> {
+    connection
+        .prepare_cached(
+            "UPDATE conversations SET last_message_at = \
+             (SELECT created_at FROM messages WHERE app_id = ?1 AND conversation_id = ?2 ORDER BY seq DESC LIMIT 1), \
+             last_activity_at = COALESCE((SELECT created_at FROM messages WHERE app_id = ?1 AND conversation_id = ?2 \
+             ORDER BY seq DESC LIMIT 1), created_at) WHERE app_id = ?1 AND id = ?2",
+        )?
+        .execute(params![app.as_str(), conversation.as_str()])?;
+    Ok(())
+}
+
+pub fn append_messages(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    messages: Vec<NewMessage>,
+    now: Millis,
+) -> StoreResult<Appended> {
+    reads::require_conversation(connection, app, conversation)?;
+    let mut appended = Appended {
+        ids: Vec::with_capacity(messages.len()),
+        events: Vec::new(),
+    };
+    for (index, message) in messages.into_iter().enumerate() {
+        let place = format!("[{index}]");
+        if let Some(key) = &message.idempotency_key {
+            let known: Option<(String, i64)> = connection
+                .prepare_cached(
+                    "SELECT message_id, created_at FROM idempotency_keys \
+                     WHERE app_id = ?1 AND conversation_id = ?2 AND key = ?3",
+                )?
+                .query_row(params![app.as_str(), conversation.as_str(), key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            if let Some((id, created_at)) = known {
+                if now - created_at < IDEMPOTENCY_WINDOW_MS {
+                    appended.ids.push(MessageId::from_trusted(id));
+                    continue;
+                }
+            }
+        }
+        let (id, event) = append_one(connection, app, conversation, message, now, &place)?;
+        appended.ids.push(id);
+        appended.events.push(event);
+    }
+    touch_last_message(connection, app, conversation)?;
+    Ok(appended)
+}
+
+fn append_one(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    message: NewMessage,
+    now: Millis,
+    place: &str,
+) -> StoreResult<(MessageId, Event)> {
+    if let Some(sender) = &message.sender_id {
+        let field = format!("{place}.sender");
+        match reads::participant(connection, app, conversation, sender)? {
+            None => {
+                return Err(Rejection::NotAParticipant {
+                    field,
+                    user: sender.clone(),
+                }
+                .into())
+            }
+            Some(participant) if participant.access == Access::Read => {
+                return Err(Rejection::ReadOnlyAccess {
+                    field,
+                    user: sender.clone(),
+                }
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(referenced) = &message.referenced_message_id {
+        let exists: bool = connection
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3)")?
+            .query_row(params![app.as_str(), conversation.as_str(), referenced.as_str()], |row| row.get(0))?;
+        if !exists {
+            return Err(Rejection::Invalid(ValidationError::new(
+                format!("{place}.referencedMessageId"),
+                format!("no message {referenced:?} in this conversation"),
+            ))
+            .into());
+        }
+    }
+    let id = MessageId::generate();
+    let (text, file_id, location) = match &message.body {
+        MessageBody::Text(text) => (text.as_str(), None, None),
+        MessageBody::Location(location) => ("", None, Some(*location)),
+        MessageBody::Attachment { token } => {
+            let file_id: Option<String> = connection
+                .prepare_cached(
+                    "SELECT id FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL",
+                )?
+                .query_row(params![app.as_str(), token], |row| row.get(0))
+                .optional()?;
+            let file_id = file_id.ok_or_else(|| {
+                Rejection::Invalid(ValidationError::new(
+                    format!("{place}.attachmentToken"),
+                    "is unknown or already used by another message",
+                ))
+            })?;
+            connection
+                .prepare_cached("UPDATE files SET message_id = ?3 WHERE app_id = ?1 AND id = ?2")?
+                .execute(params![app.as_str(), file_id, id.as_str()])?;
+            ("", Some(file_id), None)
+        }
+    };
+    let seq = next_seq(connection, app, conversation)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO messages (app_id, conversation_id, id, seq, type, sender_id, text, custom, \
+             referenced_message_id, file_id, latitude, longitude, origin, created_at, edited_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL)",
+        )?
+        .execute(params![
+            app.as_str(),
+            conversation.as_str(),
+            id.as_str(),
+            seq.0,
+            message.kind.as_str(),
+            message.sender_id.as_ref().map(UserId::as_str),
+            text,
+            to_json(&message.custom),
+            message.referenced_message_id.as_ref().map(MessageId::as_str),
+            file_id,
+            location.map(|l| l.latitude),
+            location.map(|l| l.longitude),
+            message.origin.as_str(),
+            now,
+        ])?;
+    if let Some(key) = &message.idempotency_key {
+        connection
+            .prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (app_id, conversation_id, key, message_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![app.as_str(), conversation.as_str(), key, id.as_str(), now])?;
+    }
+    if let (MessageType::UserMessage, Some(sender)) = (message.kind, &message.sender_id) {
+        // Writing in a conversation means having read it up to one's own message.
+        connection
+            .prepare_cached(
+                "UPDATE participants SET read_until_seq = ?4, marked_unread = 0 \
+                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+            )?
+            .execute(params![
+                app.as_str(),
+                conversation.as_str(),
+                sender.as_str(),
+                seq.0
+            ])?;
+    }
+    let stored = reads::message(connection, app, conversation, &id)?
+        .expect("the message was inserted above");
+    let event = Event {
+        conversation_id: conversation.clone(),
+        seq,
+        kind: EventKind::MessageCreated {
+            message: Box::new(stored),
+        },
+    };
+    Ok((id, event))
+}
+
+fn require_message(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    id: &MessageId,
+) -> StoreResult<crate::domain::message::Message> {
+    reads::require_conversation(connection, app, conversation)?;
+    reads::message(connection, app, conversation, id)?
+        .ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
+}
+
+pub fn edit_message(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    id: &MessageId,
+    edit: MessageEdit,
+    now: Millis,
+) -> StoreResult<Event> {
+    let mut message = require_message(connection, app, conversation, id)?;
+    if let Some(text) = edit.text {
+        message.text = text;
+    }
+    if let Some(custom) = edit.custom {
+        crate::domain::conversation::merge_custom(&mut message.custom, custom);
+    }
+    if edit.mark_edited {
+        message.edited_at = Some(now);
+    }
+    connection
+        .prepare_cached(
+            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6 \
+             WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
+        )?
+        .execute(params![
+            app.as_str(),
+            conversation.as_str(),
+            id.as_str(),
+            message.text,
+            to_json(&message.custom),
+            message.edited_at
+        ])?;
+    event(
+        connection,
+        app,
+        conversation,
+        EventKind::MessageEdited {
+            message: Box::new(message),
+        },
+    )
+}
+
+pub fn delete_message(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    id: &MessageId,
+) -> StoreResult<Event> {
+    require_message(connection, app, conversation, id)?;
+    let args = params![app.as_str(), conversation.as_str(), id.as_str()];
+    connection.execute(
+        "DELETE FROM files WHERE app_id = ?1 AND message_id = ?3",
+        args,
+    )?;
+    connection.execute(
+        "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3",
+        args,
+    )?;
+    connection.execute(
+        "DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
+        args,
+    )?;
+    touch_last_message(connection, app, conversation)?;
+    event(
+        connection,
+        app,
+        conversation,
+        EventKind::MessageDeleted {
+            message_id: id.clone(),
+        },
+    )
+}
+
+pub fn delete_all_messages(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+) -> StoreResult<Event> {
+    reads::require_conversation(connection, app, conversation)?;
+    let args = params![app.as_str(), conversation.as_str()];
+    connection.execute(
+        "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
+         (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
+        args,
+    )?;
+    connection.execute(
+        "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2",
+        args,
+    )?;
+    connection.execute(
+        "DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2",
+        args,
+    )?;
+    touch_last_message(connection, app, conversation)?;
+    event(connection, app, conversation, EventKind::AllMessagesDeleted)
+}
+
+/// Reactions are made by participants; the reacting user must exist and take part in the conversation.
+fn require_reactor(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    message: &MessageId,
+    user: &UserId,
+) -> StoreResult<()> {
+    require_message(connection, app, conversation, message)?;
+    require_user(connection, app, user)?;
+    if reads::participant(connection, app, conversation, user)?.is_none() {
+        return Err(Rejection::NotAParticipant {
+            field: "userId".into(),
+            user: user.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+pub fn add_reaction(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    message: &MessageId,
+    emoji: &Emoji,
+    user: &UserId,
+    now: Millis,
+) -> StoreResult<Option<Event>> {
+    require_reactor(connection, app, conversation, message, user)?;
+    let args = params![
+        app.as_str(),
+        conversation.as_str(),
+        message.as_str(),
+        emoji.as_str(),
+        user.as_str()
+    ];
+    let (already, emoji_present, n_distinct): (bool, bool, i64) = connection
+        .prepare_cached(
+            "SELECT \
+             EXISTS (SELECT 1 FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
+                     AND emoji = ?4 AND user_id = ?5), \
+             EXISTS (SELECT 1 FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
+                     AND emoji = ?4), \
+             (SELECT COUNT(DISTINCT emoji) FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 \
+                     AND message_id = ?3)",
+        )?
+        .query_row(args, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    if already {
+        return Ok(None);
+    }
+    if !emoji_present && n_distinct as usize >= MAX_DISTINCT_EMOJI_PER_MESSAGE {
+        return Err(Rejection::TooManyReactions {
+            max: MAX_DISTINCT_EMOJI_PER_MESSAGE,
+        }
+        .into());
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO reactions (app_id, conversation_id, message_id, emoji, user_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str(), now])?;
+    let kind = EventKind::ReactionAdded {
+        message_id: message.clone(),
+        emoji: emoji.clone(),
+        user_id: user.clone(),
+    };
+    Ok(Some(event(connection, app, conversation, kind)?))
+}
+
+pub fn remove_reaction(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    message: &MessageId,
+    emoji: &Emoji,
+    user: &UserId,
+) -> StoreResult<Option<Event>> {
+    require_message(connection, app, conversation, message)?;
+    let removed = connection
+        .prepare_cached(
+            "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
+             AND emoji = ?4 AND user_id = ?5",
+        )?
+        .execute(params![
+            app.as_str(),
+            conversation.as_str(),
+            message.as_str(),
+            emoji.as_str(),
+            user.as_str()
+        ])?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    let kind = EventKind::ReactionRemoved {
+        message_id: message.clone(),
+        emoji: emoji.clone(),
+        user_id: user.clone(),
+    };
+    Ok(Some(event(connection, app, conversation, kind)?))
+}
+
+pub fn put_file(
+    connection: &Connection,
+    app: &AppId,
+    file: NewFile,
+    now: Millis,
+) -> StoreResult<FileReceipt> {
+    let receipt = FileReceipt {
+        id: random_base62(24),
+        token: random_base62(40),
+    };
+    connection
+        .prepare_cached(
+            "INSERT INTO files (app_id, id, token, filename, content_type, size, data, message_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+        )?
+        .execute(params![
+            app.as_str(),
+            receipt.id,
+            receipt.token,
+            file.filename,
+            file.content_type,
+            file.bytes.len() as i64,
+            file.bytes.as_ref(),
+            now
+        ])?;
+    Ok(receipt)
+}
