@@ -394,3 +394,15 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedFrame {
     };
     EncodedFrame::from(serde_json::to_vec(&frame).expect("event frames always encode"))
 }
+
+/// The `{"data": [...]}` envelope of every REST list.
+#[derive(Serialize)]
+pub struct ListJson<T> {
+    pub data: Vec<T>,
+}
+
+/// One entry of the answer to a send: `{"id": "msg_..."}`.
+#[derive(Serialize)]
+pub struct MessageIdJson<'a> {
+    pub id: &'a str,
+}

@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::{extract::State, Extension, Json};
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{
     auth::AuthenticatedApp,
@@ -21,7 +24,7 @@ use crate::{
         message::validate_custom,
         Field, Rejection, ValidationError,
     },
-    wire::{self, ConversationJson},
+    wire::{self, ConversationJson, ListJson},
 };
 
 #[derive(Deserialize)]
@@ -82,18 +85,14 @@ pub async fn get_conversation(
     State(state): State<AppState>,
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let view = state
         .store
         .conversation(&app, &conversation_id)
         .await?
         .ok_or(Rejection::ConversationNotFound(conversation_id))?;
-    Ok(Json(json!(ConversationJson::new(
-        &view,
-        &app,
-        &state.links
-    ))))
+    Ok(Json(ConversationJson::new(&view, &app, &state.links)).into_response())
 }
 
 pub async fn delete_conversation(
@@ -114,12 +113,12 @@ pub async fn list_conversations(
     State(state): State<AppState>,
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = conversation_query(&params, false)?;
     let views = state.store.conversations(&app, query).await?;
     let data: Vec<_> = views
         .iter()
         .map(|view| ConversationJson::new(view, &app, &state.links))
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ListJson { data }).into_response())
 }

@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::{extract::State, Extension, Json};
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{
     auth::AuthenticatedApp,
@@ -21,7 +24,7 @@ use crate::{
         message::{Location, MessageBody, MessageEdit, MessageType, NewMessage, Origin},
         Custom, Rejection, ValidationError,
     },
-    wire::MessageJson,
+    wire::{ListJson, MessageIdJson, MessageJson},
 };
 
 /// One item of a send batch: a UserMessage or a SystemMessage with text, an attachment or a location.
@@ -115,7 +118,7 @@ pub async fn post_messages(
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id)): ConversationPath,
     AppJson(items): AppJson<Vec<SendItem>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     if items.is_empty() || items.len() > MAX_MESSAGES_PER_SEND {
         return Err(Rejection::invalid(
@@ -143,16 +146,16 @@ pub async fn post_messages(
     let ids: Vec<_> = appended
         .ids
         .iter()
-        .map(|id| json!({ "id": id.as_str() }))
+        .map(|id| MessageIdJson { id: id.as_str() })
         .collect();
-    Ok(Json(Value::Array(ids)))
+    Ok(Json(ids).into_response())
 }
 
 pub async fn get_message(
     State(state): State<AppState>,
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id, message_id)): MessagePath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
     let message = state
@@ -160,7 +163,7 @@ pub async fn get_message(
         .message(&app, &conversation_id, &message_id)
         .await?
         .ok_or(Rejection::MessageNotFound(message_id))?;
-    Ok(Json(json!(MessageJson::new(&message, &app, &state.links))))
+    Ok(Json(MessageJson::new(&message, &app, &state.links)).into_response())
 }
 
 /// Newest first; `startingAfter` is a message id and continues into the past.
@@ -169,7 +172,7 @@ pub async fn list_messages(
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id)): ConversationPath,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let messages = state
         .store
@@ -179,7 +182,7 @@ pub async fn list_messages(
         .iter()
         .map(|message| MessageJson::new(message, &app, &state.links))
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ListJson { data }).into_response())
 }
 
 #[derive(Deserialize)]

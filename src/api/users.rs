@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::{extract::State, Extension, Json};
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{
     auth::AuthenticatedApp,
@@ -19,7 +22,7 @@ use crate::{
         ids::UserId, limits::MAX_USERS_PER_BATCH, message::validate_custom, user::UserPatch, Field,
         Rejection, ValidationError,
     },
-    wire::{self, UserConversationJson, UserJson},
+    wire::{self, ListJson, UserConversationJson, UserJson},
 };
 
 /// One string or a list of strings, as `email` and `phone` accept.
@@ -156,14 +159,14 @@ pub async fn get_user(
     State(state): State<AppState>,
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, user_id)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user_id = UserId::parse(&user_id)?;
     let user = state
         .store
         .user(&app, &user_id)
         .await?
         .ok_or(Rejection::UserNotFound(user_id))?;
-    Ok(Json(json!(UserJson::new(&user))))
+    Ok(Json(UserJson::new(&user)).into_response())
 }
 
 /// Users in id order; `startingAfter` is a user id.
@@ -171,10 +174,10 @@ pub async fn list_users(
     State(state): State<AppState>,
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let users = state.store.users(&app, page(&params)?).await?;
     let data: Vec<_> = users.iter().map(UserJson::new).collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ListJson { data }).into_response())
 }
 
 pub async fn list_user_conversations(
@@ -182,7 +185,7 @@ pub async fn list_user_conversations(
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, user_id)): AppPath<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user_id = UserId::parse(&user_id)?;
     let query = conversation_query(&params, true)?;
     let entries = state
@@ -193,5 +196,5 @@ pub async fn list_user_conversations(
         .iter()
         .map(|entry| UserConversationJson::new(&entry.view, &entry.participant, &app, &state.links))
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ListJson { data }).into_response())
 }

@@ -50,22 +50,22 @@ pub enum Rejection {
     Invalid(ValidationError),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidBatch(Vec<ValidationError>),
-    #[error("user {0:?} does not exist")]
+    #[error("user \"{0}\" does not exist")]
     UserNotFound(UserId),
-    #[error("conversation {0:?} does not exist")]
+    #[error("conversation \"{0}\" does not exist")]
     ConversationNotFound(ConversationId),
-    #[error("message {0:?} does not exist in this conversation")]
+    #[error("message \"{0}\" does not exist in this conversation")]
     MessageNotFound(MessageId),
-    #[error("user {user:?} is not a participant of conversation {conversation:?}")]
+    #[error("user \"{user}\" is not a participant of conversation \"{conversation}\"")]
     ParticipantNotFound {
         conversation: ConversationId,
         user: UserId,
     },
-    #[error("{field}: user {user:?} is not a participant of this conversation")]
+    #[error("{field}: user \"{user}\" is not a participant of this conversation")]
     NotAParticipant { field: String, user: UserId },
-    #[error("{field}: user {user:?} has Read access and cannot send messages")]
+    #[error("{field}: user \"{user}\" has Read access and cannot send messages")]
     ReadOnlyAccess { field: String, user: UserId },
-    #[error("user {user:?} may not change message {message:?}")]
+    #[error("user \"{user}\" may not change message \"{message}\"")]
     NotMessageOwner { user: UserId, message: MessageId },
     #[error("message already has the maximum of {max} distinct emoji reactions")]
     TooManyReactions { max: usize },

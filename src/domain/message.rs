@@ -174,7 +174,7 @@ impl NewMessage {
             if self.kind == MessageType::SystemMessage {
                 return Err(ValidationError::new(
                     "referencedMessageId",
-                    format!("system messages cannot reply (to {referenced:?})"),
+                    format!("system messages cannot reply (to \"{referenced}\")"),
                 ));
             }
         }

@@ -62,7 +62,7 @@ pub fn upsert_users(
             }
             None => match patch.create(id.clone(), now) {
                 Ok(user) => ready.push(user),
-                Err(error) if batch => errors.push(error.at(&format!("[{id:?}]"))),
+                Err(error) if batch => errors.push(error.at(&format!("[\"{id}\"]"))),
                 Err(error) => errors.push(error),
             },
         }
@@ -112,7 +112,7 @@ pub fn upsert_conversation(
             Ok(Some(_)) => None,
             Ok(None) => Some(Ok(ValidationError::new(
                 "participants",
-                format!("user {user:?} does not exist"),
+                format!("user \"{user}\" does not exist"),
             ))),
             Err(error) => Some(Err(error)),
         })
@@ -469,7 +469,7 @@ fn append_one(
         if !exists {
             return Err(Rejection::Invalid(ValidationError::new(
                 format!("{place}.referencedMessageId"),
-                format!("no message {referenced:?} in this conversation"),
+                format!("no message \"{referenced}\" in this conversation"),
             ))
             .into());
         }

@@ -1,0 +1,183 @@
+//! An acknowledged write survives `kill -9` of the gateway: a real `natter` process is killed in the middle of a
+//! stream of sends and restarted on the same data directory.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::helpers::{APP, SECRET};
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+/// Starts the binary on an ephemeral port and waits for it to say where it listens.
+async fn start(data_dir: &std::path::Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("NATTER_APPS", format!("{APP}:{SECRET}"))
+        .env("RUST_LOG", "natter=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn natter");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("local_addr=") {
+                let addr: String = line[at + "local_addr=".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                return format!("http://{addr}/v1/{APP}");
+            }
+        }
+        panic!("natter exited before listening");
+    })
+    .await
+    .expect("natter did not start in time");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process { child, base }
+}
+
+async fn send(client: &reqwest::Client, base: &str, body: Value) -> Result<Value, reqwest::Error> {
+    client
+        .post(format!("{base}/conversations/c/messages"))
+        .bearer_auth(SECRET)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+async fn all_message_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/conversations/c/messages?limit=100");
+        if let Some(after) = &cursor {
+            url.push_str(&format!("&startingAfter={after}"));
+        }
+        let page: Value = client
+            .get(url)
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let page = page["data"].as_array().unwrap().clone();
+        if page.is_empty() {
+            return ids;
+        }
+        cursor = Some(page.last().unwrap()["id"].as_str().unwrap().to_owned());
+        ids.extend(page.iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_sends_survive_sigkill_exactly_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut process = start(data_dir.path()).await;
+    let base = process.base.clone();
+    for user in ["alice"] {
+        let reply = client
+            .put(format!("{base}/users/{user}"))
+            .bearer_auth(SECRET)
+            .json(&json!({ "name": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    let reply = client
+        .put(format!("{base}/conversations/c"))
+        .bearer_auth(SECRET)
+        .json(&json!({ "participants": ["alice"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let keyed = send(
+        &client,
+        &base,
+        json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]),
+    )
+    .await
+    .unwrap();
+
+    // Writers send until the gateway dies; each records the ids it got acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (client, base, acknowledged) = (client.clone(), base.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                let body = json!([{ "type": "UserMessage", "sender": "alice", "text": format!("w{writer}-{i}") }]);
+                match send(&client, &base, body).await {
+                    Ok(reply) => acknowledged.lock().unwrap().push(reply[0]["id"].as_str().unwrap().to_owned()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while acknowledged.lock().unwrap().len() < 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("writers made no progress");
+    process.child.start_kill().expect("SIGKILL");
+    process.child.wait().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let mut process = start(data_dir.path()).await;
+    let stored = all_message_ids(&client, &process.base).await;
+    let mut seen = std::collections::HashSet::new();
+    for id in &stored {
+        assert!(seen.insert(id.clone()), "message {id} is stored twice");
+    }
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !seen.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages were lost",
+        lost.len(),
+        acknowledged.len()
+    );
+
+    // The idempotency key still names its message after the restart.
+    let retry = send(
+        &client,
+        &process.base,
+        json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(retry, keyed);
+    process.child.start_kill().unwrap();
+    process.child.wait().await.unwrap();
+}

@@ -1,0 +1,206 @@
+//! `spawn_gateway()` starts `natter::run` on `127.0.0.1:0` with a fresh data directory and two apps, and returns
+//! typed helpers to call it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use natter::config::{AppCredentials, Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const APP: &str = "testapp";
+pub const SECRET: &str = "sk_test_0123456789abcdef0123";
+pub const OTHER_APP: &str = "otherapp";
+pub const OTHER_SECRET: &str = "sk_test_fedcba9876543210fedc";
+
+pub struct TestGateway {
+    pub base: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    _data_dir: TempDir,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn test_apps() -> Vec<AppCredentials> {
+    vec![
+        AppCredentials {
+            app_id: APP.into(),
+            secret: SECRET.into(),
+        },
+        AppCredentials {
+            app_id: OTHER_APP.into(),
+            secret: OTHER_SECRET.into(),
+        },
+    ]
+}
+
+pub async fn spawn_gateway() -> TestGateway {
+    if std::env::var_os("TEST_LOG").is_some() {
+        natter::telemetry::init();
+    }
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        data_dir: data_dir.path().to_owned(),
+        apps: test_apps(),
+        public_url: None,
+        max_upload_bytes: 1024 * 1024,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        natter::run(config, listener, async {
+            let _ = shutdown_rx.await;
+        })
+        .await
+        .expect("gateway failed");
+    });
+    TestGateway {
+        base,
+        client: reqwest::Client::new(),
+        shutdown: Some(shutdown_tx),
+        _data_dir: data_dir,
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status, and for errors that the body is `{"errorCode": code, "reasons": [..]}`.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status, body: {}",
+            self.body
+        );
+        &self.body
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status, body: {}",
+            self.body
+        );
+        assert_eq!(self.body["errorCode"], code, "body: {}", self.body);
+        let reasons = self.body["reasons"]
+            .as_array()
+            .expect("reasons is an array");
+        assert!(!reasons.is_empty(), "reasons must not be empty");
+        reasons
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl TestGateway {
+    /// `{base}/v1/{APP}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v1/{APP}{path}", self.base)
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request failed");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, &self.url(path), Some(SECRET), None)
+            .await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, &self.url(path), Some(SECRET), Some(body))
+            .await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, &self.url(path), Some(SECRET), Some(body))
+            .await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, &self.url(path), Some(SECRET), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, &self.url(path), Some(SECRET), None)
+            .await
+    }
+
+    pub async fn create_user(&self, id: &str) {
+        self.put(
+            &format!("/users/{id}"),
+            json!({ "name": format!("User {id}") }),
+        )
+        .await
+        .expect(200);
+    }
+
+    /// Creates the users and a conversation with them.
+    pub async fn create_conversation(&self, id: &str, participants: &[&str]) {
+        for user in participants {
+            self.create_user(user).await;
+        }
+        self.put(
+            &format!("/conversations/{id}"),
+            json!({ "participants": participants }),
+        )
+        .await
+        .expect(200);
+    }
+
+    /// Sends one text message and returns its id.
+    pub async fn send_text(&self, conversation: &str, sender: &str, text: &str) -> String {
+        let reply = self
+            .post(
+                &format!("/conversations/{conversation}/messages"),
+                json!([{ "type": "UserMessage", "sender": sender, "text": text }]),
+            )
+            .await;
+        reply.expect(200)[0]["id"].as_str().unwrap().to_owned()
+    }
+}

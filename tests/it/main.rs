@@ -1,0 +1,13 @@
+//! Integration tests: real gateways on ephemeral loopback ports, driven over real HTTP.
+
+mod helpers;
+
+mod durability;
+mod openapi;
+mod rest_auth;
+mod rest_conversations;
+mod rest_files;
+mod rest_messages;
+mod rest_participants;
+mod rest_reactions;
+mod rest_users;
