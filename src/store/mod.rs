@@ -240,3 +240,6 @@ pub trait Store: Send + Sync + 'static {
     async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt>;
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>>;
 }
+
+#[cfg(test)]
+mod tests;

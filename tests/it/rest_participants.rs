@@ -233,3 +233,21 @@ async fn marking_read_and_unread_follows_seed_001() {
         .await
         .expect_error(404, "PARTICIPANT_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn read_by_stays_empty_above_300_participants() {
+    let gateway = spawn_gateway().await;
+    let ids: Vec<String> = (0..301).map(|i| format!("p{i:03}")).collect();
+    for chunk in ids.chunks(100) {
+        let batch: serde_json::Map<_, _> = chunk.iter().map(|id| (id.clone(), json!({ "name": id }))).collect();
+        gateway.put("/users", serde_json::Value::Object(batch)).await.expect(200);
+    }
+    gateway.put("/conversations/big", json!({ "participants": ids[..300] })).await.expect(200);
+    let message = gateway.send_text("big", "p000", "hello all").await;
+    gateway.patch("/users/p001/conversations/big", json!({ "isUnread": false })).await.expect(200);
+    let path = format!("/conversations/big/messages/{message}");
+    assert_eq!(gateway.get(&path).await.expect(200)["readBy"], json!(["p001"]), "300 participants: filled");
+
+    gateway.put("/conversations/big", json!({ "participants": [ids[300]] })).await.expect(200);
+    assert_eq!(gateway.get(&path).await.expect(200)["readBy"], json!([]), "301 participants: empty");
+}
