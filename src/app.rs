@@ -26,10 +26,7 @@ impl AppState {
     pub fn publish(&self, app: &AppId, events: &[Event]) {
         for event in events {
             let frame = wire::event_frame(event, app, &self.links);
-            let key = ConversationKey {
-                app_id: app.clone(),
-                conversation_id: event.conversation_id.clone(),
-            };
+            let key = ConversationKey { app_id: app.clone(), conversation_id: event.conversation_id.clone() };
             self.broker.publish(&key, frame);
         }
     }
@@ -37,7 +34,5 @@ impl AppState {
 
 /// The wall clock in Unix milliseconds; handlers read it once and pass it down.
 pub fn now_millis() -> Millis {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as Millis)
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as Millis)
 }

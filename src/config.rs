@@ -44,27 +44,17 @@ pub enum ConfigError {
 /// Parses `appId:secret[,appId:secret...]`.
 pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
     let mut apps = Vec::new();
-    for entry in raw
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-    {
-        let (app_id, secret) = entry
-            .split_once(':')
-            .ok_or_else(|| ConfigError::Apps(format!("entry {entry:?} is not appId:secret")))?;
+    for entry in raw.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (app_id, secret) =
+            entry.split_once(':').ok_or_else(|| ConfigError::Apps(format!("entry {entry:?} is not appId:secret")))?;
         AppId::parse(app_id).map_err(|error| ConfigError::Apps(error.to_string()))?;
         if secret.len() < 16 {
-            return Err(ConfigError::Apps(format!(
-                "the secret of app {app_id:?} must be at least 16 characters"
-            )));
+            return Err(ConfigError::Apps(format!("the secret of app {app_id:?} must be at least 16 characters")));
         }
         if apps.iter().any(|app: &AppCredentials| app.app_id == app_id) {
             return Err(ConfigError::Apps(format!("app {app_id:?} is given twice")));
         }
-        apps.push(AppCredentials {
-            app_id: app_id.to_owned(),
-            secret: secret.to_owned(),
-        });
+        apps.push(AppCredentials { app_id: app_id.to_owned(), secret: secret.to_owned() });
     }
     if apps.is_empty() {
         return Err(ConfigError::Apps("no app given".into()));
@@ -76,14 +66,10 @@ pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
 /// Returns the apps and whether they were just created.
 pub fn load_or_create_apps(data_dir: &Path) -> Result<(Vec<AppCredentials>, bool), ConfigError> {
     let path = data_dir.join(APPS_FILE);
-    let file_error = |cause: String| ConfigError::File {
-        path: path.clone(),
-        cause,
-    };
+    let file_error = |cause: String| ConfigError::File { path: path.clone(), cause };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let apps: Vec<AppCredentials> =
-                serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+            let apps: Vec<AppCredentials> = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
             Ok((apps, false))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {

@@ -39,12 +39,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let local_addr = listener
-        .local_addr()
-        .context("listener has no local address")?;
+    let local_addr = listener.local_addr().context("listener has no local address")?;
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir))
         .await
         .context("store open task failed")?
@@ -61,19 +58,11 @@ pub async fn run(
         broker: Arc::new(LocalBroker::new(hub.clone())),
         hub,
         apps: Arc::new(apps),
-        links: Links {
-            public_url: config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| default_public_url(local_addr)),
-        },
+        links: Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) },
         config: Arc::new(config),
     };
     tracing::info!(%local_addr, "natter is listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await.context("server failed")?;
     tracing::info!("natter stopped");
     Ok(())
 }

@@ -75,10 +75,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn print_first_start(args: &ServeArgs, app: &config::AppCredentials) {
-    let base = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| config::default_public_url(args.listen));
+    let base = args.public_url.clone().unwrap_or_else(|| config::default_public_url(args.listen));
     println!(
         "\nCreated app {id} (kept in {dir}/apps.json)\n  app id: {id}\n  secret: {secret}\n\nTry it:\n  \
          curl -X PUT {base}/v1/{id}/users/alice -H 'Authorization: Bearer {secret}' \

@@ -77,10 +77,7 @@ impl<'a> UserJson<'a> {
             role: user.role.as_deref().unwrap_or("default"),
             welcome_message: &user.welcome_message,
             custom: &user.custom,
-            push_tokens: user
-                .push_tokens
-                .as_ref()
-                .map(|tokens| tokens.iter().map(|t| (t.as_str(), true)).collect()),
+            push_tokens: user.push_tokens.as_ref().map(|tokens| tokens.iter().map(|t| (t.as_str(), true)).collect()),
             created_at: user.created_at,
         }
     }
@@ -130,16 +127,11 @@ impl<'a> MessageJson<'a> {
             text: &message.text,
             custom: &message.custom,
             referenced_message_id: message.referenced_message_id.as_ref().map(|id| id.as_str()),
-            attachment: message
-                .attachment
-                .as_ref()
-                .map(|attachment| AttachmentJson {
-                    url: links.file_url(app, &attachment.file_id, &attachment.filename),
-                    size: attachment.size,
-                }),
-            location: message
-                .location
-                .map(|location| [location.latitude, location.longitude]),
+            attachment: message.attachment.as_ref().map(|attachment| AttachmentJson {
+                url: links.file_url(app, &attachment.file_id, &attachment.filename),
+                size: attachment.size,
+            }),
+            location: message.location.map(|location| [location.latitude, location.longitude]),
             origin: message.origin.as_str(),
             created_at: message.created_at,
             edited_at: message.edited_at,
@@ -222,10 +214,7 @@ impl<'a> ConversationJson<'a> {
             photo_url: &conversation.photo_url,
             welcome_messages: &conversation.welcome_messages,
             custom: &conversation.custom,
-            last_message: view
-                .last_message
-                .as_ref()
-                .map(|message| MessageJson::new(message, app, links)),
+            last_message: view.last_message.as_ref().map(|message| MessageJson::new(message, app, links)),
             participants: view
                 .participants
                 .iter()
@@ -258,12 +247,7 @@ pub struct UserConversationJson<'a> {
 }
 
 impl<'a> UserConversationJson<'a> {
-    pub fn new(
-        view: &'a ConversationView,
-        participant: &Participant,
-        app: &AppId,
-        links: &Links,
-    ) -> Self {
+    pub fn new(view: &'a ConversationView, participant: &Participant, app: &AppId, links: &Links) -> Self {
         Self {
             conversation: ConversationJson::new(view, app, links),
             is_unread: participant.is_unread,
@@ -288,47 +272,19 @@ struct EventFrame<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum EventJson<'a> {
     ConversationUpdated,
     ConversationDeleted,
-    ParticipantJoined {
-        user_id: &'a str,
-        access: &'static str,
-        notify: NotifyJson,
-    },
-    ParticipantUpdated {
-        user_id: &'a str,
-        access: &'static str,
-        notify: NotifyJson,
-    },
-    ParticipantLeft {
-        user_id: &'a str,
-    },
-    MessageCreated {
-        message: MessageJson<'a>,
-    },
-    MessageEdited {
-        message: MessageJson<'a>,
-    },
-    MessageDeleted {
-        message_id: &'a str,
-    },
+    ParticipantJoined { user_id: &'a str, access: &'static str, notify: NotifyJson },
+    ParticipantUpdated { user_id: &'a str, access: &'static str, notify: NotifyJson },
+    ParticipantLeft { user_id: &'a str },
+    MessageCreated { message: MessageJson<'a> },
+    MessageEdited { message: MessageJson<'a> },
+    MessageDeleted { message_id: &'a str },
     AllMessagesDeleted,
-    ReactionAdded {
-        message_id: &'a str,
-        emoji: &'a str,
-        user_id: &'a str,
-    },
-    ReactionRemoved {
-        message_id: &'a str,
-        emoji: &'a str,
-        user_id: &'a str,
-    },
+    ReactionAdded { message_id: &'a str, emoji: &'a str, user_id: &'a str },
+    ReactionRemoved { message_id: &'a str, emoji: &'a str, user_id: &'a str },
 }
 
 /// Serialises an event once, for every subscriber.
@@ -336,51 +292,31 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedFrame {
     let event_json = match &event.kind {
         EventKind::ConversationUpdated => EventJson::ConversationUpdated,
         EventKind::ConversationDeleted => EventJson::ConversationDeleted,
-        EventKind::ParticipantJoined {
-            user_id,
-            access,
-            notify,
-        } => EventJson::ParticipantJoined {
+        EventKind::ParticipantJoined { user_id, access, notify } => EventJson::ParticipantJoined {
             user_id: user_id.as_str(),
             access: access.as_str(),
             notify: (*notify).into(),
         },
-        EventKind::ParticipantUpdated {
-            user_id,
-            access,
-            notify,
-        } => EventJson::ParticipantUpdated {
+        EventKind::ParticipantUpdated { user_id, access, notify } => EventJson::ParticipantUpdated {
             user_id: user_id.as_str(),
             access: access.as_str(),
             notify: (*notify).into(),
         },
-        EventKind::ParticipantLeft { user_id } => EventJson::ParticipantLeft {
-            user_id: user_id.as_str(),
-        },
-        EventKind::MessageCreated { message } => EventJson::MessageCreated {
-            message: MessageJson::new(message, app, links),
-        },
-        EventKind::MessageEdited { message } => EventJson::MessageEdited {
-            message: MessageJson::new(message, app, links),
-        },
-        EventKind::MessageDeleted { message_id } => EventJson::MessageDeleted {
-            message_id: message_id.as_str(),
-        },
+        EventKind::ParticipantLeft { user_id } => EventJson::ParticipantLeft { user_id: user_id.as_str() },
+        EventKind::MessageCreated { message } => {
+            EventJson::MessageCreated { message: MessageJson::new(message, app, links) }
+        }
+        EventKind::MessageEdited { message } => {
+            EventJson::MessageEdited { message: MessageJson::new(message, app, links) }
+        }
+        EventKind::MessageDeleted { message_id } => EventJson::MessageDeleted { message_id: message_id.as_str() },
         EventKind::AllMessagesDeleted => EventJson::AllMessagesDeleted,
-        EventKind::ReactionAdded {
-            message_id,
-            emoji,
-            user_id,
-        } => EventJson::ReactionAdded {
+        EventKind::ReactionAdded { message_id, emoji, user_id } => EventJson::ReactionAdded {
             message_id: message_id.as_str(),
             emoji: emoji.as_str(),
             user_id: user_id.as_str(),
         },
-        EventKind::ReactionRemoved {
-            message_id,
-            emoji,
-            user_id,
-        } => EventJson::ReactionRemoved {
+        EventKind::ReactionRemoved { message_id, emoji, user_id } => EventJson::ReactionRemoved {
             message_id: message_id.as_str(),
             emoji: emoji.as_str(),
             user_id: user_id.as_str(),

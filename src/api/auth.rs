@@ -27,22 +27,15 @@ pub async fn require_app(
     next: Next,
 ) -> Result<Response, ApiError> {
     let app_id = app_id_from_path(request.uri().path())?;
-    let secret = state
-        .apps
-        .get(&app_id)
-        .ok_or_else(|| ApiError::AppNotFound(app_id.to_string()))?;
+    let secret = state.apps.get(&app_id).ok_or_else(|| ApiError::AppNotFound(app_id.to_string()))?;
     let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthorized(
-            "missing Authorization header (use: Bearer <secret or app JWT>)".into(),
-        )
+        ApiError::Unauthorized("missing Authorization header (use: Bearer <secret or app JWT>)".into())
     })?;
     let token = header
         .to_str()
         .ok()
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into())
-        })?
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()))?
         .trim();
     check_app_credential(&app_id, secret, token)?;
     request.extensions_mut().insert(AuthenticatedApp(app_id));
@@ -50,10 +43,7 @@ pub async fn require_app(
 }
 
 fn app_id_from_path(path: &str) -> Result<AppId, ApiError> {
-    let raw = path
-        .strip_prefix("/v1/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
+    let raw = path.strip_prefix("/v1/").and_then(|rest| rest.split('/').next()).unwrap_or_default();
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("INVALID_PATH", "the app id is not valid UTF-8"))?;
@@ -73,17 +63,12 @@ fn check_app_credential(app_id: &AppId, secret: &str, token: &str) -> Result<(),
         validation.set_issuer(&[app_id.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss"]);
         validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<AppClaims>(
-            token,
-            &DecodingKey::from_secret(secret.as_bytes()),
-            &validation,
-        )
-        .map_err(|error| ApiError::Unauthorized(format!("invalid app token: {error}")))?
-        .claims;
+        let claims =
+            jsonwebtoken::decode::<AppClaims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
+                .map_err(|error| ApiError::Unauthorized(format!("invalid app token: {error}")))?
+                .claims;
         if claims.token_type != "app" {
-            return Err(ApiError::Unauthorized(
-                "invalid app token: tokenType must be \"app\"".into(),
-            ));
+            return Err(ApiError::Unauthorized("invalid app token: tokenType must be \"app\"".into()));
         }
         return Ok(());
     }

@@ -51,9 +51,7 @@ impl ConversationUpsert {
             .participants
             .iter()
             .enumerate()
-            .map(|(index, id)| {
-                UserId::parse(id).map_err(|error| error.at(&format!("participants[{index}]")))
-            })
+            .map(|(index, id)| UserId::parse(id).map_err(|error| error.at(&format!("participants[{index}]"))))
             .collect::<Result<_, _>>()?;
         Ok(ConversationPatch {
             participants,
@@ -73,10 +71,7 @@ pub async fn put_conversation(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let patch = body.into_patch()?;
-    let events = state
-        .store
-        .upsert_conversation(&app, &conversation_id, patch, now_millis())
-        .await?;
+    let events = state.store.upsert_conversation(&app, &conversation_id, patch, now_millis()).await?;
     state.publish(&app, &events);
     Ok(Empty)
 }
@@ -101,10 +96,7 @@ pub async fn delete_conversation(
     AppPath((_, conversation_id)): AppPath<(String, String)>,
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
-    let event = state
-        .store
-        .delete_conversation(&app, &conversation_id)
-        .await?;
+    let event = state.store.delete_conversation(&app, &conversation_id).await?;
     state.publish(&app, &[event]);
     Ok(Empty)
 }
@@ -116,9 +108,6 @@ pub async fn list_conversations(
 ) -> Result<Response, ApiError> {
     let query = conversation_query(&params, false)?;
     let views = state.store.conversations(&app, query).await?;
-    let data: Vec<_> = views
-        .iter()
-        .map(|view| ConversationJson::new(view, &app, &state.links))
-        .collect();
+    let data: Vec<_> = views.iter().map(|view| ConversationJson::new(view, &app, &state.links)).collect();
     Ok(Json(ListJson { data }).into_response())
 }

@@ -32,10 +32,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, reason: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            reason: reason.into(),
-        }
+        ApiError::BadRequest { code, reason: reason.into() }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -47,34 +44,22 @@ impl ApiError {
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::Rejected(rejection) => match rejection {
-                Rejection::Invalid(_) | Rejection::InvalidBatch(_) => {
-                    (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
-                }
-                Rejection::TooManyReactions { .. } => {
-                    (StatusCode::BAD_REQUEST, "TOO_MANY_REACTIONS")
-                }
+                Rejection::Invalid(_) | Rejection::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+                Rejection::TooManyReactions { .. } => (StatusCode::BAD_REQUEST, "TOO_MANY_REACTIONS"),
                 Rejection::UserNotFound(_) => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
-                Rejection::ConversationNotFound(_) => {
-                    (StatusCode::NOT_FOUND, "CONVERSATION_NOT_FOUND")
-                }
+                Rejection::ConversationNotFound(_) => (StatusCode::NOT_FOUND, "CONVERSATION_NOT_FOUND"),
                 Rejection::MessageNotFound(_) => (StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND"),
-                Rejection::ParticipantNotFound { .. } => {
-                    (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
-                }
+                Rejection::ParticipantNotFound { .. } => (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND"),
                 Rejection::NotAParticipant { .. } => (StatusCode::FORBIDDEN, "NOT_A_PARTICIPANT"),
                 Rejection::ReadOnlyAccess { .. } => (StatusCode::FORBIDDEN, "READ_ONLY_ACCESS"),
-                Rejection::NotMessageOwner { .. } => {
-                    (StatusCode::FORBIDDEN, "UNAUTHORIZED_TO_EDIT")
-                }
+                Rejection::NotMessageOwner { .. } => (StatusCode::FORBIDDEN, "UNAUTHORIZED_TO_EDIT"),
             },
         }
     }
 
     fn reasons(&self) -> Vec<String> {
         match self {
-            ApiError::Rejected(Rejection::InvalidBatch(errors)) => {
-                errors.iter().map(ToString::to_string).collect()
-            }
+            ApiError::Rejected(Rejection::InvalidBatch(errors)) => errors.iter().map(ToString::to_string).collect(),
             // Never the internal cause.
             ApiError::Unavailable(_) => {
                 vec!["the store is unavailable; the request was not applied, retry".into()]
@@ -113,14 +98,7 @@ pub struct InternalCause(pub String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_code) = self.status_and_code();
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error_code,
-                reasons: self.reasons(),
-            }),
-        )
-            .into_response();
+        let mut response = (status, Json(ErrorBody { error_code, reasons: self.reasons() })).into_response();
         if let ApiError::Unavailable(cause) = self {
             response.extensions_mut().insert(InternalCause(cause));
         }

@@ -58,22 +58,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = bytes::Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge("the request body is too large".into())
-                } else {
-                    ApiError::bad_request("INVALID_BODY", rejection.body_text())
-                }
-            })?;
+        let bytes = bytes::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the request body is too large".into())
+            } else {
+                ApiError::bad_request("INVALID_BODY", rejection.body_text())
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
         serde_json::from_slice(&bytes)
             .map(|value| Self(Some(value)))
-            .map_err(|error| {
-                ApiError::bad_request("INVALID_JSON", format!("invalid JSON body: {error}"))
-            })
+            .map_err(|error| ApiError::bad_request("INVALID_JSON", format!("invalid JSON body: {error}")))
     }
 }

@@ -25,10 +25,7 @@ impl From<MultipartRejection> for ApiError {
     fn from(rejection: MultipartRejection) -> Self {
         ApiError::bad_request(
             "INVALID_MULTIPART",
-            format!(
-                "{} (let your HTTP client set Content-Type with its boundary)",
-                rejection.body_text()
-            ),
+            format!("{} (let your HTTP client set Content-Type with its boundary)", rejection.body_text()),
         )
     }
 }
@@ -58,10 +55,7 @@ pub async fn upload_file(
                         "the file part has no filename directive in its Content-Disposition",
                     ));
                 };
-                let content_type = field
-                    .content_type()
-                    .unwrap_or("application/octet-stream")
-                    .to_owned();
+                let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
                 let bytes = field.bytes().await.map_err(multipart_error)?;
                 file = Some((part_filename, content_type, bytes));
             }
@@ -69,41 +63,18 @@ pub async fn upload_file(
             _ => {}
         }
     }
-    let (part_filename, content_type, bytes) = file.ok_or_else(|| {
-        ApiError::bad_request("INVALID_MULTIPART", "the required part \"file\" is missing")
-    })?;
-    let filename = filename_field.ok_or_else(|| {
-        ApiError::bad_request(
-            "INVALID_MULTIPART",
-            "the required part \"filename\" is missing",
-        )
-    })?;
-    let filename = if filename.trim().is_empty() {
-        part_filename
-    } else {
-        filename
-    };
-    if filename.len() > MAX_FILENAME_BYTES
-        || filename.contains(['/', '\\'])
-        || filename.chars().any(char::is_control)
-    {
+    let (part_filename, content_type, bytes) =
+        file.ok_or_else(|| ApiError::bad_request("INVALID_MULTIPART", "the required part \"file\" is missing"))?;
+    let filename = filename_field
+        .ok_or_else(|| ApiError::bad_request("INVALID_MULTIPART", "the required part \"filename\" is missing"))?;
+    let filename = if filename.trim().is_empty() { part_filename } else { filename };
+    if filename.len() > MAX_FILENAME_BYTES || filename.contains(['/', '\\']) || filename.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "INVALID_MULTIPART",
             format!("filename must be at most {MAX_FILENAME_BYTES} bytes without slashes or control characters"),
         ));
     }
-    let receipt = state
-        .store
-        .put_file(
-            &app,
-            NewFile {
-                filename,
-                content_type,
-                bytes,
-            },
-            now_millis(),
-        )
-        .await?;
+    let receipt = state.store.put_file(&app, NewFile { filename, content_type, bytes }, now_millis()).await?;
     Ok(Json(json!({ "attachmentToken": receipt.token })))
 }
 
@@ -116,39 +87,23 @@ pub async fn download_file(
     if !state.apps.contains_key(&app) {
         return Err(ApiError::AppNotFound(app_id));
     }
-    let file = state
-        .store
-        .file(&app, &file_id)
-        .await?
-        .ok_or_else(|| ApiError::RouteNotFound(format!("file {file_id:?}")))?;
+    let file =
+        state.store.file(&app, &file_id).await?.ok_or_else(|| ApiError::RouteNotFound(format!("file {file_id:?}")))?;
     let content_type = HeaderValue::from_str(&file.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let headers = [
         (header::CONTENT_TYPE, content_type),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         // Uploaded HTML or SVG must not run scripts on the gateway's origin.
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        ),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, max-age=31536000, immutable"),
-        ),
-        (
-            header::CONTENT_DISPOSITION,
-            content_disposition(&file.filename),
-        ),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable")),
+        (header::CONTENT_DISPOSITION, content_disposition(&file.filename)),
     ];
     Ok((headers, file.bytes).into_response())
 }
 
 fn content_disposition(filename: &str) -> HeaderValue {
-    let encoded =
-        percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
     HeaderValue::from_str(&format!("inline; filename*=UTF-8''{encoded}"))
         .unwrap_or_else(|_| HeaderValue::from_static("inline"))
 }

@@ -26,10 +26,7 @@ pub struct ListParams {
 }
 
 pub fn page(params: &ListParams) -> Result<Page, ApiError> {
-    Ok(Page {
-        limit: limit(params.limit.as_deref())?,
-        starting_after: params.starting_after.clone(),
-    })
+    Ok(Page { limit: limit(params.limit.as_deref())?, starting_after: params.starting_after.clone() })
 }
 
 fn limit(raw: Option<&str>) -> Result<usize, ApiError> {
@@ -48,10 +45,7 @@ fn limit(raw: Option<&str>) -> Result<usize, ApiError> {
 fn millis(name: &str, raw: Option<&str>) -> Result<Option<Millis>, ApiError> {
     raw.map(|raw| {
         raw.parse::<Millis>().map_err(|_| {
-            ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("{name} must be a Unix time in milliseconds, not {raw:?}"),
-            )
+            ApiError::bad_request("INVALID_QUERY", format!("{name} must be a Unix time in milliseconds, not {raw:?}"))
         })
     })
     .transpose()
@@ -59,10 +53,7 @@ fn millis(name: &str, raw: Option<&str>) -> Result<Option<Millis>, ApiError> {
 
 /// Parses a conversation listing. `for_user` allows the per-user fields (`unreadsOnly`, and the filter's
 /// `access`, `isUnread` and `joinedAt`), which have no meaning in the app-wide list.
-pub fn conversation_query(
-    params: &ListParams,
-    for_user: bool,
-) -> Result<ConversationQuery, ApiError> {
+pub fn conversation_query(params: &ListParams, for_user: bool) -> Result<ConversationQuery, ApiError> {
     let order_by = match params.order_by.as_deref() {
         None | Some("lastActivity") => OrderBy::LastActivity,
         Some("createdAt") => OrderBy::CreatedAt,
@@ -103,10 +94,7 @@ pub fn conversation_query(
         None | Some("false") => false,
         Some("true") if for_user => true,
         Some("true") => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                "unreadsOnly applies to a user's conversations",
-            ))
+            return Err(ApiError::bad_request("INVALID_QUERY", "unreadsOnly applies to a user's conversations"))
         }
         Some(other) => {
             return Err(ApiError::bad_request(
@@ -120,9 +108,7 @@ pub fn conversation_query(
         .as_deref()
         .map(ConversationId::parse)
         .transpose()
-        .map_err(|error| {
-            ApiError::bad_request("INVALID_QUERY", format!("startingAfter: {}", error.reason))
-        })?;
+        .map_err(|error| ApiError::bad_request("INVALID_QUERY", format!("startingAfter: {}", error.reason)))?;
     Ok(ConversationQuery {
         limit: limit(params.limit.as_deref())?,
         starting_after,

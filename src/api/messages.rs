@@ -47,12 +47,7 @@ impl SendItem {
     fn into_new_message(self) -> Result<NewMessage, ValidationError> {
         let kind = match self.kind.as_deref() {
             Some(raw) => MessageType::parse(raw)?,
-            None => {
-                return Err(ValidationError::new(
-                    "type",
-                    "is required: \"UserMessage\" or \"SystemMessage\"",
-                ))
-            }
+            None => return Err(ValidationError::new("type", "is required: \"UserMessage\" or \"SystemMessage\"")),
         };
         let body = match (self.text, self.attachment_token, self.location) {
             (Some(text), None, None) => {
@@ -63,37 +58,19 @@ impl SendItem {
             }
             (None, Some(token), None) => MessageBody::Attachment { token },
             (None, None, Some(location)) => match location.as_slice() {
-                [latitude, longitude] => {
-                    MessageBody::Location(Location::parse(*latitude, *longitude)?)
-                }
-                _ => {
-                    return Err(ValidationError::new(
-                        "location",
-                        "must be [latitude, longitude]",
-                    ))
-                }
+                [latitude, longitude] => MessageBody::Location(Location::parse(*latitude, *longitude)?),
+                _ => return Err(ValidationError::new("location", "must be [latitude, longitude]")),
             },
             (None, None, None) => {
-                return Err(ValidationError::new(
-                    "",
-                    "a message needs one of text, attachmentToken or location",
-                ))
+                return Err(ValidationError::new("", "a message needs one of text, attachmentToken or location"))
             }
             _ => {
-                return Err(ValidationError::new(
-                    "",
-                    "a message carries only one of text, attachmentToken or location",
-                ))
+                return Err(ValidationError::new("", "a message carries only one of text, attachmentToken or location"))
             }
         };
         let message = NewMessage {
             kind,
-            sender_id: self
-                .sender
-                .as_deref()
-                .map(UserId::parse)
-                .transpose()
-                .map_err(|e| e.at("sender"))?,
+            sender_id: self.sender.as_deref().map(UserId::parse).transpose().map_err(|e| e.at("sender"))?,
             body,
             custom: self.custom,
             referenced_message_id: self
@@ -123,31 +100,18 @@ pub async fn post_messages(
     if items.is_empty() || items.len() > MAX_MESSAGES_PER_SEND {
         return Err(Rejection::invalid(
             "",
-            format!(
-                "send 1 to {MAX_MESSAGES_PER_SEND} messages per request, not {}",
-                items.len()
-            ),
+            format!("send 1 to {MAX_MESSAGES_PER_SEND} messages per request, not {}", items.len()),
         )
         .into());
     }
     let messages = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            item.into_new_message()
-                .map_err(|error| error.at(&format!("[{index}]")))
-        })
+        .map(|(index, item)| item.into_new_message().map_err(|error| error.at(&format!("[{index}]"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let appended = state
-        .store
-        .append_messages(&app, &conversation_id, messages, now_millis())
-        .await?;
+    let appended = state.store.append_messages(&app, &conversation_id, messages, now_millis()).await?;
     state.publish(&app, &appended.events);
-    let ids: Vec<_> = appended
-        .ids
-        .iter()
-        .map(|id| MessageIdJson { id: id.as_str() })
-        .collect();
+    let ids: Vec<_> = appended.ids.iter().map(|id| MessageIdJson { id: id.as_str() }).collect();
     Ok(Json(ids).into_response())
 }
 
@@ -174,14 +138,8 @@ pub async fn list_messages(
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
-    let messages = state
-        .store
-        .messages(&app, &conversation_id, page(&params)?)
-        .await?;
-    let data: Vec<_> = messages
-        .iter()
-        .map(|message| MessageJson::new(message, &app, &state.links))
-        .collect();
+    let messages = state.store.messages(&app, &conversation_id, page(&params)?).await?;
+    let data: Vec<_> = messages.iter().map(|message| MessageJson::new(message, &app, &state.links)).collect();
     Ok(Json(ListJson { data }).into_response())
 }
 
@@ -202,16 +160,9 @@ pub async fn put_message(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
-    let edit = MessageEdit {
-        text: body.text,
-        custom: body.custom,
-        mark_edited: body.mark_edited,
-    };
+    let edit = MessageEdit { text: body.text, custom: body.custom, mark_edited: body.mark_edited };
     edit.validate()?;
-    let event = state
-        .store
-        .edit_message(&app, &conversation_id, &message_id, edit, now_millis())
-        .await?;
+    let event = state.store.edit_message(&app, &conversation_id, &message_id, edit, now_millis()).await?;
     state.publish(&app, &[event]);
     Ok(Empty)
 }
@@ -223,10 +174,7 @@ pub async fn delete_message(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
-    let event = state
-        .store
-        .delete_message(&app, &conversation_id, &message_id)
-        .await?;
+    let event = state.store.delete_message(&app, &conversation_id, &message_id).await?;
     state.publish(&app, &[event]);
     Ok(Empty)
 }
@@ -237,10 +185,7 @@ pub async fn delete_all_messages(
     AppPath((_, conversation_id)): ConversationPath,
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
-    let event = state
-        .store
-        .delete_all_messages(&app, &conversation_id)
-        .await?;
+    let event = state.store.delete_all_messages(&app, &conversation_id).await?;
     state.publish(&app, &[event]);
     Ok(Empty)
 }

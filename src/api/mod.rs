@@ -66,10 +66,7 @@ macro_rules! method {
 
 impl Routes {
     fn new() -> Self {
-        Self {
-            router: Router::new(),
-            list: Vec::new(),
-        }
+        Self { router: Router::new(), list: Vec::new() }
     }
 
     method!(get, "GET");
@@ -94,18 +91,9 @@ fn authenticated() -> Routes {
         .put(USERS, users::put_users)
         .get(USER, users::get_user)
         .put(USER, users::put_user)
-        .get(
-            "/v1/{appId}/users/{userId}/conversations",
-            users::list_user_conversations,
-        )
-        .patch(
-            "/v1/{appId}/users/{userId}/conversations/{conversationId}",
-            participants::patch_read_state,
-        )
-        .put(
-            "/v1/{appId}/users/{userId}/conversations/{conversationId}",
-            participants::patch_read_state,
-        )
+        .get("/v1/{appId}/users/{userId}/conversations", users::list_user_conversations)
+        .patch("/v1/{appId}/users/{userId}/conversations/{conversationId}", participants::patch_read_state)
+        .put("/v1/{appId}/users/{userId}/conversations/{conversationId}", participants::patch_read_state)
         .get(CONVERSATIONS, conversations::list_conversations)
         .get(CONVERSATION, conversations::get_conversation)
         .put(CONVERSATION, conversations::put_conversation)
@@ -113,10 +101,7 @@ fn authenticated() -> Routes {
         .put(PARTICIPANT, participants::put_participant)
         .patch(PARTICIPANT, participants::patch_participant)
         .delete(PARTICIPANT, participants::delete_participant)
-        .post(
-            "/v1/{appId}/conversations/{conversationId}/readBy/{userId}",
-            participants::post_read_by,
-        )
+        .post("/v1/{appId}/conversations/{conversationId}/readBy/{userId}", participants::post_read_by)
         .get(MESSAGES, messages::list_messages)
         .post(MESSAGES, messages::post_messages)
         .delete(MESSAGES, messages::delete_all_messages)
@@ -129,10 +114,7 @@ fn authenticated() -> Routes {
 
 /// Routes open to anyone.
 fn public() -> Routes {
-    Routes::new().get("/healthz", healthz).get(
-        "/v1/{appId}/files/{fileId}/{filename}",
-        files::download_file,
-    )
+    Routes::new().get("/healthz", healthz).get("/v1/{appId}/files/{fileId}/{filename}", files::download_file)
 }
 
 /// Uploads have their own, larger, body limit.
@@ -155,19 +137,13 @@ pub fn router(state: AppState) -> Router {
         .router
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .merge(uploads(state.config.max_upload_bytes).router)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_app,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_app));
     Router::new()
         .merge(authenticated)
         .merge(public().router)
         .fallback(route_not_found)
         .layer(middleware::from_fn(log_internal_errors))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -38,10 +38,7 @@ impl ParticipationBody {
 type ParticipantPath = AppPath<(String, String, String)>;
 
 fn ids(conversation_id: &str, user_id: &str) -> Result<(ConversationId, UserId), ApiError> {
-    Ok((
-        ConversationId::parse(conversation_id)?,
-        UserId::parse(user_id)?,
-    ))
+    Ok((ConversationId::parse(conversation_id)?, UserId::parse(user_id)?))
 }
 
 pub async fn put_participant(
@@ -52,10 +49,7 @@ pub async fn put_participant(
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
     let settings = body.unwrap_or_default().settings()?;
-    let event = state
-        .store
-        .put_participant(&app, &conversation_id, &user_id, settings, now_millis())
-        .await?;
+    let event = state.store.put_participant(&app, &conversation_id, &user_id, settings, now_millis()).await?;
     state.publish(&app, event.as_slice());
     Ok(Empty)
 }
@@ -68,10 +62,7 @@ pub async fn patch_participant(
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
     let settings = body.unwrap_or_default().settings()?;
-    let event = state
-        .store
-        .patch_participant(&app, &conversation_id, &user_id, settings)
-        .await?;
+    let event = state.store.patch_participant(&app, &conversation_id, &user_id, settings).await?;
     state.publish(&app, event.as_slice());
     Ok(Empty)
 }
@@ -82,10 +73,7 @@ pub async fn delete_participant(
     AppPath((_, conversation_id, user_id)): ParticipantPath,
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
-    let event = state
-        .store
-        .remove_participant(&app, &conversation_id, &user_id)
-        .await?;
+    let event = state.store.remove_participant(&app, &conversation_id, &user_id).await?;
     state.publish(&app, event.as_slice());
     Ok(Empty)
 }
@@ -105,10 +93,7 @@ pub async fn patch_read_state(
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
     let is_unread = body.and_then(|body| body.is_unread);
-    state
-        .store
-        .set_read_state(&app, &conversation_id, &user_id, is_unread)
-        .await?;
+    state.store.set_read_state(&app, &conversation_id, &user_id, is_unread).await?;
     Ok(Empty)
 }
 
@@ -119,9 +104,6 @@ pub async fn post_read_by(
     AppPath((_, conversation_id, user_id)): ParticipantPath,
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
-    state
-        .store
-        .set_read_state(&app, &conversation_id, &user_id, Some(false))
-        .await?;
+    state.store.set_read_state(&app, &conversation_id, &user_id, Some(false)).await?;
     Ok(Empty)
 }

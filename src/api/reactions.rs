@@ -33,19 +33,8 @@ pub async fn put_reaction(
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id, message_id, emoji, user_id)): ReactionPath,
 ) -> Result<Empty, ApiError> {
-    let (conversation_id, message_id, emoji, user_id) =
-        parse(&conversation_id, &message_id, &emoji, &user_id)?;
-    let event = state
-        .store
-        .add_reaction(
-            &app,
-            &conversation_id,
-            &message_id,
-            &emoji,
-            &user_id,
-            now_millis(),
-        )
-        .await?;
+    let (conversation_id, message_id, emoji, user_id) = parse(&conversation_id, &message_id, &emoji, &user_id)?;
+    let event = state.store.add_reaction(&app, &conversation_id, &message_id, &emoji, &user_id, now_millis()).await?;
     state.publish(&app, event.as_slice());
     Ok(Empty)
 }
@@ -55,12 +44,8 @@ pub async fn delete_reaction(
     Extension(AuthenticatedApp(app)): Extension<AuthenticatedApp>,
     AppPath((_, conversation_id, message_id, emoji, user_id)): ReactionPath,
 ) -> Result<Empty, ApiError> {
-    let (conversation_id, message_id, emoji, user_id) =
-        parse(&conversation_id, &message_id, &emoji, &user_id)?;
-    let event = state
-        .store
-        .remove_reaction(&app, &conversation_id, &message_id, &emoji, &user_id)
-        .await?;
+    let (conversation_id, message_id, emoji, user_id) = parse(&conversation_id, &message_id, &emoji, &user_id)?;
+    let event = state.store.remove_reaction(&app, &conversation_id, &message_id, &emoji, &user_id).await?;
     state.publish(&app, event.as_slice());
     Ok(Empty)
 }

@@ -19,8 +19,8 @@ use super::{
 use crate::{
     app::{now_millis, AppState},
     domain::{
-        ids::UserId, limits::MAX_USERS_PER_BATCH, message::validate_custom, user::UserPatch, Field,
-        Rejection, ValidationError,
+        ids::UserId, limits::MAX_USERS_PER_BATCH, message::validate_custom, user::UserPatch, Field, Rejection,
+        ValidationError,
     },
     wire::{self, ListJson, UserConversationJson, UserJson},
 };
@@ -95,12 +95,9 @@ impl UserUpsert {
             push_tokens: match self.push_tokens {
                 Field::Unchanged => Field::Unchanged,
                 Field::Clear => Field::Clear,
-                Field::Set(tokens) => Field::Set(
-                    tokens
-                        .into_iter()
-                        .map(|(token, register)| (token, register == Some(true)))
-                        .collect(),
-                ),
+                Field::Set(tokens) => {
+                    Field::Set(tokens.into_iter().map(|(token, register)| (token, register == Some(true))).collect())
+                }
             },
         })
     }
@@ -114,10 +111,7 @@ pub async fn put_user(
 ) -> Result<Empty, ApiError> {
     let user_id = UserId::parse(&user_id)?;
     let patch = body.into_patch()?;
-    state
-        .store
-        .upsert_users(&app, vec![(user_id, patch)], now_millis())
-        .await?;
+    state.store.upsert_users(&app, vec![(user_id, patch)], now_millis()).await?;
     Ok(Empty)
 }
 
@@ -130,10 +124,7 @@ pub async fn put_users(
     if body.len() > MAX_USERS_PER_BATCH {
         return Err(Rejection::invalid(
             "",
-            format!(
-                "a batch holds at most {MAX_USERS_PER_BATCH} users, this one has {}",
-                body.len()
-            ),
+            format!("a batch holds at most {MAX_USERS_PER_BATCH} users, this one has {}", body.len()),
         )
         .into());
     }
@@ -161,11 +152,7 @@ pub async fn get_user(
     AppPath((_, user_id)): AppPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(&user_id)?;
-    let user = state
-        .store
-        .user(&app, &user_id)
-        .await?
-        .ok_or(Rejection::UserNotFound(user_id))?;
+    let user = state.store.user(&app, &user_id).await?.ok_or(Rejection::UserNotFound(user_id))?;
     Ok(Json(UserJson::new(&user)).into_response())
 }
 
@@ -188,10 +175,7 @@ pub async fn list_user_conversations(
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(&user_id)?;
     let query = conversation_query(&params, true)?;
-    let entries = state
-        .store
-        .user_conversations(&app, &user_id, query)
-        .await?;
+    let entries = state.store.user_conversations(&app, &user_id, query).await?;
     let data: Vec<_> = entries
         .iter()
         .map(|entry| UserConversationJson::new(&entry.view, &entry.participant, &app, &state.links))

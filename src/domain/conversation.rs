@@ -38,10 +38,7 @@ impl Access {
         match raw {
             "ReadWrite" => Ok(Access::ReadWrite),
             "Read" => Ok(Access::Read),
-            other => Err(ValidationError::new(
-                "access",
-                format!("must be \"ReadWrite\" or \"Read\", not {other:?}"),
-            )),
+            other => Err(ValidationError::new("access", format!("must be \"ReadWrite\" or \"Read\", not {other:?}"))),
         }
     }
 
@@ -112,9 +109,7 @@ impl ConversationPatch {
     pub fn apply(self, conversation: &mut Conversation) {
         conversation.subject = self.subject.apply(conversation.subject.take());
         conversation.photo_url = self.photo_url.apply(conversation.photo_url.take());
-        conversation.welcome_messages = self
-            .welcome_messages
-            .apply(conversation.welcome_messages.take());
+        conversation.welcome_messages = self.welcome_messages.apply(conversation.welcome_messages.take());
         match self.custom {
             Field::Unchanged => {}
             Field::Clear => conversation.custom.clear(),
@@ -155,8 +150,6 @@ pub struct ConversationView {
 
 impl ConversationView {
     pub fn participant(&self, user_id: &UserId) -> Option<&Participant> {
-        self.participants
-            .iter()
-            .find(|participant| &participant.user_id == user_id)
+        self.participants.iter().find(|participant| &participant.user_id == user_id)
     }
 }

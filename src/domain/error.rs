@@ -13,10 +13,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 
     /// Prefixes the field with its place in a batch, e.g. `[2].sender`.
@@ -57,10 +54,7 @@ pub enum Rejection {
     #[error("message \"{0}\" does not exist in this conversation")]
     MessageNotFound(MessageId),
     #[error("user \"{user}\" is not a participant of conversation \"{conversation}\"")]
-    ParticipantNotFound {
-        conversation: ConversationId,
-        user: UserId,
-    },
+    ParticipantNotFound { conversation: ConversationId, user: UserId },
     #[error("{field}: user \"{user}\" is not a participant of this conversation")]
     NotAParticipant { field: String, user: UserId },
     #[error("{field}: user \"{user}\" has Read access and cannot send messages")]

@@ -60,18 +60,15 @@ impl ConversationFilter {
     pub fn matches(&self, subject: &FilterSubject<'_>) -> bool {
         match self {
             ConversationFilter::All(filter) => filter.matches(subject),
-            ConversationFilter::Any(filters) => {
-                filters.iter().any(|filter| filter.matches(subject))
-            }
+            ConversationFilter::Any(filters) => filters.iter().any(|filter| filter.matches(subject)),
         }
     }
 
     /// Whether the filter reads per-user fields (`access`, `isUnread`, `joinedAt`), which only make sense in a
     /// user's conversation list.
     pub fn needs_participant(&self) -> bool {
-        let needs = |filter: &SimpleFilter| {
-            filter.access.is_some() || filter.is_unread.is_some() || filter.joined_at.is_some()
-        };
+        let needs =
+            |filter: &SimpleFilter| filter.access.is_some() || filter.is_unread.is_some() || filter.joined_at.is_some();
         match self {
             ConversationFilter::All(filter) => needs(filter),
             ConversationFilter::Any(filters) => filters.iter().any(needs),
@@ -171,10 +168,7 @@ mod tests {
             subject: subject.map(str::to_owned),
             photo_url: None,
             welcome_messages: None,
-            custom: custom
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Custom>(),
+            custom: custom.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Custom>(),
             created_at: 1000,
             last_message_at: None,
             last_seq: Seq(0),
@@ -182,10 +176,7 @@ mod tests {
     }
 
     fn check(filter: SimpleFilter, conversation: &Conversation) -> bool {
-        ConversationFilter::All(filter).matches(&FilterSubject {
-            conversation,
-            participant: None,
-        })
+        ConversationFilter::All(filter).matches(&FilterSubject { conversation, participant: None })
     }
 
     #[test]
@@ -193,17 +184,11 @@ mod tests {
         let shoes = conversation(&[("category", "shoes")], None);
         let bare = conversation(&[], None);
         let eq = SimpleFilter {
-            custom: vec![(
-                "category".into(),
-                CustomCondition::Value(StringFilter::Eq(Some("shoes".into()))),
-            )],
+            custom: vec![("category".into(), CustomCondition::Value(StringFilter::Eq(Some("shoes".into()))))],
             ..Default::default()
         };
         let ne = SimpleFilter {
-            custom: vec![(
-                "category".into(),
-                CustomCondition::Value(StringFilter::Ne(Some("shoes".into()))),
-            )],
+            custom: vec![("category".into(), CustomCondition::Value(StringFilter::Ne(Some("shoes".into()))))],
             ..Default::default()
         };
         assert!(check(eq.clone(), &shoes));
@@ -222,24 +207,12 @@ mod tests {
     #[test]
     fn subject_filters_compare_null() {
         let untitled = conversation(&[], None);
-        let filter = SimpleFilter {
-            subject: Some(StringFilter::Eq(None)),
-            ..Default::default()
-        };
+        let filter = SimpleFilter { subject: Some(StringFilter::Eq(None)), ..Default::default() };
         assert!(check(filter, &untitled));
         let any = ConversationFilter::Any(vec![
-            SimpleFilter {
-                has_messages: Some(true),
-                ..Default::default()
-            },
-            SimpleFilter {
-                subject: Some(StringFilter::OneOf(vec![None])),
-                ..Default::default()
-            },
+            SimpleFilter { has_messages: Some(true), ..Default::default() },
+            SimpleFilter { subject: Some(StringFilter::OneOf(vec![None])), ..Default::default() },
         ]);
-        assert!(any.matches(&FilterSubject {
-            conversation: &untitled,
-            participant: None
-        }));
+        assert!(any.matches(&FilterSubject { conversation: &untitled, participant: None }));
     }
 }

@@ -58,11 +58,7 @@ impl MessageId {
 
 /// Random base62 text from the thread-local CSPRNG: used for message ids, secrets and file ids.
 pub fn random_base62(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 fn check_id(raw: &str, field: &str) -> Result<(), ValidationError> {
@@ -70,16 +66,10 @@ fn check_id(raw: &str, field: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if raw.chars().count() > MAX_ID_CHARS {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {MAX_ID_CHARS} characters"),
-        ));
+        return Err(ValidationError::new(field, format!("must be at most {MAX_ID_CHARS} characters")));
     }
     if raw.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(ValidationError::new(field, "must not contain control characters"));
     }
     Ok(())
 }

@@ -80,21 +80,12 @@ pub struct Location {
 impl Location {
     pub fn parse(latitude: f64, longitude: f64) -> Result<Self, ValidationError> {
         if !(-90.0..=90.0).contains(&latitude) {
-            return Err(ValidationError::new(
-                "location",
-                "latitude must be between -90 and 90",
-            ));
+            return Err(ValidationError::new("location", "latitude must be between -90 and 90"));
         }
         if !(-180.0..=180.0).contains(&longitude) {
-            return Err(ValidationError::new(
-                "location",
-                "longitude must be between -180 and 180",
-            ));
+            return Err(ValidationError::new("location", "longitude must be between -180 and 180"));
         }
-        Ok(Self {
-            latitude,
-            longitude,
-        })
+        Ok(Self { latitude, longitude })
     }
 }
 
@@ -147,10 +138,7 @@ impl NewMessage {
     pub fn validate(&self) -> Result<(), ValidationError> {
         match (self.kind, &self.sender_id) {
             (MessageType::UserMessage, None) => {
-                return Err(ValidationError::new(
-                    "sender",
-                    "is required for a UserMessage",
-                ));
+                return Err(ValidationError::new("sender", "is required for a UserMessage"));
             }
             (MessageType::SystemMessage, Some(_)) => {
                 return Err(ValidationError::new(
@@ -163,10 +151,7 @@ impl NewMessage {
         match &self.body {
             MessageBody::Text(text) => validate_text(text)?,
             MessageBody::Location(_) if self.kind == MessageType::SystemMessage => {
-                return Err(ValidationError::new(
-                    "location",
-                    "system messages do not support locations",
-                ));
+                return Err(ValidationError::new("location", "system messages do not support locations"));
             }
             MessageBody::Location(_) | MessageBody::Attachment { .. } => {}
         }
@@ -213,10 +198,7 @@ impl MessageEdit {
 
 pub fn validate_text(text: &str) -> Result<(), ValidationError> {
     if text.len() > MAX_TEXT_BYTES {
-        return Err(ValidationError::new(
-            "text",
-            format!("must be at most {MAX_TEXT_BYTES} bytes"),
-        ));
+        return Err(ValidationError::new("text", format!("must be at most {MAX_TEXT_BYTES} bytes")));
     }
     Ok(())
 }
@@ -225,15 +207,10 @@ pub fn validate_custom<'a>(
     entries: impl ExactSizeIterator<Item = (&'a String, Option<&'a String>)>,
 ) -> Result<(), ValidationError> {
     if entries.len() > MAX_CUSTOM_KEYS {
-        return Err(ValidationError::new(
-            "custom",
-            format!("must have at most {MAX_CUSTOM_KEYS} keys"),
-        ));
+        return Err(ValidationError::new("custom", format!("must have at most {MAX_CUSTOM_KEYS} keys")));
     }
     for (key, value) in entries {
-        if key.len() > MAX_CUSTOM_ENTRY_BYTES
-            || value.is_some_and(|value| value.len() > MAX_CUSTOM_ENTRY_BYTES)
-        {
+        if key.len() > MAX_CUSTOM_ENTRY_BYTES || value.is_some_and(|value| value.len() > MAX_CUSTOM_ENTRY_BYTES) {
             return Err(ValidationError::new(
                 format!("custom.{key}"),
                 format!("keys and values must be at most {MAX_CUSTOM_ENTRY_BYTES} bytes"),
@@ -261,26 +238,10 @@ mod tests {
 
     #[test]
     fn user_messages_need_a_sender_and_system_messages_refuse_one() {
-        assert_eq!(
-            text_message(MessageType::UserMessage, None)
-                .validate()
-                .unwrap_err()
-                .field,
-            "sender"
-        );
-        assert_eq!(
-            text_message(MessageType::SystemMessage, Some("u"))
-                .validate()
-                .unwrap_err()
-                .field,
-            "sender"
-        );
-        assert!(text_message(MessageType::UserMessage, Some("u"))
-            .validate()
-            .is_ok());
-        assert!(text_message(MessageType::SystemMessage, None)
-            .validate()
-            .is_ok());
+        assert_eq!(text_message(MessageType::UserMessage, None).validate().unwrap_err().field, "sender");
+        assert_eq!(text_message(MessageType::SystemMessage, Some("u")).validate().unwrap_err().field, "sender");
+        assert!(text_message(MessageType::UserMessage, Some("u")).validate().is_ok());
+        assert!(text_message(MessageType::SystemMessage, None).validate().is_ok());
     }
 
     #[test]

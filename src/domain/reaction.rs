@@ -23,14 +23,8 @@ impl Emoji {
                     format!("custom emoji must be at most {MAX_CUSTOM_EMOJI_CHARS} characters"),
                 ));
             }
-            if name.is_empty()
-                || name.contains(':')
-                || name.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(ValidationError::new(
-                    "emoji",
-                    "custom emoji must look like :name: with no spaces",
-                ));
+            if name.is_empty() || name.contains(':') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ValidationError::new("emoji", "custom emoji must look like :name: with no spaces"));
             }
             return Ok(Self(raw.to_owned()));
         }
@@ -70,14 +64,8 @@ mod tests {
         let thumbs = Emoji::parse("👍").unwrap();
         assert_eq!(Emoji::parse("👍\u{fe0f}").unwrap(), thumbs);
         // U+2764 HEAVY BLACK HEART is fully qualified only with VS16.
-        assert_eq!(
-            Emoji::parse("\u{2764}").unwrap().as_str(),
-            "\u{2764}\u{fe0f}"
-        );
-        assert_eq!(
-            Emoji::parse("\u{2764}\u{fe0f}").unwrap().as_str(),
-            "\u{2764}\u{fe0f}"
-        );
+        assert_eq!(Emoji::parse("\u{2764}").unwrap().as_str(), "\u{2764}\u{fe0f}");
+        assert_eq!(Emoji::parse("\u{2764}\u{fe0f}").unwrap().as_str(), "\u{2764}\u{fe0f}");
     }
 
     #[test]

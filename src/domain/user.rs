@@ -40,10 +40,7 @@ pub struct UserPatch {
 impl UserPatch {
     /// Creates the user this patch describes, or explains why it cannot (TalkJS: `name` is required on create).
     pub fn create(self, id: UserId, now: Millis) -> Result<User, ValidationError> {
-        let name = self
-            .name
-            .clone()
-            .ok_or_else(|| ValidationError::new("name", "is required when creating a user"))?;
+        let name = self.name.clone().ok_or_else(|| ValidationError::new("name", "is required when creating a user"))?;
         let mut user = User {
             id,
             name,

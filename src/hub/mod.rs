@@ -44,11 +44,7 @@ impl Hub {
     /// Registers an outbox for a conversation's events.
     pub fn subscribe(&self, key: ConversationKey, outbox: Outbox) -> SubscriberId {
         let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        self.inner
-            .conversations
-            .entry(key)
-            .or_default()
-            .push((id, outbox));
+        self.inner.conversations.entry(key).or_default().push((id, outbox));
         id
     }
 
@@ -63,9 +59,7 @@ impl Hub {
         };
         // The guard above is dropped before this second lookup: DashMap deadlocks on re-entry.
         if now_empty {
-            self.inner
-                .conversations
-                .remove_if(key, |_, subscribers| subscribers.is_empty());
+            self.inner.conversations.remove_if(key, |_, subscribers| subscribers.is_empty());
         }
     }
 
@@ -135,10 +129,7 @@ mod tests {
             hub.publish(&key("one"), &EncodedFrame::from_static(b"x"));
         }
         assert!(slow_cancelled.is_cancelled());
-        assert_eq!(
-            hub.publish(&key("one"), &EncodedFrame::from_static(b"y")),
-            1
-        );
+        assert_eq!(hub.publish(&key("one"), &EncodedFrame::from_static(b"y")), 1);
         let mut received = 0;
         while fast_rx.try_recv().is_ok() {
             received += 1;

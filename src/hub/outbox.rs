@@ -24,13 +24,7 @@ pub struct Outbox {
 /// Creates an outbox holding at most `capacity` frames; past that the session is cut off as slow.
 pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<EncodedFrame>) {
     let (frames_tx, frames_rx) = mpsc::channel(capacity);
-    (
-        Outbox {
-            frames_tx,
-            slow: CancellationToken::new(),
-        },
-        frames_rx,
-    )
+    (Outbox { frames_tx, slow: CancellationToken::new() }, frames_rx)
 }
 
 impl Outbox {

@@ -109,12 +109,7 @@ pub trait Store: Send + Sync + 'static {
     async fn check(&self) -> StoreResult<()>;
 
     /// Creates or patches users, all or nothing. A user that does not exist yet needs a name.
-    async fn upsert_users(
-        &self,
-        app: &AppId,
-        users: Vec<(UserId, UserPatch)>,
-        now: Millis,
-    ) -> StoreResult<()>;
+    async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()>;
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>>;
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>>;
     async fn user_conversations(
@@ -132,16 +127,8 @@ pub trait Store: Send + Sync + 'static {
         patch: ConversationPatch,
         now: Millis,
     ) -> StoreResult<Vec<Event>>;
-    async fn conversation(
-        &self,
-        app: &AppId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<ConversationView>>;
-    async fn conversations(
-        &self,
-        app: &AppId,
-        query: ConversationQuery,
-    ) -> StoreResult<Vec<ConversationView>>;
+    async fn conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Option<ConversationView>>;
+    async fn conversations(&self, app: &AppId, query: ConversationQuery) -> StoreResult<Vec<ConversationView>>;
     async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event>;
 
     /// Joins a user (or overwrites their settings, defaults for what is not given).
@@ -185,19 +172,10 @@ pub trait Store: Send + Sync + 'static {
         messages: Vec<NewMessage>,
         now: Millis,
     ) -> StoreResult<Appended>;
-    async fn message(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> StoreResult<Option<Message>>;
+    async fn message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId)
+        -> StoreResult<Option<Message>>;
     /// Newest first.
-    async fn messages(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-        page: Page,
-    ) -> StoreResult<Vec<Message>>;
+    async fn messages(&self, app: &AppId, conversation: &ConversationId, page: Page) -> StoreResult<Vec<Message>>;
     async fn edit_message(
         &self,
         app: &AppId,
@@ -206,17 +184,8 @@ pub trait Store: Send + Sync + 'static {
         edit: MessageEdit,
         now: Millis,
     ) -> StoreResult<Event>;
-    async fn delete_message(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> StoreResult<Event>;
-    async fn delete_all_messages(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-    ) -> StoreResult<Event>;
+    async fn delete_message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId) -> StoreResult<Event>;
+    async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event>;
 
     /// Adds a reaction; adding one that exists changes nothing and returns no event.
     async fn add_reaction(

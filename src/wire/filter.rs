@@ -10,24 +10,19 @@ use crate::domain::{
 
 /// Parses `{...}` or `["any", [{...}, ...]]`.
 pub fn parse_conversation_filter(raw: &str) -> Result<ConversationFilter, ValidationError> {
-    let value: Value = serde_json::from_str(raw)
-        .map_err(|error| invalid("filter", format!("is not valid JSON: {error}")))?;
+    let value: Value =
+        serde_json::from_str(raw).map_err(|error| invalid("filter", format!("is not valid JSON: {error}")))?;
     match &value {
         Value::Object(_) => Ok(ConversationFilter::All(simple(&value, "filter")?)),
         Value::Array(items) => match items.as_slice() {
-            [Value::String(any), Value::Array(filters)] if any == "any" => {
-                Ok(ConversationFilter::Any(
-                    filters
-                        .iter()
-                        .enumerate()
-                        .map(|(index, filter)| simple(filter, &format!("filter[1][{index}]")))
-                        .collect::<Result<_, _>>()?,
-                ))
-            }
-            _ => Err(invalid(
-                "filter",
-                "an array filter must be [\"any\", [filter, ...]]",
+            [Value::String(any), Value::Array(filters)] if any == "any" => Ok(ConversationFilter::Any(
+                filters
+                    .iter()
+                    .enumerate()
+                    .map(|(index, filter)| simple(filter, &format!("filter[1][{index}]")))
+                    .collect::<Result<_, _>>()?,
             )),
+            _ => Err(invalid("filter", "an array filter must be [\"any\", [filter, ...]]")),
         },
         _ => Err(invalid("filter", "must be an object or [\"any\", [...]]")),
     }
@@ -38,9 +33,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> ValidationError {
 }
 
 fn simple(value: &Value, path: &str) -> Result<SimpleFilter, ValidationError> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| invalid(path, "must be an object"))?;
+    let object = value.as_object().ok_or_else(|| invalid(path, "must be an object"))?;
     let mut filter = SimpleFilter::default();
     for (key, value) in object {
         let at = format!("{path}.{key}");
@@ -90,9 +83,7 @@ fn simple(value: &Value, path: &str) -> Result<SimpleFilter, ValidationError> {
 }
 
 fn boolean(value: &Value, at: &str) -> Result<bool, ValidationError> {
-    value
-        .as_bool()
-        .ok_or_else(|| invalid(at, "must be true or false"))
+    value.as_bool().ok_or_else(|| invalid(at, "must be true or false"))
 }
 
 fn nullable_string(value: &Value, at: &str) -> Result<Option<String>, ValidationError> {
@@ -104,23 +95,13 @@ fn nullable_string(value: &Value, at: &str) -> Result<Option<String>, Validation
 }
 
 fn string_filter(value: &Value, at: &str) -> Result<StringFilter, ValidationError> {
-    let shape = || {
-        invalid(
-            at,
-            "must be [\"==\"|\"!=\", value] or [\"oneOf\"|\"!oneOf\", [values]]",
-        )
-    };
+    let shape = || invalid(at, "must be [\"==\"|\"!=\", value] or [\"oneOf\"|\"!oneOf\", [values]]");
     let items = value.as_array().ok_or_else(shape)?;
     let [Value::String(operator), operand] = items.as_slice() else {
         return Err(shape());
     };
     let list = |operand: &Value| -> Result<Vec<Option<String>>, ValidationError> {
-        operand
-            .as_array()
-            .ok_or_else(shape)?
-            .iter()
-            .map(|item| nullable_string(item, at))
-            .collect()
+        operand.as_array().ok_or_else(shape)?.iter().map(|item| nullable_string(item, at)).collect()
     };
     Ok(match operator.as_str() {
         "==" => StringFilter::Eq(nullable_string(operand, at)?),
@@ -132,9 +113,8 @@ fn string_filter(value: &Value, at: &str) -> Result<StringFilter, ValidationErro
 }
 
 fn number_filter(value: &Value, at: &str) -> Result<NumberFilter, ValidationError> {
-    let shape = || {
-        invalid(at, "must be [\">\"|\"<\"|\">=\"|\"<=\", number] or [\"between\"|\"!between\", [low, high]]")
-    };
+    let shape =
+        || invalid(at, "must be [\">\"|\"<\"|\">=\"|\"<=\", number] or [\"between\"|\"!between\", [low, high]]");
     let items = value.as_array().ok_or_else(shape)?;
     let [Value::String(operator), operand] = items.as_slice() else {
         return Err(shape());
@@ -169,13 +149,9 @@ mod tests {
 
     #[test]
     fn parses_the_seed_example_and_the_any_combinator() {
-        let filter =
-            parse_conversation_filter(r#"{"custom":{"category":["==","shoes"]}}"#).unwrap();
+        let filter = parse_conversation_filter(r#"{"custom":{"category":["==","shoes"]}}"#).unwrap();
         assert!(matches!(filter, ConversationFilter::All(ref f) if f.custom.len() == 1));
-        let any = parse_conversation_filter(
-            r#"["any",[{"hasMessages":true},{"custom":{"x":"exists"}}]]"#,
-        )
-        .unwrap();
+        let any = parse_conversation_filter(r#"["any",[{"hasMessages":true},{"custom":{"x":"exists"}}]]"#).unwrap();
         assert!(matches!(any, ConversationFilter::Any(ref fs) if fs.len() == 2));
     }
 
@@ -189,11 +165,7 @@ mod tests {
             (r#"["all",[]]"#, "filter"),
             (r#"{"access":["==","Admin"]}"#, "filter.access"),
         ] {
-            assert_eq!(
-                parse_conversation_filter(raw).unwrap_err().field,
-                field,
-                "{raw}"
-            );
+            assert_eq!(parse_conversation_filter(raw).unwrap_err().field, field, "{raw}");
         }
     }
 }

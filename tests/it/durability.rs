@@ -73,15 +73,7 @@ async fn all_message_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
         if let Some(after) = &cursor {
             url.push_str(&format!("&startingAfter={after}"));
         }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(SECRET)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = client.get(url).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
         let page = page["data"].as_array().unwrap().clone();
         if page.is_empty() {
             return ids;
@@ -115,13 +107,9 @@ async fn acknowledged_sends_survive_sigkill_exactly_once() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
-    let keyed = send(
-        &client,
-        &base,
-        json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]),
-    )
-    .await
-    .unwrap();
+    let keyed = send(&client, &base, json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]))
+        .await
+        .unwrap();
 
     // Writers send until the gateway dies; each records the ids it got acknowledged.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -158,25 +146,14 @@ async fn acknowledged_sends_survive_sigkill_exactly_once() {
     for id in &stored {
         assert!(seen.insert(id.clone()), "message {id} is stored twice");
     }
-    let lost: Vec<_> = acknowledged
-        .iter()
-        .filter(|id| !seen.contains(*id))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged messages were lost",
-        lost.len(),
-        acknowledged.len()
-    );
+    let lost: Vec<_> = acknowledged.iter().filter(|id| !seen.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged messages were lost", lost.len(), acknowledged.len());
 
     // The idempotency key still names its message after the restart.
-    let retry = send(
-        &client,
-        &process.base,
-        json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]),
-    )
-    .await
-    .unwrap();
+    let retry =
+        send(&client, &process.base, json!([{ "type": "SystemMessage", "text": "keyed", "idempotencyKey": "k" }]))
+            .await
+            .unwrap();
     assert_eq!(retry, keyed);
     process.child.start_kill().unwrap();
     process.child.wait().await.unwrap();

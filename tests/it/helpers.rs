@@ -31,14 +31,8 @@ impl Drop for TestGateway {
 
 pub fn test_apps() -> Vec<AppCredentials> {
     vec![
-        AppCredentials {
-            app_id: APP.into(),
-            secret: SECRET.into(),
-        },
-        AppCredentials {
-            app_id: OTHER_APP.into(),
-            secret: OTHER_SECRET.into(),
-        },
+        AppCredentials { app_id: APP.into(), secret: SECRET.into() },
+        AppCredentials { app_id: OTHER_APP.into(), secret: OTHER_SECRET.into() },
     ]
 }
 
@@ -53,9 +47,7 @@ pub async fn spawn_gateway() -> TestGateway {
         public_url: None,
         max_upload_bytes: 1024 * 1024,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -65,19 +57,11 @@ pub async fn spawn_gateway() -> TestGateway {
         .await
         .expect("gateway failed");
     });
-    TestGateway {
-        base,
-        client: reqwest::Client::new(),
-        shutdown: Some(shutdown_tx),
-        _data_dir: data_dir,
-    }
+    TestGateway { base, client: reqwest::Client::new(), shutdown: Some(shutdown_tx), _data_dir: data_dir }
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A response: status and JSON body (`Value::Null` when the body is not JSON).
@@ -91,33 +75,17 @@ impl Reply {
     /// Asserts the status, and for errors that the body is `{"errorCode": code, "reasons": [..]}`.
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Value {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status, body: {}",
-            self.body
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status, body: {}", self.body);
         &self.body
     }
 
     #[track_caller]
     pub fn expect_error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status, body: {}",
-            self.body
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status, body: {}", self.body);
         assert_eq!(self.body["errorCode"], code, "body: {}", self.body);
-        let reasons = self.body["reasons"]
-            .as_array()
-            .expect("reasons is an array");
+        let reasons = self.body["reasons"].as_array().expect("reasons is an array");
         assert!(!reasons.is_empty(), "reasons must not be empty");
-        reasons
-            .iter()
-            .map(|r| r.as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join("; ")
+        reasons.iter().map(|r| r.as_str().unwrap().to_owned()).collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -127,13 +95,7 @@ impl TestGateway {
         format!("{}/v1/{APP}{path}", self.base)
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn send(&self, method: Method, url: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut request = self.client.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -144,40 +106,27 @@ impl TestGateway {
         let response = request.send().await.expect("request failed");
         let status = response.status();
         let text = response.text().await.expect("body");
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        }
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(Method::GET, &self.url(path), Some(SECRET), None)
-            .await
+        self.send(Method::GET, &self.url(path), Some(SECRET), None).await
     }
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::PUT, &self.url(path), Some(SECRET), Some(body))
-            .await
+        self.send(Method::PUT, &self.url(path), Some(SECRET), Some(body)).await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::PATCH, &self.url(path), Some(SECRET), Some(body))
-            .await
+        self.send(Method::PATCH, &self.url(path), Some(SECRET), Some(body)).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::POST, &self.url(path), Some(SECRET), Some(body))
-            .await
+        self.send(Method::POST, &self.url(path), Some(SECRET), Some(body)).await
     }
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send(Method::DELETE, &self.url(path), Some(SECRET), None)
-            .await
+        self.send(Method::DELETE, &self.url(path), Some(SECRET), None).await
     }
 
     pub async fn create_user(&self, id: &str) {
-        self.put(
-            &format!("/users/{id}"),
-            json!({ "name": format!("User {id}") }),
-        )
-        .await
-        .expect(200);
+        self.put(&format!("/users/{id}"), json!({ "name": format!("User {id}") })).await.expect(200);
     }
 
     /// Creates the users and a conversation with them.
@@ -185,12 +134,7 @@ impl TestGateway {
         for user in participants {
             self.create_user(user).await;
         }
-        self.put(
-            &format!("/conversations/{id}"),
-            json!({ "participants": participants }),
-        )
-        .await
-        .expect(200);
+        self.put(&format!("/conversations/{id}"), json!({ "participants": participants })).await.expect(200);
     }
 
     /// Sends one text message and returns its id.

@@ -36,26 +36,15 @@ fn every_route_in_the_router_is_in_the_spec() {
         .map(|(method, path)| (method.to_owned(), path.to_owned()))
         .filter(|route| !specified.contains(route))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "routes served but not in proto/openapi.yaml: {missing:?}"
-    );
+    assert!(missing.is_empty(), "routes served but not in proto/openapi.yaml: {missing:?}");
 }
 
 #[test]
 fn every_route_in_the_spec_is_served() {
-    let served: BTreeSet<_> = natter::api::route_list()
-        .into_iter()
-        .map(|(method, path)| (method.to_owned(), path.to_owned()))
-        .collect();
-    let extra: Vec<_> = spec_routes(&spec())
-        .into_iter()
-        .filter(|route| !served.contains(route))
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "routes in proto/openapi.yaml that the gateway does not serve: {extra:?}"
-    );
+    let served: BTreeSet<_> =
+        natter::api::route_list().into_iter().map(|(method, path)| (method.to_owned(), path.to_owned())).collect();
+    let extra: Vec<_> = spec_routes(&spec()).into_iter().filter(|route| !served.contains(route)).collect();
+    assert!(extra.is_empty(), "routes in proto/openapi.yaml that the gateway does not serve: {extra:?}");
 }
 
 #[test]
@@ -67,16 +56,9 @@ fn every_operation_documents_its_errors() {
                 continue;
             }
             let responses = operation["responses"].as_mapping();
-            let responses =
-                responses.unwrap_or_else(|| panic!("{method:?} {path:?} has no responses"));
-            assert!(
-                responses.contains_key("200"),
-                "{method:?} {path:?} documents no 200"
-            );
-            assert!(
-                responses.len() > 1,
-                "{method:?} {path:?} documents no error"
-            );
+            let responses = responses.unwrap_or_else(|| panic!("{method:?} {path:?} has no responses"));
+            assert!(responses.contains_key("200"), "{method:?} {path:?} documents no 200");
+            assert!(responses.len() > 1, "{method:?} {path:?} documents no error");
         }
     }
 }

@@ -6,77 +6,40 @@ use crate::helpers::*;
 
 fn app_token(app: &str, secret: &str, token_type: &str, exp: u64) -> String {
     let claims = json!({ "tokenType": token_type, "iss": app, "exp": exp });
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 #[tokio::test]
 async fn missing_or_malformed_credentials_are_401() {
     let gateway = spawn_gateway().await;
     let url = gateway.url("/users");
-    gateway
-        .send(Method::GET, &url, None, None)
-        .await
-        .expect_error(401, "UNAUTHORIZED");
-    let reply = gateway
-        .client
-        .get(&url)
-        .header("Authorization", "Basic abc")
-        .send()
-        .await
-        .unwrap();
+    gateway.send(Method::GET, &url, None, None).await.expect_error(401, "UNAUTHORIZED");
+    let reply = gateway.client.get(&url).header("Authorization", "Basic abc").send().await.unwrap();
     assert_eq!(reply.status(), 401);
-    gateway
-        .send(Method::GET, &url, Some("wrong"), None)
-        .await
-        .expect_error(401, "UNAUTHORIZED");
+    gateway.send(Method::GET, &url, Some("wrong"), None).await.expect_error(401, "UNAUTHORIZED");
 }
 
 #[tokio::test]
 async fn a_secret_never_opens_another_app() {
     let gateway = spawn_gateway().await;
     let other = format!("{}/v1/{OTHER_APP}/users", gateway.base);
-    gateway
-        .send(Method::GET, &other, Some(SECRET), None)
-        .await
-        .expect_error(401, "UNAUTHORIZED");
-    gateway
-        .send(Method::GET, &other, Some(OTHER_SECRET), None)
-        .await
-        .expect(200);
-    gateway
-        .send(
-            Method::GET,
-            &gateway.url("/users"),
-            Some(OTHER_SECRET),
-            None,
-        )
-        .await
-        .expect_error(401, "UNAUTHORIZED");
+    gateway.send(Method::GET, &other, Some(SECRET), None).await.expect_error(401, "UNAUTHORIZED");
+    gateway.send(Method::GET, &other, Some(OTHER_SECRET), None).await.expect(200);
+    gateway.send(Method::GET, &gateway.url("/users"), Some(OTHER_SECRET), None).await.expect_error(401, "UNAUTHORIZED");
 }
 
 #[tokio::test]
 async fn an_unknown_app_is_404() {
     let gateway = spawn_gateway().await;
     let url = format!("{}/v1/nosuchapp/users", gateway.base);
-    gateway
-        .send(Method::GET, &url, Some(SECRET), None)
-        .await
-        .expect_error(404, "APP_NOT_FOUND");
+    gateway.send(Method::GET, &url, Some(SECRET), None).await.expect_error(404, "APP_NOT_FOUND");
 }
 
 #[tokio::test]
 async fn an_app_jwt_signed_with_the_secret_is_accepted() {
     let gateway = spawn_gateway().await;
     let token = app_token(APP, SECRET, "app", now_secs() + 30);
-    gateway
-        .send(Method::GET, &gateway.url("/users"), Some(&token), None)
-        .await
-        .expect(200);
+    gateway.send(Method::GET, &gateway.url("/users"), Some(&token), None).await.expect(200);
 }
 
 #[tokio::test]
@@ -85,18 +48,9 @@ async fn bad_app_jwts_are_401() {
     let url = gateway.url("/users");
     let bad = [
         ("expired", app_token(APP, SECRET, "app", now_secs() - 120)),
-        (
-            "wrong issuer",
-            app_token(OTHER_APP, SECRET, "app", now_secs() + 30),
-        ),
-        (
-            "user token",
-            app_token(APP, SECRET, "user", now_secs() + 30),
-        ),
-        (
-            "other app's secret",
-            app_token(APP, OTHER_SECRET, "app", now_secs() + 30),
-        ),
+        ("wrong issuer", app_token(OTHER_APP, SECRET, "app", now_secs() + 30)),
+        ("user token", app_token(APP, SECRET, "user", now_secs() + 30)),
+        ("other app's secret", app_token(APP, OTHER_SECRET, "app", now_secs() + 30)),
         (
             "no exp",
             encode(
@@ -116,22 +70,12 @@ async fn bad_app_jwts_are_401() {
 #[tokio::test]
 async fn healthz_answers_while_the_store_is_usable() {
     let gateway = spawn_gateway().await;
-    let reply = gateway
-        .send(
-            Method::GET,
-            &format!("{}/healthz", gateway.base),
-            None,
-            None,
-        )
-        .await;
+    let reply = gateway.send(Method::GET, &format!("{}/healthz", gateway.base), None, None).await;
     assert_eq!(reply.expect(200)["status"], "ok");
 }
 
 #[tokio::test]
 async fn unknown_routes_answer_in_the_error_format() {
     let gateway = spawn_gateway().await;
-    gateway
-        .get("/nothing/here/at/all")
-        .await
-        .expect_error(404, "NOT_FOUND");
+    gateway.get("/nothing/here/at/all").await.expect_error(404, "NOT_FOUND");
 }

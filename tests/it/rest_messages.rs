@@ -11,12 +11,7 @@ async fn setup() -> TestGateway {
 }
 
 fn texts(reply: &Reply) -> Vec<String> {
-    reply.expect(200)["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
+    reply.expect(200)["data"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -48,41 +43,22 @@ async fn a_batch_of_user_and_system_messages_returns_ids_in_order() {
     assert_eq!(message["attachment"], Value::Null);
     assert_eq!(message["location"], Value::Null);
     assert_eq!(message["referencedMessageId"], Value::Null);
-    let system = gateway
-        .get(&format!("{MESSAGES}/{}", ids[1]["id"].as_str().unwrap()))
-        .await;
+    let system = gateway.get(&format!("{MESSAGES}/{}", ids[1]["id"].as_str().unwrap())).await;
     assert_eq!(system.expect(200)["type"], "SystemMessage");
     assert_eq!(system.expect(200)["senderId"], Value::Null);
-    assert_eq!(
-        texts(&gateway.get(MESSAGES).await),
-        vec!["*order* received", "hi"],
-        "newest first"
-    );
+    assert_eq!(texts(&gateway.get(MESSAGES).await), vec!["*order* received", "hi"], "newest first");
 }
 
 #[tokio::test]
 async fn batch_size_must_be_one_to_ten() {
     let gateway = setup().await;
-    gateway
-        .post(MESSAGES, json!([]))
-        .await
-        .expect_error(400, "INVALID_REQUEST");
-    let eleven: Vec<_> = (0..11)
-        .map(|i| json!({ "type": "SystemMessage", "text": format!("m{i}") }))
-        .collect();
-    gateway
-        .post(MESSAGES, Value::Array(eleven))
-        .await
-        .expect_error(400, "INVALID_REQUEST");
-    let ten: Vec<_> = (0..10)
-        .map(|i| json!({ "type": "SystemMessage", "text": format!("m{i}") }))
-        .collect();
+    gateway.post(MESSAGES, json!([])).await.expect_error(400, "INVALID_REQUEST");
+    let eleven: Vec<_> = (0..11).map(|i| json!({ "type": "SystemMessage", "text": format!("m{i}") })).collect();
+    gateway.post(MESSAGES, Value::Array(eleven)).await.expect_error(400, "INVALID_REQUEST");
+    let ten: Vec<_> = (0..10).map(|i| json!({ "type": "SystemMessage", "text": format!("m{i}") })).collect();
     gateway.post(MESSAGES, Value::Array(ten)).await.expect(200);
     gateway
-        .post(
-            MESSAGES,
-            json!({ "type": "SystemMessage", "text": "not an array" }),
-        )
+        .post(MESSAGES, json!({ "type": "SystemMessage", "text": "not an array" }))
         .await
         .expect_error(400, "INVALID_JSON");
 }
@@ -91,45 +67,24 @@ async fn batch_size_must_be_one_to_ten() {
 async fn sender_and_type_rules_name_the_offending_item() {
     let gateway = setup().await;
     let cases = [
-        (
-            json!({ "type": "SystemMessage", "sender": "alice", "text": "x" }),
-            "[1].sender",
-        ),
+        (json!({ "type": "SystemMessage", "sender": "alice", "text": "x" }), "[1].sender"),
         (json!({ "type": "UserMessage", "text": "x" }), "[1].sender"),
         (json!({ "sender": "alice", "text": "x" }), "[1].type"),
         (json!({ "type": "Shout", "text": "x" }), "[1].type"),
         (json!({ "type": "SystemMessage" }), "[1]"),
-        (
-            json!({ "type": "SystemMessage", "text": "x", "location": [1.0, 2.0] }),
-            "[1]",
-        ),
-        (
-            json!({ "type": "SystemMessage", "location": [1.0, 2.0] }),
-            "[1].location",
-        ),
-        (
-            json!({ "type": "UserMessage", "sender": "alice", "location": [91.0, 0.0] }),
-            "[1].location",
-        ),
-        (
-            json!({ "type": "UserMessage", "sender": "alice", "location": [1.0] }),
-            "[1].location",
-        ),
+        (json!({ "type": "SystemMessage", "text": "x", "location": [1.0, 2.0] }), "[1]"),
+        (json!({ "type": "SystemMessage", "location": [1.0, 2.0] }), "[1].location"),
+        (json!({ "type": "UserMessage", "sender": "alice", "location": [91.0, 0.0] }), "[1].location"),
+        (json!({ "type": "UserMessage", "sender": "alice", "location": [1.0] }), "[1].location"),
         (
             json!({ "type": "UserMessage", "sender": "alice", "text": "x", "referencedMessageId": "msg_nope" }),
             "[1].referencedMessageId",
         ),
-        (
-            json!({ "type": "UserMessage", "sender": "alice", "attachmentToken": "bogus" }),
-            "[1].attachmentToken",
-        ),
+        (json!({ "type": "UserMessage", "sender": "alice", "attachmentToken": "bogus" }), "[1].attachmentToken"),
     ];
     for (bad, field) in cases {
         let batch = json!([{ "type": "SystemMessage", "text": "fine" }, bad]);
-        let reasons = gateway
-            .post(MESSAGES, batch)
-            .await
-            .expect_error(400, "INVALID_REQUEST");
+        let reasons = gateway.post(MESSAGES, batch).await.expect_error(400, "INVALID_REQUEST");
         assert!(reasons.contains(field), "expected {field} in: {reasons}");
     }
     // All or nothing: the valid first item of each batch was not stored.
@@ -140,10 +95,7 @@ async fn sender_and_type_rules_name_the_offending_item() {
 async fn custom_must_map_strings_to_strings() {
     let gateway = setup().await;
     let reasons = gateway
-        .post(
-            MESSAGES,
-            json!([{ "type": "SystemMessage", "text": "x", "custom": { "n": 1 } }]),
-        )
+        .post(MESSAGES, json!([{ "type": "SystemMessage", "text": "x", "custom": { "n": 1 } }]))
         .await
         .expect_error(400, "INVALID_JSON");
     assert!(reasons.contains("custom"), "{reasons}");
@@ -153,10 +105,7 @@ async fn custom_must_map_strings_to_strings() {
 async fn sending_to_a_missing_conversation_is_404() {
     let gateway = setup().await;
     gateway
-        .post(
-            "/conversations/nope/messages",
-            json!([{ "type": "SystemMessage", "text": "x" }]),
-        )
+        .post("/conversations/nope/messages", json!([{ "type": "SystemMessage", "text": "x" }]))
         .await
         .expect_error(404, "CONVERSATION_NOT_FOUND");
 }
@@ -172,10 +121,7 @@ async fn a_reply_names_its_referenced_message() {
         )
         .await;
     let id = reply.expect(200)[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        gateway.get(&format!("{MESSAGES}/{id}")).await.expect(200)["referencedMessageId"],
-        original
-    );
+    assert_eq!(gateway.get(&format!("{MESSAGES}/{id}")).await.expect(200)["referencedMessageId"], original);
 }
 
 #[tokio::test]
@@ -185,17 +131,10 @@ async fn an_idempotency_key_makes_a_retry_return_the_original_id() {
         { "type": "UserMessage", "sender": "alice", "text": "once", "idempotencyKey": "k1" },
         { "type": "SystemMessage", "text": "also once", "idempotencyKey": "k2" }
     ]);
-    let first = gateway
-        .post(MESSAGES, batch.clone())
-        .await
-        .expect(200)
-        .clone();
+    let first = gateway.post(MESSAGES, batch.clone()).await.expect(200).clone();
     let retry = gateway.post(MESSAGES, batch).await.expect(200).clone();
     assert_eq!(first, retry);
-    assert_eq!(
-        texts(&gateway.get(MESSAGES).await),
-        vec!["also once", "once"]
-    );
+    assert_eq!(texts(&gateway.get(MESSAGES).await), vec!["also once", "once"]);
 
     // The key is scoped to the conversation.
     gateway.create_conversation("other", &["alice"]).await;
@@ -218,22 +157,11 @@ async fn listing_pages_backwards_from_the_newest() {
     let first = gateway.get(MESSAGES).await;
     assert_eq!(texts(&first).len(), 10, "default limit is 10");
     assert_eq!(texts(&first)[0], "m24");
-    let page = gateway
-        .get(&format!("{MESSAGES}?limit=5&startingAfter={}", ids[20]))
-        .await;
+    let page = gateway.get(&format!("{MESSAGES}?limit=5&startingAfter={}", ids[20])).await;
     assert_eq!(texts(&page), vec!["m19", "m18", "m17", "m16", "m15"]);
-    gateway
-        .get(&format!("{MESSAGES}?limit=500"))
-        .await
-        .expect_error(400, "INVALID_LIMIT");
-    gateway
-        .get(&format!("{MESSAGES}?startingAfter=msg_missing"))
-        .await
-        .expect_error(400, "INVALID_REQUEST");
-    gateway
-        .get("/conversations/none/messages")
-        .await
-        .expect_error(404, "CONVERSATION_NOT_FOUND");
+    gateway.get(&format!("{MESSAGES}?limit=500")).await.expect_error(400, "INVALID_LIMIT");
+    gateway.get(&format!("{MESSAGES}?startingAfter=msg_missing")).await.expect_error(400, "INVALID_REQUEST");
+    gateway.get("/conversations/none/messages").await.expect_error(404, "CONVERSATION_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -241,33 +169,18 @@ async fn edit_changes_text_and_custom_and_mark_edited_sets_edited_at() {
     let gateway = setup().await;
     let id = gateway.send_text("c", "alice", "draft").await;
     let path = format!("{MESSAGES}/{id}");
-    gateway
-        .put(&path, json!({ "text": "final", "custom": { "a": "1" } }))
-        .await
-        .expect(200);
+    gateway.put(&path, json!({ "text": "final", "custom": { "a": "1" } })).await.expect(200);
     let message = gateway.get(&path).await;
     assert_eq!(message.expect(200)["text"], "final");
     assert_eq!(message.expect(200)["custom"], json!({ "a": "1" }));
     assert_eq!(message.expect(200)["editedAt"], Value::Null);
 
-    gateway
-        .put(
-            &path,
-            json!({ "markEdited": true, "custom": { "a": null, "b": "2" } }),
-        )
-        .await
-        .expect(200);
+    gateway.put(&path, json!({ "markEdited": true, "custom": { "a": null, "b": "2" } })).await.expect(200);
     let message = gateway.get(&path).await;
-    assert!(
-        message.expect(200)["editedAt"].as_i64().unwrap()
-            >= message.expect(200)["createdAt"].as_i64().unwrap()
-    );
+    assert!(message.expect(200)["editedAt"].as_i64().unwrap() >= message.expect(200)["createdAt"].as_i64().unwrap());
     assert_eq!(message.expect(200)["custom"], json!({ "b": "2" }));
     assert_eq!(message.expect(200)["text"], "final");
-    gateway
-        .put(&format!("{MESSAGES}/msg_none"), json!({ "text": "x" }))
-        .await
-        .expect_error(404, "MESSAGE_NOT_FOUND");
+    gateway.put(&format!("{MESSAGES}/msg_none"), json!({ "text": "x" })).await.expect_error(404, "MESSAGE_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -275,35 +188,16 @@ async fn delete_one_and_delete_all() {
     let gateway = setup().await;
     let first = gateway.send_text("c", "alice", "one").await;
     let second = gateway.send_text("c", "alice", "two").await;
-    gateway
-        .delete(&format!("{MESSAGES}/{second}"))
-        .await
-        .expect(200);
-    gateway
-        .get(&format!("{MESSAGES}/{second}"))
-        .await
-        .expect_error(404, "MESSAGE_NOT_FOUND");
-    gateway
-        .delete(&format!("{MESSAGES}/{second}"))
-        .await
-        .expect_error(404, "MESSAGE_NOT_FOUND");
-    assert_eq!(
-        gateway.get("/conversations/c").await.expect(200)["lastMessage"]["id"],
-        first,
-        "lastMessage falls back"
-    );
+    gateway.delete(&format!("{MESSAGES}/{second}")).await.expect(200);
+    gateway.get(&format!("{MESSAGES}/{second}")).await.expect_error(404, "MESSAGE_NOT_FOUND");
+    gateway.delete(&format!("{MESSAGES}/{second}")).await.expect_error(404, "MESSAGE_NOT_FOUND");
+    assert_eq!(gateway.get("/conversations/c").await.expect(200)["lastMessage"]["id"], first, "lastMessage falls back");
 
     gateway.send_text("c", "bob", "three").await;
     gateway.delete(MESSAGES).await.expect(200);
     assert_eq!(texts(&gateway.get(MESSAGES).await), Vec::<String>::new());
-    assert_eq!(
-        gateway.get("/conversations/c").await.expect(200)["lastMessage"],
-        Value::Null
-    );
-    gateway
-        .delete("/conversations/none/messages")
-        .await
-        .expect_error(404, "CONVERSATION_NOT_FOUND");
+    assert_eq!(gateway.get("/conversations/c").await.expect(200)["lastMessage"], Value::Null);
+    gateway.delete("/conversations/none/messages").await.expect_error(404, "CONVERSATION_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -314,10 +208,7 @@ async fn a_location_message_carries_latitude_and_longitude() {
         .await;
     let id = reply.expect(200)[0]["id"].as_str().unwrap().to_owned();
     let message = gateway.get(&format!("{MESSAGES}/{id}")).await;
-    assert_eq!(
-        message.expect(200)["location"],
-        json!([51.481083, -3.178306])
-    );
+    assert_eq!(message.expect(200)["location"], json!([51.481083, -3.178306]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,11 +220,7 @@ async fn concurrent_senders_are_all_committed_exactly_once() {
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..10 {
-                ids.push(
-                    gateway
-                        .send_text("c", "alice", &format!("w{writer}-{i}"))
-                        .await,
-                );
+                ids.push(gateway.send_text("c", "alice", &format!("w{writer}-{i}")).await);
             }
             ids
         }));
@@ -349,10 +236,7 @@ async fn concurrent_senders_are_all_committed_exactly_once() {
             Some(after) => format!("{MESSAGES}?limit=100&startingAfter={after}"),
             None => format!("{MESSAGES}?limit=100"),
         };
-        let page = gateway.get(&path).await.expect(200)["data"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let page = gateway.get(&path).await.expect(200)["data"].as_array().unwrap().clone();
         if page.is_empty() {
             break;
         }

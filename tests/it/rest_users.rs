@@ -31,19 +31,10 @@ async fn put_creates_a_user_and_get_returns_every_field() {
 async fn put_patches_only_the_given_fields_and_null_clears() {
     let gateway = spawn_gateway().await;
     gateway
-        .put(
-            "/users/bob",
-            json!({ "name": "Bob", "photoUrl": "p", "custom": { "a": "1", "b": "2" } }),
-        )
+        .put("/users/bob", json!({ "name": "Bob", "photoUrl": "p", "custom": { "a": "1", "b": "2" } }))
         .await
         .expect(200);
-    gateway
-        .put(
-            "/users/bob",
-            json!({ "photoUrl": null, "custom": { "a": null, "c": "3" } }),
-        )
-        .await
-        .expect(200);
+    gateway.put("/users/bob", json!({ "photoUrl": null, "custom": { "a": null, "c": "3" } })).await.expect(200);
     let user = gateway.get("/users/bob").await;
     let user = user.expect(200);
     assert_eq!(user["name"], "Bob");
@@ -55,24 +46,17 @@ async fn put_patches_only_the_given_fields_and_null_clears() {
 #[tokio::test]
 async fn creating_a_user_without_a_name_is_400() {
     let gateway = spawn_gateway().await;
-    let reasons = gateway
-        .put("/users/nameless", json!({ "email": ["x@y"] }))
-        .await
-        .expect_error(400, "INVALID_REQUEST");
+    let reasons =
+        gateway.put("/users/nameless", json!({ "email": ["x@y"] })).await.expect_error(400, "INVALID_REQUEST");
     assert!(reasons.contains("name"), "{reasons}");
-    gateway
-        .get("/users/nameless")
-        .await
-        .expect_error(404, "USER_NOT_FOUND");
+    gateway.get("/users/nameless").await.expect_error(404, "USER_NOT_FOUND");
 }
 
 #[tokio::test]
 async fn a_body_of_the_wrong_shape_is_400_naming_the_field() {
     let gateway = spawn_gateway().await;
-    let reasons = gateway
-        .put("/users/x", json!({ "name": "X", "custom": { "n": 5 } }))
-        .await
-        .expect_error(400, "INVALID_JSON");
+    let reasons =
+        gateway.put("/users/x", json!({ "name": "X", "custom": { "n": 5 } })).await.expect_error(400, "INVALID_JSON");
     assert!(reasons.contains("custom"), "{reasons}");
     let reply = gateway
         .client
@@ -93,41 +77,19 @@ async fn listing_users_pages_by_id() {
         gateway.create_user(id).await;
     }
     let first = gateway.get("/users?limit=2").await;
-    let ids: Vec<_> = first.expect(200)["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].clone())
-        .collect();
+    let ids: Vec<_> = first.expect(200)["data"].as_array().unwrap().iter().map(|u| u["id"].clone()).collect();
     assert_eq!(ids, vec![json!("u1"), json!("u2")]);
     let next = gateway.get("/users?limit=2&startingAfter=u2").await;
-    let ids: Vec<_> = next.expect(200)["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].clone())
-        .collect();
+    let ids: Vec<_> = next.expect(200)["data"].as_array().unwrap().iter().map(|u| u["id"].clone()).collect();
     assert_eq!(ids, vec![json!("u3"), json!("u4")]);
-    gateway
-        .get("/users?limit=101")
-        .await
-        .expect_error(400, "INVALID_LIMIT");
-    gateway
-        .get("/users?limit=abc")
-        .await
-        .expect_error(400, "INVALID_LIMIT");
+    gateway.get("/users?limit=101").await.expect_error(400, "INVALID_LIMIT");
+    gateway.get("/users?limit=abc").await.expect_error(400, "INVALID_LIMIT");
 }
 
 #[tokio::test]
 async fn batch_upsert_is_all_or_nothing() {
     let gateway = spawn_gateway().await;
-    gateway
-        .put(
-            "/users",
-            json!({ "b1": { "name": "One" }, "b2": { "name": "Two" } }),
-        )
-        .await
-        .expect(200);
+    gateway.put("/users", json!({ "b1": { "name": "One" }, "b2": { "name": "Two" } })).await.expect(200);
     gateway.get("/users/b1").await.expect(200);
     gateway.get("/users/b2").await.expect(200);
 
@@ -136,27 +98,17 @@ async fn batch_upsert_is_all_or_nothing() {
         .await
         .expect_error(400, "INVALID_REQUEST");
     assert!(reasons.contains("b4"), "{reasons}");
-    gateway
-        .get("/users/b3")
-        .await
-        .expect_error(404, "USER_NOT_FOUND");
+    gateway.get("/users/b3").await.expect_error(404, "USER_NOT_FOUND");
     assert_eq!(gateway.get("/users/b1").await.expect(200)["name"], "One");
 }
 
 #[tokio::test]
 async fn a_batch_of_more_than_100_users_is_refused_whole() {
     let gateway = spawn_gateway().await;
-    let batch: serde_json::Map<_, _> = (0..101)
-        .map(|i| (format!("user{i}"), json!({ "name": format!("N{i}") })))
-        .collect();
-    gateway
-        .put("/users", serde_json::Value::Object(batch))
-        .await
-        .expect_error(400, "INVALID_REQUEST");
-    gateway
-        .get("/users/user0")
-        .await
-        .expect_error(404, "USER_NOT_FOUND");
+    let batch: serde_json::Map<_, _> =
+        (0..101).map(|i| (format!("user{i}"), json!({ "name": format!("N{i}") }))).collect();
+    gateway.put("/users", serde_json::Value::Object(batch)).await.expect_error(400, "INVALID_REQUEST");
+    gateway.get("/users/user0").await.expect_error(404, "USER_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -178,23 +130,13 @@ async fn a_users_conversations_carry_that_users_own_fields() {
     assert_eq!(data[0]["lastMessage"]["text"], "are you there");
     assert_eq!(data[1]["isUnread"], false);
 
-    let unread = gateway
-        .get("/users/alice/conversations?unreadsOnly=true")
-        .await;
+    let unread = gateway.get("/users/alice/conversations?unreadsOnly=true").await;
     assert_eq!(unread.expect(200)["data"].as_array().unwrap().len(), 1);
-    let filtered = gateway
-        .get(&format!(
-            "/users/alice/conversations?filter={}",
-            enc(r#"{"isUnread":false}"#)
-        ))
-        .await;
+    let filtered = gateway.get(&format!("/users/alice/conversations?filter={}", enc(r#"{"isUnread":false}"#))).await;
     let data = filtered.expect(200)["data"].as_array().unwrap().clone();
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["id"], "c2");
-    gateway
-        .get("/users/nobody/conversations")
-        .await
-        .expect_error(404, "USER_NOT_FOUND");
+    gateway.get("/users/nobody/conversations").await.expect_error(404, "USER_NOT_FOUND");
 }
 
 pub fn enc(raw: &str) -> String {

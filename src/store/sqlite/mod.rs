@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    Appended, ConversationQuery, FileReceipt, NewFile, Page, Store, StoreError, StoreResult,
-    StoredFile, UserConversation,
+    Appended, ConversationQuery, FileReceipt, NewFile, Page, Store, StoreError, StoreResult, StoredFile,
+    UserConversation,
 };
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
@@ -60,8 +60,7 @@ impl SqliteStore {
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = open_connection(&path)?;
         migrate(&mut connection)?;
-        let writer = writer::Writer::spawn(connection)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let writer = writer::Writer::spawn(connection).map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let readers = Arc::new(ReaderPool {
             path,
             idle: std::sync::Mutex::new(Vec::new()),
@@ -84,29 +83,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _permit = self
-            .readers
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("closed".into()))?;
+        let _permit = self.readers.permits.acquire().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let pooled = readers
-                .idle
-                .lock()
-                .expect("reader pool lock poisoned")
-                .pop();
+            let pooled = readers.idle.lock().expect("reader pool lock poisoned").pop();
             let connection = match pooled {
                 Some(connection) => connection,
                 None => open_connection(&readers.path)?,
             };
             let result = work(&connection);
-            readers
-                .idle
-                .lock()
-                .expect("reader pool lock poisoned")
-                .push(connection);
+            readers.idle.lock().expect("reader pool lock poisoned").push(connection);
             result
         })
         .await
@@ -115,9 +101,7 @@ impl SqliteStore {
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an acknowledged write
@@ -159,10 +143,7 @@ struct Sql {
 
 impl Sql {
     fn new(text: String) -> Self {
-        Self {
-            text,
-            values: Vec::new(),
-        }
+        Self { text, values: Vec::new() }
     }
 
     fn push(&mut self, fragment: &str) {
@@ -178,31 +159,22 @@ impl Sql {
 #[async_trait]
 impl Store for SqliteStore {
     async fn check(&self) -> StoreResult<()> {
-        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
-    async fn upsert_users(
-        &self,
-        app: &AppId,
-        users: Vec<(UserId, UserPatch)>,
-        now: Millis,
-    ) -> StoreResult<()> {
+    async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
         let app = app.clone();
-        self.write(move |connection| writes::upsert_users(connection, &app, users, now))
-            .await
+        self.write(move |connection| writes::upsert_users(connection, &app, users, now)).await
     }
 
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
         let (app, id) = (app.clone(), id.clone());
-        self.read(move |connection| reads::user(connection, &app, &id))
-            .await
+        self.read(move |connection| reads::user(connection, &app, &id)).await
     }
 
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>> {
         let app = app.clone();
-        self.read(move |connection| reads::users(connection, &app, &page))
-            .await
+        self.read(move |connection| reads::users(connection, &app, &page)).await
     }
 
     async fn user_conversations(
@@ -212,8 +184,7 @@ impl Store for SqliteStore {
         query: ConversationQuery,
     ) -> StoreResult<Vec<UserConversation>> {
         let (app, user) = (app.clone(), user.clone());
-        self.read(move |connection| reads::user_conversations(connection, &app, &user, &query))
-            .await
+        self.read(move |connection| reads::user_conversations(connection, &app, &user, &query)).await
     }
 
     async fn upsert_conversation(
@@ -224,43 +195,26 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Vec<Event>> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(move |connection| writes::upsert_conversation(connection, &app, &id, patch, now))
-            .await
+        self.write(move |connection| writes::upsert_conversation(connection, &app, &id, patch, now)).await
     }
 
-    async fn conversation(
-        &self,
-        app: &AppId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<ConversationView>> {
+    async fn conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Option<ConversationView>> {
         let (app, id) = (app.clone(), id.clone());
-        self.read(
-            move |connection| match reads::conversation(connection, &app, &id)? {
-                Some(conversation) => Ok(Some(reads::conversation_view(
-                    connection,
-                    &app,
-                    conversation,
-                )?)),
-                None => Ok(None),
-            },
-        )
+        self.read(move |connection| match reads::conversation(connection, &app, &id)? {
+            Some(conversation) => Ok(Some(reads::conversation_view(connection, &app, conversation)?)),
+            None => Ok(None),
+        })
         .await
     }
 
-    async fn conversations(
-        &self,
-        app: &AppId,
-        query: ConversationQuery,
-    ) -> StoreResult<Vec<ConversationView>> {
+    async fn conversations(&self, app: &AppId, query: ConversationQuery) -> StoreResult<Vec<ConversationView>> {
         let app = app.clone();
-        self.read(move |connection| reads::conversations(connection, &app, &query))
-            .await
+        self.read(move |connection| reads::conversations(connection, &app, &query)).await
     }
 
     async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(move |connection| writes::delete_conversation(connection, &app, &id))
-            .await
+        self.write(move |connection| writes::delete_conversation(connection, &app, &id)).await
     }
 
     async fn put_participant(
@@ -272,8 +226,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::put_participant(c, &app, &conversation, &user, settings, now))
-            .await
+        self.write(move |c| writes::put_participant(c, &app, &conversation, &user, settings, now)).await
     }
 
     async fn patch_participant(
@@ -284,8 +237,7 @@ impl Store for SqliteStore {
         settings: ParticipantSettings,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::patch_participant(c, &app, &conversation, &user, settings))
-            .await
+        self.write(move |c| writes::patch_participant(c, &app, &conversation, &user, settings)).await
     }
 
     async fn remove_participant(
@@ -295,8 +247,7 @@ impl Store for SqliteStore {
         user: &UserId,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::remove_participant(c, &app, &conversation, &user))
-            .await
+        self.write(move |c| writes::remove_participant(c, &app, &conversation, &user)).await
     }
 
     async fn set_read_state(
@@ -307,8 +258,7 @@ impl Store for SqliteStore {
         is_unread: Option<bool>,
     ) -> StoreResult<()> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread))
-            .await
+        self.write(move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread)).await
     }
 
     async fn append_messages(
@@ -319,8 +269,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Appended> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(move |c| writes::append_messages(c, &app, &conversation, messages, now))
-            .await
+        self.write(move |c| writes::append_messages(c, &app, &conversation, messages, now)).await
     }
 
     async fn message(
@@ -337,15 +286,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn messages(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-        page: Page,
-    ) -> StoreResult<Vec<Message>> {
+    async fn messages(&self, app: &AppId, conversation: &ConversationId, page: Page) -> StoreResult<Vec<Message>> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.read(move |c| reads::messages(c, &app, &conversation, &page))
-            .await
+        self.read(move |c| reads::messages(c, &app, &conversation, &page)).await
     }
 
     async fn edit_message(
@@ -357,29 +300,17 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Event> {
         let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
-        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, now))
-            .await
+        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, now)).await
     }
 
-    async fn delete_message(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> StoreResult<Event> {
+    async fn delete_message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId) -> StoreResult<Event> {
         let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
-        self.write(move |c| writes::delete_message(c, &app, &conversation, &id))
-            .await
+        self.write(move |c| writes::delete_message(c, &app, &conversation, &id)).await
     }
 
-    async fn delete_all_messages(
-        &self,
-        app: &AppId,
-        conversation: &ConversationId,
-    ) -> StoreResult<Event> {
+    async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(move |c| writes::delete_all_messages(c, &app, &conversation))
-            .await
+        self.write(move |c| writes::delete_all_messages(c, &app, &conversation)).await
     }
 
     async fn add_reaction(
@@ -393,10 +324,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
         let (emoji, user) = (emoji.clone(), user.clone());
-        self.write(move |c| {
-            writes::add_reaction(c, &app, &conversation, &message, &emoji, &user, now)
-        })
-        .await
+        self.write(move |c| writes::add_reaction(c, &app, &conversation, &message, &emoji, &user, now)).await
     }
 
     async fn remove_reaction(
@@ -409,33 +337,27 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
         let (emoji, user) = (emoji.clone(), user.clone());
-        self.write(move |c| {
-            writes::remove_reaction(c, &app, &conversation, &message, &emoji, &user)
-        })
-        .await
+        self.write(move |c| writes::remove_reaction(c, &app, &conversation, &message, &emoji, &user)).await
     }
 
     async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
         let app = app.clone();
-        self.write(move |c| writes::put_file(c, &app, file, now))
-            .await
+        self.write(move |c| writes::put_file(c, &app, file, now)).await
     }
 
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>> {
         let (app, id) = (app.clone(), id.to_owned());
         self.read(move |c| {
             use rusqlite::OptionalExtension;
-            Ok(c.prepare_cached(
-                "SELECT filename, content_type, data FROM files WHERE app_id = ?1 AND id = ?2",
-            )?
-            .query_row(rusqlite::params![app.as_str(), id], |row| {
-                Ok(StoredFile {
-                    filename: row.get(0)?,
-                    content_type: row.get(1)?,
-                    bytes: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+            Ok(c.prepare_cached("SELECT filename, content_type, data FROM files WHERE app_id = ?1 AND id = ?2")?
+                .query_row(rusqlite::params![app.as_str(), id], |row| {
+                    Ok(StoredFile {
+                        filename: row.get(0)?,
+                        content_type: row.get(1)?,
+                        bytes: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+                    })
                 })
-            })
-            .optional()?)
+                .optional()?)
         })
         .await
     }

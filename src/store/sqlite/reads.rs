@@ -38,22 +38,14 @@ pub fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 
 pub fn user(connection: &Connection, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND id = ?2");
-    Ok(connection
-        .prepare_cached(&sql)?
-        .query_row(params![app.as_str(), id.as_str()], user_from_row)
-        .optional()?)
+    Ok(connection.prepare_cached(&sql)?.query_row(params![app.as_str(), id.as_str()], user_from_row).optional()?)
 }
 
 pub fn users(connection: &Connection, app: &AppId, page: &Page) -> StoreResult<Vec<User>> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-    );
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
     let after = page.starting_after.clone().unwrap_or_default();
     let mut statement = connection.prepare_cached(&sql)?;
-    let rows = statement.query_map(
-        params![app.as_str(), after, page.limit as i64],
-        user_from_row,
-    )?;
+    let rows = statement.query_map(params![app.as_str(), after, page.limit as i64], user_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -73,27 +65,16 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-pub fn conversation(
-    connection: &Connection,
-    app: &AppId,
-    id: &ConversationId,
-) -> StoreResult<Option<Conversation>> {
-    let sql = format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.app_id = ?1 AND c.id = ?2"
-    );
+pub fn conversation(connection: &Connection, app: &AppId, id: &ConversationId) -> StoreResult<Option<Conversation>> {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.app_id = ?1 AND c.id = ?2");
     Ok(connection
         .prepare_cached(&sql)?
         .query_row(params![app.as_str(), id.as_str()], conversation_from_row)
         .optional()?)
 }
 
-pub fn require_conversation(
-    connection: &Connection,
-    app: &AppId,
-    id: &ConversationId,
-) -> StoreResult<Conversation> {
-    conversation(connection, app, id)?
-        .ok_or_else(|| Rejection::ConversationNotFound(id.clone()).into())
+pub fn require_conversation(connection: &Connection, app: &AppId, id: &ConversationId) -> StoreResult<Conversation> {
+    conversation(connection, app, id)?.ok_or_else(|| Rejection::ConversationNotFound(id.clone()).into())
 }
 
 const PARTICIPANT_COLUMNS: &str = "p.user_id, p.access, p.notify, p.joined_at, p.marked_unread, \
@@ -105,11 +86,7 @@ fn participant_from_row(row: &Row<'_>) -> rusqlite::Result<Participant> {
     let marked_unread: bool = row.get(4)?;
     Ok(Participant {
         user_id: UserId::from_trusted(row.get(0)?),
-        access: if row.get::<_, String>(1)? == "Read" {
-            Access::Read
-        } else {
-            Access::ReadWrite
-        },
+        access: if row.get::<_, String>(1)? == "Read" { Access::Read } else { Access::ReadWrite },
         notify: Notify::from_stored(&row.get::<_, String>(2)?),
         joined_at: row.get(3)?,
         is_unread: marked_unread || unread_message_count > 0,
@@ -117,11 +94,7 @@ fn participant_from_row(row: &Row<'_>) -> rusqlite::Result<Participant> {
     })
 }
 
-pub fn participants(
-    connection: &Connection,
-    app: &AppId,
-    id: &ConversationId,
-) -> StoreResult<Vec<Participant>> {
+pub fn participants(connection: &Connection, app: &AppId, id: &ConversationId) -> StoreResult<Vec<Participant>> {
     let sql = format!(
         "SELECT {PARTICIPANT_COLUMNS} FROM participants p WHERE p.app_id = ?1 AND p.conversation_id = ?2 \
          ORDER BY p.joined_at, p.user_id"
@@ -143,10 +116,7 @@ pub fn participant(
     );
     Ok(connection
         .prepare_cached(&sql)?
-        .query_row(
-            params![app.as_str(), conversation.as_str(), user.as_str()],
-            participant_from_row,
-        )
+        .query_row(params![app.as_str(), conversation.as_str(), user.as_str()], participant_from_row)
         .optional()?)
 }
 
@@ -156,20 +126,8 @@ pub fn conversation_view(
     conversation: Conversation,
 ) -> StoreResult<ConversationView> {
     let participants = participants(connection, app, &conversation.id)?;
-    let last_message = messages_before(
-        connection,
-        app,
-        &conversation.id,
-        None,
-        1,
-        participants.len(),
-    )?
-    .pop();
-    Ok(ConversationView {
-        conversation,
-        participants,
-        last_message,
-    })
+    let last_message = messages_before(connection, app, &conversation.id, None, 1, participants.len())?.pop();
+    Ok(ConversationView { conversation, participants, last_message })
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.type, m.sender_id, m.text, m.custom, \
@@ -192,9 +150,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         sender_id: row.get::<_, Option<String>>(4)?.map(UserId::from_trusted),
         text: row.get(5)?,
         custom: from_json::<Custom>(Some(&row.get::<_, String>(6)?)).unwrap_or_default(),
-        referenced_message_id: row
-            .get::<_, Option<String>>(7)?
-            .map(MessageId::from_trusted),
+        referenced_message_id: row.get::<_, Option<String>>(7)?.map(MessageId::from_trusted),
         attachment: match file_id {
             Some(file_id) => Some(Attachment {
                 file_id,
@@ -203,12 +159,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             }),
             None => None,
         },
-        location: latitude
-            .zip(longitude)
-            .map(|(latitude, longitude)| Location {
-                latitude,
-                longitude,
-            }),
+        location: latitude.zip(longitude).map(|(latitude, longitude)| Location { latitude, longitude }),
         origin: Origin::from_stored(&row.get::<_, String>(13)?),
         created_at: row.get(14)?,
         edited_at: row.get(15)?,
@@ -228,27 +179,16 @@ fn complete_message(
         "SELECT emoji, user_id FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
          ORDER BY created_at, rowid",
     )?;
-    let rows = statement.query_map(
-        params![
-            app.as_str(),
-            message.conversation_id.as_str(),
-            message.id.as_str()
-        ],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-    )?;
+    let rows = statement
+        .query_map(params![app.as_str(), message.conversation_id.as_str(), message.id.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
     for row in rows {
         let (emoji, user) = row?;
         let user = UserId::from_trusted(user);
-        match message
-            .reactions
-            .iter_mut()
-            .find(|summary| summary.emoji.as_str() == emoji)
-        {
+        match message.reactions.iter_mut().find(|summary| summary.emoji.as_str() == emoji) {
             Some(summary) => summary.users.push(user),
-            None => message.reactions.push(ReactionSummary {
-                emoji: Emoji::from_trusted(emoji),
-                users: vec![user],
-            }),
+            None => message.reactions.push(ReactionSummary { emoji: Emoji::from_trusted(emoji), users: vec![user] }),
         }
     }
     if n_participants <= MAX_PARTICIPANTS_FOR_READ_BY {
@@ -257,34 +197,19 @@ fn complete_message(
              AND user_id IS NOT ?4 ORDER BY user_id",
         )?;
         let sender = message.sender_id.as_ref().map(UserId::as_str);
-        let rows = statement.query_map(
-            params![
-                app.as_str(),
-                message.conversation_id.as_str(),
-                message.seq.0,
-                sender
-            ],
-            |row| row.get::<_, String>(0),
-        )?;
-        message.read_by = rows
-            .map(|row| row.map(UserId::from_trusted))
-            .collect::<Result<_, _>>()?;
+        let rows = statement
+            .query_map(params![app.as_str(), message.conversation_id.as_str(), message.seq.0, sender], |row| {
+                row.get::<_, String>(0)
+            })?;
+        message.read_by = rows.map(|row| row.map(UserId::from_trusted)).collect::<Result<_, _>>()?;
     }
     Ok(message)
 }
 
-pub fn n_participants(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-) -> StoreResult<usize> {
+pub fn n_participants(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<usize> {
     let n: i64 = connection
-        .prepare_cached(
-            "SELECT COUNT(*) FROM participants WHERE app_id = ?1 AND conversation_id = ?2",
-        )?
-        .query_row(params![app.as_str(), conversation.as_str()], |row| {
-            row.get(0)
-        })?;
+        .prepare_cached("SELECT COUNT(*) FROM participants WHERE app_id = ?1 AND conversation_id = ?2")?
+        .query_row(params![app.as_str(), conversation.as_str()], |row| row.get(0))?;
     Ok(n as usize)
 }
 
@@ -300,10 +225,7 @@ pub fn message(
     );
     let found = connection
         .prepare_cached(&sql)?
-        .query_row(
-            params![app.as_str(), conversation.as_str(), id.as_str()],
-            message_from_row,
-        )
+        .query_row(params![app.as_str(), conversation.as_str(), id.as_str()], message_from_row)
         .optional()?;
     match found {
         Some(message) => {
@@ -330,14 +252,9 @@ pub fn messages_before(
     let mut statement = connection.prepare_cached(&sql)?;
     let before = before.map_or(i64::MAX, |seq| seq.0);
     let rows = statement
-        .query_map(
-            params![app.as_str(), conversation.as_str(), before, limit as i64],
-            message_from_row,
-        )?
+        .query_map(params![app.as_str(), conversation.as_str(), before, limit as i64], message_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|message| complete_message(connection, app, message, n_participants))
-        .collect()
+    rows.into_iter().map(|message| complete_message(connection, app, message, n_participants)).collect()
 }
 
 pub fn messages(
@@ -354,10 +271,7 @@ pub fn messages(
                 .query_row(params![app.as_str(), conversation.as_str(), cursor], |row| row.get(0))
                 .optional()?;
             Some(Seq(seq.ok_or_else(|| {
-                Rejection::invalid(
-                    "startingAfter",
-                    format!("no message {cursor:?} in this conversation"),
-                )
+                Rejection::invalid("startingAfter", format!("no message {cursor:?} in this conversation"))
             })?))
         }
         None => None,
@@ -383,9 +297,7 @@ pub fn conversation_list(
         Direction::Desc => ("DESC", "<"),
         Direction::Asc => ("ASC", ">"),
     };
-    let mut sql = Sql::new(format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations c"
-    ));
+    let mut sql = Sql::new(format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c"));
     if let Some(user) = user {
         sql.push(" JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ");
         sql.bind(user.as_str().to_owned());
@@ -407,25 +319,19 @@ pub fn conversation_list(
     if let Some(cursor) = &query.starting_after {
         let key: Option<i64> = connection
             .query_row(
-                &format!(
-                    "SELECT {sort_column} FROM conversations c WHERE c.app_id = ?1 AND c.id = ?2"
-                ),
+                &format!("SELECT {sort_column} FROM conversations c WHERE c.app_id = ?1 AND c.id = ?2"),
                 params![app.as_str(), cursor.as_str()],
                 |row| row.get(0),
             )
             .optional()?;
-        let key = key.ok_or_else(|| {
-            Rejection::invalid("startingAfter", format!("no conversation {cursor:?}"))
-        })?;
+        let key = key.ok_or_else(|| Rejection::invalid("startingAfter", format!("no conversation {cursor:?}")))?;
         sql.push(&format!(" AND ({sort_column}, c.id) {compare} ("));
         sql.bind(key);
         sql.push(", ");
         sql.bind(cursor.as_str().to_owned());
         sql.push(")");
     }
-    sql.push(&format!(
-        " ORDER BY {sort_column} {direction}, c.id {direction}"
-    ));
+    sql.push(&format!(" ORDER BY {sort_column} {direction}, c.id {direction}"));
 
     let mut statement = connection.prepare(&sql.text)?;
     let mut rows = statement.query(rusqlite::params_from_iter(sql.values.iter()))?;
@@ -440,10 +346,7 @@ pub fn conversation_list(
             continue;
         }
         if let Some(filter) = &query.filter {
-            let subject = FilterSubject {
-                conversation: &conversation,
-                participant: participant.as_ref(),
-            };
+            let subject = FilterSubject { conversation: &conversation, participant: participant.as_ref() };
             if !filter.matches(&subject) {
                 continue;
             }
@@ -469,10 +372,7 @@ pub fn user_conversations(
         .into_iter()
         .map(|(conversation, participant)| {
             let participant = participant.expect("joined on participants, so every row has one");
-            Ok(UserConversation {
-                view: conversation_view(connection, app, conversation)?,
-                participant,
-            })
+            Ok(UserConversation { view: conversation_view(connection, app, conversation)?, participant })
         })
         .collect()
 }

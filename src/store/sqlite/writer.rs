@@ -27,9 +27,7 @@ impl Writer {
     /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
     pub fn spawn(connection: Connection) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
-        std::thread::Builder::new()
-            .name("natter-sqlite-writer".into())
-            .spawn(move || run(connection, jobs_rx))?;
+        std::thread::Builder::new().name("natter-sqlite-writer".into()).spawn(move || run(connection, jobs_rx))?;
         Ok(Self { jobs_tx })
     }
 
@@ -54,13 +52,8 @@ impl Writer {
             });
             (ok, finish)
         });
-        self.jobs_tx
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
-        answer_rx
-            .await
-            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+        self.jobs_tx.send(job).await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        answer_rx.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 }
 

@@ -18,11 +18,7 @@ use crate::store::{Appended, FileReceipt, NewFile, StoreResult};
 use super::{reads, to_json};
 
 /// Takes the conversation's next sequence number. The counter row outlives the conversation.
-fn next_seq(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-) -> StoreResult<Seq> {
+fn next_seq(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<Seq> {
     let seq: i64 = connection
         .prepare_cached(
             "INSERT INTO sequences (app_id, conversation_id, last_seq) VALUES (?1, ?2, 1) \
@@ -32,17 +28,8 @@ fn next_seq(
     Ok(Seq(seq))
 }
 
-fn event(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-    kind: EventKind,
-) -> StoreResult<Event> {
-    Ok(Event {
-        conversation_id: conversation.clone(),
-        seq: next_seq(connection, app, conversation)?,
-        kind,
-    })
+fn event(connection: &Connection, app: &AppId, conversation: &ConversationId, kind: EventKind) -> StoreResult<Event> {
+    Ok(Event { conversation_id: conversation.clone(), seq: next_seq(connection, app, conversation)?, kind })
 }
 
 pub fn upsert_users(
@@ -68,12 +55,7 @@ pub fn upsert_users(
         }
     }
     if !errors.is_empty() {
-        return Err(if batch {
-            Rejection::InvalidBatch(errors)
-        } else {
-            Rejection::Invalid(errors.remove(0))
-        }
-        .into());
+        return Err(if batch { Rejection::InvalidBatch(errors) } else { Rejection::Invalid(errors.remove(0)) }.into());
     }
     let mut statement = connection.prepare_cached(
         "INSERT OR REPLACE INTO users (app_id, id, name, email, phone, photo_url, locale, role, welcome_message, \
@@ -110,10 +92,7 @@ pub fn upsert_conversation(
         .iter()
         .filter_map(|user| match reads::user(connection, app, user) {
             Ok(Some(_)) => None,
-            Ok(None) => Some(Ok(ValidationError::new(
-                "participants",
-                format!("user \"{user}\" does not exist"),
-            ))),
+            Ok(None) => Some(Ok(ValidationError::new("participants", format!("user \"{user}\" does not exist")))),
             Err(error) => Some(Err(error)),
         })
         .collect::<StoreResult<_>>()?;
@@ -180,23 +159,10 @@ fn join(
              marked_unread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
         )?
         .execute(params![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str(), now])?;
-    event(
-        connection,
-        app,
-        conversation,
-        EventKind::ParticipantJoined {
-            user_id: user.clone(),
-            access,
-            notify,
-        },
-    )
+    event(connection, app, conversation, EventKind::ParticipantJoined { user_id: user.clone(), access, notify })
 }
 
-pub fn delete_conversation(
-    connection: &Connection,
-    app: &AppId,
-    id: &ConversationId,
-) -> StoreResult<Event> {
+pub fn delete_conversation(connection: &Connection, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
     reads::require_conversation(connection, app, id)?;
     let args = params![app.as_str(), id.as_str()];
     connection.execute(
@@ -205,15 +171,9 @@ pub fn delete_conversation(
         args,
     )?;
     for table in ["reactions", "messages", "participants", "idempotency_keys"] {
-        connection.execute(
-            &format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"),
-            args,
-        )?;
+        connection.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
     }
-    connection.execute(
-        "DELETE FROM conversations WHERE app_id = ?1 AND id = ?2",
-        args,
-    )?;
+    connection.execute("DELETE FROM conversations WHERE app_id = ?1 AND id = ?2", args)?;
     event(connection, app, id, EventKind::ConversationDeleted)
 }
 
@@ -235,26 +195,12 @@ pub fn put_participant(
     reads::require_conversation(connection, app, conversation)?;
     require_user(connection, app, user)?;
     match reads::participant(connection, app, conversation, user)? {
-        None => Ok(Some(join(
-            connection,
-            app,
-            conversation,
-            user,
-            settings,
-            now,
-        )?)),
+        None => Ok(Some(join(connection, app, conversation, user, settings, now)?)),
         Some(current) => {
             // PUT overwrites: what is not given goes back to the default.
             let access = settings.access.unwrap_or(Access::ReadWrite);
             let notify = settings.notify.unwrap_or(Notify::All);
-            update_participant(
-                connection,
-                app,
-                conversation,
-                user,
-                (current.access, current.notify),
-                (access, notify),
-            )
+            update_participant(connection, app, conversation, user, (current.access, current.notify), (access, notify))
         }
     }
 }
@@ -267,22 +213,11 @@ pub fn patch_participant(
     settings: ParticipantSettings,
 ) -> StoreResult<Option<Event>> {
     reads::require_conversation(connection, app, conversation)?;
-    let current = reads::participant(connection, app, conversation, user)?.ok_or_else(|| {
-        Rejection::ParticipantNotFound {
-            conversation: conversation.clone(),
-            user: user.clone(),
-        }
-    })?;
+    let current = reads::participant(connection, app, conversation, user)?
+        .ok_or_else(|| Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() })?;
     let access = settings.access.unwrap_or(current.access);
     let notify = settings.notify.unwrap_or(current.notify);
-    update_participant(
-        connection,
-        app,
-        conversation,
-        user,
-        (current.access, current.notify),
-        (access, notify),
-    )
+    update_participant(connection, app, conversation, user, (current.access, current.notify), (access, notify))
 }
 
 fn update_participant(
@@ -301,18 +236,8 @@ fn update_participant(
             "UPDATE participants SET access = ?4, notify = ?5 \
              WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
         )?
-        .execute(params![
-            app.as_str(),
-            conversation.as_str(),
-            user.as_str(),
-            access.as_str(),
-            notify.as_str()
-        ])?;
-    let kind = EventKind::ParticipantUpdated {
-        user_id: user.clone(),
-        access,
-        notify,
-    };
+        .execute(params![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str()])?;
+    let kind = EventKind::ParticipantUpdated { user_id: user.clone(), access, notify };
     Ok(Some(event(connection, app, conversation, kind)?))
 }
 
@@ -324,21 +249,12 @@ pub fn remove_participant(
 ) -> StoreResult<Option<Event>> {
     reads::require_conversation(connection, app, conversation)?;
     let removed = connection
-        .prepare_cached(
-            "DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
-        )?
+        .prepare_cached("DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3")?
         .execute(params![app.as_str(), conversation.as_str(), user.as_str()])?;
     if removed == 0 {
         return Ok(None);
     }
-    Ok(Some(event(
-        connection,
-        app,
-        conversation,
-        EventKind::ParticipantLeft {
-            user_id: user.clone(),
-        },
-    )?))
+    Ok(Some(event(connection, app, conversation, EventKind::ParticipantLeft { user_id: user.clone() })?))
 }
 
 pub fn set_read_state(
@@ -351,11 +267,7 @@ pub fn set_read_state(
     reads::require_conversation(connection, app, conversation)?;
     require_user(connection, app, user)?;
     if reads::participant(connection, app, conversation, user)?.is_none() {
-        return Err(Rejection::ParticipantNotFound {
-            conversation: conversation.clone(),
-            user: user.clone(),
-        }
-        .into());
+        return Err(Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() }.into());
     }
     let args = params![app.as_str(), conversation.as_str(), user.as_str()];
     match is_unread {
@@ -379,11 +291,7 @@ pub fn set_read_state(
 }
 
 /// Refreshes the conversation's last-message time after messages came or went.
-fn touch_last_message(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-) -> StoreResult<()> {
+fn touch_last_message(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<()> {
     connection
         .prepare_cached(
             "UPDATE conversations SET last_message_at = \
@@ -403,10 +311,7 @@ pub fn append_messages(
     now: Millis,
 ) -> StoreResult<Appended> {
     reads::require_conversation(connection, app, conversation)?;
-    let mut appended = Appended {
-        ids: Vec::with_capacity(messages.len()),
-        events: Vec::new(),
-    };
+    let mut appended = Appended { ids: Vec::with_capacity(messages.len()), events: Vec::new() };
     for (index, message) in messages.into_iter().enumerate() {
         let place = format!("[{index}]");
         if let Some(key) = &message.idempotency_key {
@@ -415,9 +320,7 @@ pub fn append_messages(
                     "SELECT message_id, created_at FROM idempotency_keys \
                      WHERE app_id = ?1 AND conversation_id = ?2 AND key = ?3",
                 )?
-                .query_row(params![app.as_str(), conversation.as_str(), key], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
+                .query_row(params![app.as_str(), conversation.as_str(), key], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             if let Some((id, created_at)) = known {
                 if now - created_at < IDEMPOTENCY_WINDOW_MS {
@@ -445,26 +348,18 @@ fn append_one(
     if let Some(sender) = &message.sender_id {
         let field = format!("{place}.sender");
         match reads::participant(connection, app, conversation, sender)? {
-            None => {
-                return Err(Rejection::NotAParticipant {
-                    field,
-                    user: sender.clone(),
-                }
-                .into())
-            }
+            None => return Err(Rejection::NotAParticipant { field, user: sender.clone() }.into()),
             Some(participant) if participant.access == Access::Read => {
-                return Err(Rejection::ReadOnlyAccess {
-                    field,
-                    user: sender.clone(),
-                }
-                .into());
+                return Err(Rejection::ReadOnlyAccess { field, user: sender.clone() }.into());
             }
             Some(_) => {}
         }
     }
     if let Some(referenced) = &message.referenced_message_id {
         let exists: bool = connection
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3)")?
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3)",
+            )?
             .query_row(params![app.as_str(), conversation.as_str(), referenced.as_str()], |row| row.get(0))?;
         if !exists {
             return Err(Rejection::Invalid(ValidationError::new(
@@ -480,9 +375,7 @@ fn append_one(
         MessageBody::Location(location) => ("", None, Some(*location)),
         MessageBody::Attachment { token } => {
             let file_id: Option<String> = connection
-                .prepare_cached(
-                    "SELECT id FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL",
-                )?
+                .prepare_cached("SELECT id FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL")?
                 .query_row(params![app.as_str(), token], |row| row.get(0))
                 .optional()?;
             let file_id = file_id.ok_or_else(|| {
@@ -535,21 +428,13 @@ fn append_one(
                 "UPDATE participants SET read_until_seq = ?4, marked_unread = 0 \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
             )?
-            .execute(params![
-                app.as_str(),
-                conversation.as_str(),
-                sender.as_str(),
-                seq.0
-            ])?;
+            .execute(params![app.as_str(), conversation.as_str(), sender.as_str(), seq.0])?;
     }
-    let stored = reads::message(connection, app, conversation, &id)?
-        .expect("the message was inserted above");
+    let stored = reads::message(connection, app, conversation, &id)?.expect("the message was inserted above");
     let event = Event {
         conversation_id: conversation.clone(),
         seq,
-        kind: EventKind::MessageCreated {
-            message: Box::new(stored),
-        },
+        kind: EventKind::MessageCreated { message: Box::new(stored) },
     };
     Ok((id, event))
 }
@@ -561,8 +446,7 @@ fn require_message(
     id: &MessageId,
 ) -> StoreResult<crate::domain::message::Message> {
     reads::require_conversation(connection, app, conversation)?;
-    reads::message(connection, app, conversation, id)?
-        .ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
+    reads::message(connection, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
 }
 
 pub fn edit_message(
@@ -596,14 +480,7 @@ pub fn edit_message(
             to_json(&message.custom),
             message.edited_at
         ])?;
-    event(
-        connection,
-        app,
-        conversation,
-        EventKind::MessageEdited {
-            message: Box::new(message),
-        },
-    )
+    event(connection, app, conversation, EventKind::MessageEdited { message: Box::new(message) })
 }
 
 pub fn delete_message(
@@ -614,34 +491,14 @@ pub fn delete_message(
 ) -> StoreResult<Event> {
     require_message(connection, app, conversation, id)?;
     let args = params![app.as_str(), conversation.as_str(), id.as_str()];
-    connection.execute(
-        "DELETE FROM files WHERE app_id = ?1 AND message_id = ?3",
-        args,
-    )?;
-    connection.execute(
-        "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3",
-        args,
-    )?;
-    connection.execute(
-        "DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
-        args,
-    )?;
+    connection.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?3", args)?;
+    connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
+    connection.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
     touch_last_message(connection, app, conversation)?;
-    event(
-        connection,
-        app,
-        conversation,
-        EventKind::MessageDeleted {
-            message_id: id.clone(),
-        },
-    )
+    event(connection, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })
 }
 
-pub fn delete_all_messages(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-) -> StoreResult<Event> {
+pub fn delete_all_messages(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
     reads::require_conversation(connection, app, conversation)?;
     let args = params![app.as_str(), conversation.as_str()];
     connection.execute(
@@ -649,14 +506,8 @@ pub fn delete_all_messages(
          (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
         args,
     )?;
-    connection.execute(
-        "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2",
-        args,
-    )?;
-    connection.execute(
-        "DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2",
-        args,
-    )?;
+    connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2", args)?;
+    connection.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2", args)?;
     touch_last_message(connection, app, conversation)?;
     event(connection, app, conversation, EventKind::AllMessagesDeleted)
 }
@@ -672,11 +523,7 @@ fn require_reactor(
     require_message(connection, app, conversation, message)?;
     require_user(connection, app, user)?;
     if reads::participant(connection, app, conversation, user)?.is_none() {
-        return Err(Rejection::NotAParticipant {
-            field: "userId".into(),
-            user: user.clone(),
-        }
-        .into());
+        return Err(Rejection::NotAParticipant { field: "userId".into(), user: user.clone() }.into());
     }
     Ok(())
 }
@@ -691,13 +538,7 @@ pub fn add_reaction(
     now: Millis,
 ) -> StoreResult<Option<Event>> {
     require_reactor(connection, app, conversation, message, user)?;
-    let args = params![
-        app.as_str(),
-        conversation.as_str(),
-        message.as_str(),
-        emoji.as_str(),
-        user.as_str()
-    ];
+    let args = params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()];
     let (already, emoji_present, n_distinct): (bool, bool, i64) = connection
         .prepare_cached(
             "SELECT \
@@ -713,10 +554,7 @@ pub fn add_reaction(
         return Ok(None);
     }
     if !emoji_present && n_distinct as usize >= MAX_DISTINCT_EMOJI_PER_MESSAGE {
-        return Err(Rejection::TooManyReactions {
-            max: MAX_DISTINCT_EMOJI_PER_MESSAGE,
-        }
-        .into());
+        return Err(Rejection::TooManyReactions { max: MAX_DISTINCT_EMOJI_PER_MESSAGE }.into());
     }
     connection
         .prepare_cached(
@@ -724,11 +562,7 @@ pub fn add_reaction(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str(), now])?;
-    let kind = EventKind::ReactionAdded {
-        message_id: message.clone(),
-        emoji: emoji.clone(),
-        user_id: user.clone(),
-    };
+    let kind = EventKind::ReactionAdded { message_id: message.clone(), emoji: emoji.clone(), user_id: user.clone() };
     Ok(Some(event(connection, app, conversation, kind)?))
 }
 
@@ -746,34 +580,16 @@ pub fn remove_reaction(
             "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
              AND emoji = ?4 AND user_id = ?5",
         )?
-        .execute(params![
-            app.as_str(),
-            conversation.as_str(),
-            message.as_str(),
-            emoji.as_str(),
-            user.as_str()
-        ])?;
+        .execute(params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()])?;
     if removed == 0 {
         return Ok(None);
     }
-    let kind = EventKind::ReactionRemoved {
-        message_id: message.clone(),
-        emoji: emoji.clone(),
-        user_id: user.clone(),
-    };
+    let kind = EventKind::ReactionRemoved { message_id: message.clone(), emoji: emoji.clone(), user_id: user.clone() };
     Ok(Some(event(connection, app, conversation, kind)?))
 }
 
-pub fn put_file(
-    connection: &Connection,
-    app: &AppId,
-    file: NewFile,
-    now: Millis,
-) -> StoreResult<FileReceipt> {
-    let receipt = FileReceipt {
-        id: random_base62(24),
-        token: random_base62(40),
-    };
+pub fn put_file(connection: &Connection, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
+    let receipt = FileReceipt { id: random_base62(24), token: random_base62(40) };
     connection
         .prepare_cached(
             "INSERT INTO files (app_id, id, token, filename, content_type, size, data, message_id, created_at) \
