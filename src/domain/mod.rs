@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads the clock or knows JSON: callers pass `now` in, and `wire` gives the types their
 //! JSON shape. Start with `ids.rs` and `message.rs`.
 
+pub mod content;
 pub mod conversation;
 pub mod error;
 pub mod event;

@@ -1,0 +1,506 @@
+//! Message content: TalkJS markup text parsed into content blocks and text nodes (reference §1.13, §4.7), the
+//! reverse (nodes back to markup), `plaintext` (§4.8), and the rules for what users may send.
+//!
+//! Parse order follows §1.13: bullet lists, code spans, then per line: mentions, custom emoji, `<url|text>` links,
+//! action links and buttons (only when links are allowed), bold/italic/strikethrough, and autolinks.
+
+use std::collections::BTreeMap;
+
+use super::ValidationError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkupKind {
+    Bold,
+    Italic,
+    Strikethrough,
+}
+
+impl MarkupKind {
+    fn delimiter(self) -> char {
+        match self {
+            MarkupKind::Bold => '*',
+            MarkupKind::Italic => '_',
+            MarkupKind::Strikethrough => '~',
+        }
+    }
+
+    fn from_delimiter(c: char) -> Option<Self> {
+        match c {
+            '*' => Some(MarkupKind::Bold),
+            '_' => Some(MarkupKind::Italic),
+            '~' => Some(MarkupKind::Strikethrough),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextNode {
+    Plain(String),
+    Markup { kind: MarkupKind, children: Vec<TextNode> },
+    BulletList { children: Vec<TextNode> },
+    BulletPoint { children: Vec<TextNode> },
+    CodeSpan { text: String },
+    Link { url: String, children: Vec<TextNode> },
+    ActionLink { action: String, params: BTreeMap<String, String>, children: Vec<TextNode> },
+    ActionButton { action: String, params: BTreeMap<String, String>, children: Vec<TextNode> },
+    AutoLink { url: String, text: String },
+    CustomEmoji { text: String },
+    Mention { id: String, text: String },
+}
+
+/// A file as a content block shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileBlock {
+    pub url: String,
+    pub size: u64,
+    pub filename: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContentBlock {
+    Text { children: Vec<TextNode> },
+    File(FileBlock),
+    Location { latitude: f64, longitude: f64 },
+}
+
+/// Whether `<url|text>` links and action links and buttons are parsed: yes for REST and system messages, no for
+/// text that users send, where they would let one user trick another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    Allowed,
+    Refused,
+}
+
+/// Parses TalkJS markup into text nodes.
+pub fn parse_markup(text: &str, links: Links) -> Vec<TextNode> {
+    let mut nodes = Vec::new();
+    let mut plain_lines: Vec<&str> = Vec::new();
+    let mut bullets: Vec<&str> = Vec::new();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let flush_plain = |plain_lines: &mut Vec<&str>, nodes: &mut Vec<TextNode>, trailing_newline: bool| {
+        if !plain_lines.is_empty() {
+            let mut joined = plain_lines.join("\n");
+            if trailing_newline {
+                joined.push('\n');
+            }
+            push_all(nodes, parse_block(&joined, links));
+            plain_lines.clear();
+        }
+    };
+    for line in &lines {
+        if let Some(item) = bullet_item(line) {
+            if bullets.is_empty() {
+                flush_plain(&mut plain_lines, &mut nodes, true);
+            }
+            bullets.push(item);
+        } else {
+            if !bullets.is_empty() {
+                let children = bullets
+                    .drain(..)
+                    .map(|item| TextNode::BulletPoint { children: parse_block(item, links) })
+                    .collect();
+                nodes.push(TextNode::BulletList { children });
+            }
+            plain_lines.push(line);
+        }
+    }
+    if !bullets.is_empty() {
+        let children =
+            bullets.drain(..).map(|item| TextNode::BulletPoint { children: parse_block(item, links) }).collect();
+        nodes.push(TextNode::BulletList { children });
+    }
+    flush_plain(&mut plain_lines, &mut nodes, false);
+    nodes
+}
+
+fn bullet_item(line: &str) -> Option<&str> {
+    let mut chars = line.chars();
+    match (chars.next(), chars.next()) {
+        (Some('-' | '*' | '+'), Some(c)) if c == ' ' || c == '\t' => Some(line[2..].trim_start()),
+        _ => None,
+    }
+}
+
+/// Appends nodes, merging adjacent plain strings.
+fn push_all(nodes: &mut Vec<TextNode>, more: Vec<TextNode>) {
+    for node in more {
+        match (nodes.last_mut(), node) {
+            (Some(TextNode::Plain(last)), TextNode::Plain(next)) => last.push_str(&next),
+            (_, TextNode::Plain(next)) if next.is_empty() => {}
+            (_, node) => nodes.push(node),
+        }
+    }
+}
+
+/// Code spans first: their content is not parsed further.
+fn parse_block(text: &str, links: Links) -> Vec<TextNode> {
+    let mut nodes = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("```") {
+        let Some(length) = rest[start + 3..].find("```") else { break };
+        if length == 0 {
+            break;
+        }
+        push_all(&mut nodes, parse_tags(&rest[..start], links));
+        nodes.push(TextNode::CodeSpan { text: rest[start + 3..start + 3 + length].to_owned() });
+        rest = &rest[start + 3 + length + 3..];
+    }
+    push_all(&mut nodes, parse_tags(rest, links));
+    nodes
+}
+
+/// Angle-bracket constructs: mentions, custom emoji, links, action links and buttons.
+fn parse_tags(text: &str, links: Links) -> Vec<TextNode> {
+    let mut nodes = Vec::new();
+    let mut plain_start = 0;
+    let mut search = 0;
+    while let Some(offset) = text[search..].find('<') {
+        let open = search + offset;
+        let Some(close_offset) = text[open..].find('>') else { break };
+        let close = open + close_offset;
+        let inner = &text[open + 1..close];
+        match parse_tag(inner, links) {
+            Some(node) => {
+                push_all(&mut nodes, parse_emphasis(&text[plain_start..open]));
+                nodes.push(node);
+                plain_start = close + 1;
+                search = close + 1;
+            }
+            None => search = open + 1,
+        }
+    }
+    push_all(&mut nodes, parse_emphasis(&text[plain_start..]));
+    nodes
+}
+
+fn parse_tag(inner: &str, links: Links) -> Option<TextNode> {
+    if inner.contains('\n') {
+        return None;
+    }
+    if let Some(rest) = inner.strip_prefix("!!mention:") {
+        let (id, name) = rest.split_once('|')?;
+        let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?.into_owned();
+        return (!id.is_empty()).then(|| TextNode::Mention { id, text: name.to_owned() });
+    }
+    if let Some(rest) = inner.strip_prefix("!!customemoji:") {
+        return is_custom_emoji(rest).then(|| TextNode::CustomEmoji { text: rest.to_owned() });
+    }
+    if links == Links::Refused {
+        return None;
+    }
+    let (target, label) = inner.split_once('|')?;
+    if label.is_empty() {
+        return None;
+    }
+    let children = parse_emphasis(label);
+    for (prefix, button) in [("actionbutton:", true), ("actionlink:", false)] {
+        if let Some(action) = target.strip_prefix(prefix) {
+            let (action, query) = action.split_once('?').unwrap_or((action, ""));
+            if action.is_empty() {
+                return None;
+            }
+            let params = parse_query(query);
+            let action = action.to_owned();
+            return Some(if button {
+                TextNode::ActionButton { action, params, children }
+            } else {
+                TextNode::ActionLink { action, params, children }
+            });
+        }
+    }
+    let absolute = ["https://", "http://", "mailto:", "tel:"].iter().any(|scheme| target.starts_with(scheme));
+    (absolute && !target.contains(char::is_whitespace)).then(|| TextNode::Link { url: target.to_owned(), children })
+}
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+            };
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn is_custom_emoji(text: &str) -> bool {
+    text.len() >= 3
+        && text.starts_with(':')
+        && text.ends_with(':')
+        && !text[1..text.len() - 1].contains([':', ' ', '<', '>'])
+}
+
+/// Whether a delimiter may open or close at this boundary: start or end of text, white space or punctuation.
+fn is_boundary(c: Option<char>) -> bool {
+    c.is_none_or(|c| c.is_whitespace() || (c.is_ascii_punctuation() && !matches!(c, '*' | '_' | '~')))
+}
+
+/// Bold, italic and strikethrough, which nest; then autolinks in what stays plain.
+fn parse_emphasis(text: &str) -> Vec<TextNode> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (position, &(start, c)) in chars.iter().enumerate() {
+        let Some(kind) = MarkupKind::from_delimiter(c) else { continue };
+        let before = position.checked_sub(1).map(|p| chars[p].1);
+        let first_inside = chars.get(position + 1).map(|&(_, c)| c);
+        if !is_boundary(before) || first_inside.is_none_or(|f| f.is_whitespace() || f == c) {
+            continue;
+        }
+        let close = (position + 2..chars.len()).find(|&p| {
+            let (_, candidate) = chars[p];
+            let last_inside = chars[p - 1].1;
+            let after = chars.get(p + 1).map(|&(_, c)| c);
+            candidate == c && !last_inside.is_whitespace() && last_inside != c && is_boundary(after)
+        });
+        let newline_before_close = |end: usize| chars[position + 1..end].iter().any(|&(_, ch)| ch == '\n');
+        if let Some(end) = close.filter(|&end| !newline_before_close(end)) {
+            let inner_start = start + c.len_utf8();
+            let inner_end = chars[end].0;
+            let mut nodes = parse_autolinks(&text[..start]);
+            nodes.push(TextNode::Markup { kind, children: parse_emphasis(&text[inner_start..inner_end]) });
+            push_all(&mut nodes, parse_emphasis(&text[inner_end + c.len_utf8()..]));
+            return nodes;
+        }
+    }
+    parse_autolinks(text)
+}
+
+/// Bare URLs, `www.` hosts, email addresses and `+`-prefixed phone numbers become autolinks.
+fn parse_autolinks(text: &str) -> Vec<TextNode> {
+    let mut nodes = Vec::new();
+    let mut plain = String::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        let trimmed = word.trim_end_matches(['.', ',', '!', '?', ';', ':', ')', '"', '\'']);
+        let trailing = &word[trimmed.len()..];
+        let phone = if trimmed.starts_with('+') { phone_number(rest) } else { None };
+        if let Some((text, digits)) = phone {
+            if !plain.is_empty() {
+                nodes.push(TextNode::Plain(std::mem::take(&mut plain)));
+            }
+            nodes.push(TextNode::AutoLink { url: format!("tel:{digits}"), text: text.to_owned() });
+            rest = &rest[text.len()..];
+            continue;
+        }
+        match autolink_url(trimmed) {
+            Some(url) => {
+                if !plain.is_empty() {
+                    nodes.push(TextNode::Plain(std::mem::take(&mut plain)));
+                }
+                nodes.push(TextNode::AutoLink { url, text: trimmed.to_owned() });
+                plain.push_str(trailing);
+            }
+            None => plain.push_str(word),
+        }
+        let spaces = after.len() - after.trim_start().len();
+        plain.push_str(&after[..spaces]);
+        rest = &after[spaces..];
+    }
+    if !plain.is_empty() {
+        nodes.push(TextNode::Plain(plain));
+    }
+    nodes
+}
+
+/// The URL a bare word links to, if it is a link at all.
+pub fn autolink_url(word: &str) -> Option<String> {
+    let lower = word.to_ascii_lowercase();
+    if (lower.starts_with("http://") || lower.starts_with("https://")) && word.len() > lower.find("//")? + 3 {
+        return Some(word.to_owned());
+    }
+    if lower.starts_with("www.") && word.len() > 5 && word[4..].contains('.') {
+        return Some(format!("http://{word}"));
+    }
+    if let Some((local, domain)) = word.split_once('@') {
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        let local_ok = !local.is_empty() && local.chars().all(|c| c.is_alphanumeric() || "._%+-".contains(c));
+        if domain_ok && local_ok {
+            return Some(format!("mailto:{word}"));
+        }
+    }
+    None
+}
+
+/// A phone number at the start of `text`: `+` then at least 8 digits, with single spaces or dashes between.
+/// Returns the matched text and its digits.
+fn phone_number(text: &str) -> Option<(&str, String)> {
+    let mut digits = String::from("+");
+    let mut end = 1;
+    let mut last_was_digit = false;
+    for (index, c) in text.char_indices().skip(1) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            end = index + 1;
+            last_was_digit = true;
+        } else if (c == ' ' || c == '-') && last_was_digit {
+            last_was_digit = false;
+        } else {
+            break;
+        }
+    }
+    (digits.len() > 8).then(|| (&text[..end], digits))
+}
+
+/// Writes nodes back as markup, so that `parse_markup(&to_markup(nodes))` gives the nodes again.
+pub fn to_markup(nodes: &[TextNode]) -> String {
+    let mut out = String::new();
+    write_markup(nodes, &mut out);
+    out
+}
+
+fn write_markup(nodes: &[TextNode], out: &mut String) {
+    for node in nodes {
+        match node {
+            TextNode::Plain(text) => out.push_str(text),
+            TextNode::Markup { kind, children } => {
+                out.push(kind.delimiter());
+                write_markup(children, out);
+                out.push(kind.delimiter());
+            }
+            TextNode::BulletList { children } => {
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                for (index, child) in children.iter().enumerate() {
+                    if index > 0 {
+                        out.push('\n');
+                    }
+                    out.push_str("- ");
+                    match child {
+                        TextNode::BulletPoint { children } => write_markup(children, out),
+                        other => write_markup(std::slice::from_ref(other), out),
+                    }
+                }
+                out.push('\n');
+            }
+            TextNode::BulletPoint { children } => write_markup(children, out),
+            TextNode::CodeSpan { text } => {
+                out.push_str("```");
+                out.push_str(text);
+                out.push_str("```");
+            }
+            TextNode::Link { url, children } => {
+                out.push('<');
+                out.push_str(url);
+                out.push('|');
+                write_markup(children, out);
+                out.push('>');
+            }
+            TextNode::ActionLink { action, params, children } | TextNode::ActionButton { action, params, children } => {
+                let prefix = if matches!(node, TextNode::ActionButton { .. }) { "actionbutton" } else { "actionlink" };
+                out.push_str(&format!("<{prefix}:{action}"));
+                if !params.is_empty() {
+                    let query: Vec<String> = params
+                        .iter()
+                        .map(|(key, value)| {
+                            let encode = |s: &str| {
+                                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+                            };
+                            format!("{}={}", encode(key), encode(value))
+                        })
+                        .collect();
+                    out.push('?');
+                    out.push_str(&query.join("&"));
+                }
+                out.push('|');
+                write_markup(children, out);
+                out.push('>');
+            }
+            TextNode::AutoLink { text, .. } => out.push_str(text),
+            TextNode::CustomEmoji { text } => out.push_str(&format!("<!!customemoji:{text}>")),
+            TextNode::Mention { id, text } => {
+                let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+                out.push_str(&format!("<!!mention:{id}|{text}>"));
+            }
+        }
+    }
+}
+
+/// The message as plain text (§4.8): formatting dropped, mentions as `@Name`, files and locations as an icon.
+pub fn plaintext(blocks: &[ContentBlock]) -> String {
+    let rendered: Vec<String> = blocks
+        .iter()
+        .map(|block| match block {
+            ContentBlock::Text { children } => {
+                let mut out = String::new();
+                write_plain(children, &mut out);
+                out
+            }
+            ContentBlock::File(file) => format!("📎 {}", file.filename),
+            ContentBlock::Location { .. } => "📍".to_owned(),
+        })
+        .collect();
+    rendered.join("\n\n")
+}
+
+fn write_plain(nodes: &[TextNode], out: &mut String) {
+    for node in nodes {
+        match node {
+            TextNode::Plain(text) => out.push_str(text),
+            TextNode::Markup { children, .. }
+            | TextNode::BulletPoint { children }
+            | TextNode::Link { children, .. }
+            | TextNode::ActionLink { children, .. }
+            | TextNode::ActionButton { children, .. } => write_plain(children, out),
+            TextNode::BulletList { children } => {
+                out.push('\n');
+                for child in children {
+                    out.push_str("- ");
+                    write_plain(std::slice::from_ref(child), out);
+                    out.push('\n');
+                }
+            }
+            TextNode::CodeSpan { text } | TextNode::AutoLink { text, .. } | TextNode::CustomEmoji { text } => {
+                out.push_str(text)
+            }
+            TextNode::Mention { text, .. } => {
+                out.push('@');
+                out.push_str(text);
+            }
+        }
+    }
+}
+
+/// What users may send (§4.7): no links, action links or buttons, and an autolink must link where its text says.
+pub fn check_user_nodes(nodes: &[TextNode]) -> Result<(), ValidationError> {
+    for node in nodes {
+        match node {
+            TextNode::Link { .. } => return Err(ValidationError::new("content", "users may not send link nodes")),
+            TextNode::ActionLink { .. } | TextNode::ActionButton { .. } => {
+                return Err(ValidationError::new("content", "users may not send action links or action buttons"))
+            }
+            TextNode::AutoLink { url, text } => {
+                let expected = match phone_number(text) {
+                    Some((whole, digits)) if whole == text => Some(format!("tel:{digits}")),
+                    _ => autolink_url(text),
+                };
+                let secure = expected.as_deref().and_then(|e| e.strip_prefix("http://")).map(|r| format!("https://{r}"));
+                if expected.as_deref() != Some(url) && secure.as_deref() != Some(url) {
+                    return Err(ValidationError::new(
+                        "content",
+                        format!("autoLink text {text:?} does not match its url {url:?}"),
+                    ));
+                }
+            }
+            TextNode::CustomEmoji { text } if !is_custom_emoji(text) => {
+                return Err(ValidationError::new("content", format!("{text:?} is not a custom emoji :name:")))
+            }
+            TextNode::Markup { children, .. }
+            | TextNode::BulletList { children }
+            | TextNode::BulletPoint { children } => check_user_nodes(children)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
