@@ -2,12 +2,15 @@
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
 use crate::{
     config::Config,
     domain::{event::Event, ids::AppId, Millis},
-    hub::{broker::Broker, ConversationKey, Hub},
+    hub::{broker::Broker, Hub, HubKey, Membership},
+    realtime::frames,
     store::Store,
-    wire::{self, Links},
+    wire::Links,
 };
 
 #[derive(Clone)]
@@ -19,15 +22,25 @@ pub struct AppState {
     pub apps: Arc<HashMap<AppId, String>>,
     pub links: Links,
     pub config: Arc<Config>,
+    /// Cancelled when the gateway shuts down: every session closes with 1001.
+    pub shutdown: CancellationToken,
+    /// The running WebSocket sessions, so shutdown can wait for them.
+    pub sessions: TaskTracker,
 }
 
 impl AppState {
     /// Encodes each committed event once and hands it to the broker. Never waits.
     pub fn publish(&self, app: &AppId, events: &[Event]) {
         for event in events {
-            let frame = wire::event_frame(event, app, &self.links);
-            let key = ConversationKey { app_id: app.clone(), conversation_id: event.conversation_id.clone() };
-            self.broker.publish(&key, frame);
+            let encoded = Arc::new(frames::event_frame(event, app, &self.links));
+            // Membership changes also reach the user's own key: a session that cannot see the conversation yet
+            // learns that its user joined.
+            if let Some(Membership::Joined(user_id) | Membership::Left(user_id)) = &encoded.membership {
+                let key = HubKey::User { app_id: app.clone(), user_id: user_id.clone() };
+                self.broker.publish(&key, Arc::clone(&encoded));
+            }
+            let key = HubKey::Conversation { app_id: app.clone(), conversation_id: event.conversation_id.clone() };
+            self.broker.publish(&key, encoded);
         }
     }
 }

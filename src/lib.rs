@@ -6,6 +6,7 @@
 //! - `hub`: local fan-out of encoded event frames to session outboxes, behind the `broker` seam.
 //! - `wire`: JSON shapes of domain types.
 //! - `api`: the REST routes, authentication and the one error-to-response mapping.
+//! - `realtime`: the WebSocket gateway: frames, the sans-IO session, the socket shell, socket writes.
 //! - `app`: `AppState`, the wiring; `config`, `telemetry`.
 //!
 //! Start reading at `run`, then `api::router`, then `store::Store`.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod hub;
+pub mod realtime;
 pub mod store;
 pub mod telemetry;
 pub mod wire;
@@ -23,6 +25,7 @@ use std::{collections::HashMap, future::Future, sync::Arc};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     app::AppState,
@@ -31,6 +34,9 @@ use crate::{
     hub::{broker::LocalBroker, Hub},
     wire::Links,
 };
+
+/// How long shutdown waits for WebSocket sessions to send their close frames.
+const SESSION_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the store, wires the gateway and serves on `listener` until `shutdown` resolves; then finishes the
 /// requests in flight and returns.
@@ -60,9 +66,22 @@ pub async fn run(
         apps: Arc::new(apps),
         links: Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) },
         config: Arc::new(config),
+        shutdown: CancellationToken::new(),
+        sessions: TaskTracker::new(),
     };
     tracing::info!(%local_addr, "natter is listening");
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await.context("server failed")?;
+    let sessions_stop = state.shutdown.clone();
+    let sessions = state.sessions.clone();
+    let stop = async move {
+        shutdown.await;
+        // Stop accepting (axum), and tell every session to close with 1001.
+        sessions_stop.cancel();
+    };
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(stop).await.context("server failed")?;
+    sessions.close();
+    if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
+        tracing::warn!("sessions did not close in time");
+    }
     tracing::info!("natter stopped");
     Ok(())
 }

@@ -10,13 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::{
     conversation::{ConversationView, Notify, Participant},
-    event::{Event, EventKind},
     ids::AppId,
     message::Message,
     user::User,
     Custom, Field,
 };
-use crate::hub::EncodedFrame;
 
 /// Reads a field that may be absent (unchanged), `null` (cleared) or a value (set).
 /// Use with `#[serde(default, deserialize_with = "wire::field")]`.
@@ -257,78 +255,6 @@ impl<'a> UserConversationJson<'a> {
             joined_at: participant.joined_at,
         }
     }
-}
-
-/// An event frame: `{"type":"event","conversationId":..,"seq":..,"event":{"kind":..,...}}`. Identical for every
-/// subscriber of the conversation, so the hub sends the same bytes to all of them.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventFrame<'a> {
-    #[serde(rename = "type")]
-    frame_type: &'static str,
-    conversation_id: &'a str,
-    seq: i64,
-    event: EventJson<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
-enum EventJson<'a> {
-    ConversationUpdated,
-    ConversationDeleted,
-    ParticipantJoined { user_id: &'a str, access: &'static str, notify: NotifyJson },
-    ParticipantUpdated { user_id: &'a str, access: &'static str, notify: NotifyJson },
-    ParticipantLeft { user_id: &'a str },
-    MessageCreated { message: MessageJson<'a> },
-    MessageEdited { message: MessageJson<'a> },
-    MessageDeleted { message_id: &'a str },
-    AllMessagesDeleted,
-    ReactionAdded { message_id: &'a str, emoji: &'a str, user_id: &'a str },
-    ReactionRemoved { message_id: &'a str, emoji: &'a str, user_id: &'a str },
-}
-
-/// Serialises an event once, for every subscriber.
-pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedFrame {
-    let event_json = match &event.kind {
-        EventKind::ConversationUpdated => EventJson::ConversationUpdated,
-        EventKind::ConversationDeleted => EventJson::ConversationDeleted,
-        EventKind::ParticipantJoined { user_id, access, notify } => EventJson::ParticipantJoined {
-            user_id: user_id.as_str(),
-            access: access.as_str(),
-            notify: (*notify).into(),
-        },
-        EventKind::ParticipantUpdated { user_id, access, notify } => EventJson::ParticipantUpdated {
-            user_id: user_id.as_str(),
-            access: access.as_str(),
-            notify: (*notify).into(),
-        },
-        EventKind::ParticipantLeft { user_id } => EventJson::ParticipantLeft { user_id: user_id.as_str() },
-        EventKind::MessageCreated { message } => {
-            EventJson::MessageCreated { message: MessageJson::new(message, app, links) }
-        }
-        EventKind::MessageEdited { message } => {
-            EventJson::MessageEdited { message: MessageJson::new(message, app, links) }
-        }
-        EventKind::MessageDeleted { message_id } => EventJson::MessageDeleted { message_id: message_id.as_str() },
-        EventKind::AllMessagesDeleted => EventJson::AllMessagesDeleted,
-        EventKind::ReactionAdded { message_id, emoji, user_id } => EventJson::ReactionAdded {
-            message_id: message_id.as_str(),
-            emoji: emoji.as_str(),
-            user_id: user_id.as_str(),
-        },
-        EventKind::ReactionRemoved { message_id, emoji, user_id } => EventJson::ReactionRemoved {
-            message_id: message_id.as_str(),
-            emoji: emoji.as_str(),
-            user_id: user_id.as_str(),
-        },
-    };
-    let frame = EventFrame {
-        frame_type: "event",
-        conversation_id: event.conversation_id.as_str(),
-        seq: event.seq.0,
-        event: event_json,
-    };
-    EncodedFrame::from(serde_json::to_vec(&frame).expect("event frames always encode"))
 }
 
 /// The `{"data": [...]}` envelope of every REST list.

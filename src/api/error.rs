@@ -35,6 +35,11 @@ impl ApiError {
         ApiError::BadRequest { code, reason: reason.into() }
     }
 
+    /// The error code, as REST bodies and socket error frames carry it.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
@@ -57,7 +62,7 @@ impl ApiError {
         }
     }
 
-    fn reasons(&self) -> Vec<String> {
+    pub fn reasons(&self) -> Vec<String> {
         match self {
             ApiError::Rejected(Rejection::InvalidBatch(errors)) => errors.iter().map(ToString::to_string).collect(),
             // Never the internal cause.

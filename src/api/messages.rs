@@ -19,10 +19,11 @@ use super::{
 use crate::{
     app::{now_millis, AppState},
     domain::{
+        content::Links,
         ids::{ConversationId, MessageId, UserId},
         limits::MAX_MESSAGES_PER_SEND,
         message::{Location, MessageBody, MessageEdit, MessageType, NewMessage, Origin},
-        Custom, Rejection, ValidationError,
+        Actor, Custom, Rejection, ValidationError,
     },
     wire::{ListJson, MessageIdJson, MessageJson},
 };
@@ -72,6 +73,7 @@ impl SendItem {
             kind,
             sender_id: self.sender.as_deref().map(UserId::parse).transpose().map_err(|e| e.at("sender"))?,
             body,
+            links: Links::Allowed,
             custom: self.custom,
             referenced_message_id: self
                 .referenced_message_id
@@ -160,9 +162,14 @@ pub async fn put_message(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
-    let edit = MessageEdit { text: body.text, custom: body.custom, mark_edited: body.mark_edited };
+    let edit = MessageEdit {
+        text: body.text.map(|text| (text, Links::Allowed)),
+        custom: body.custom,
+        clear_custom: false,
+        mark_edited: body.mark_edited,
+    };
     edit.validate()?;
-    let event = state.store.edit_message(&app, &conversation_id, &message_id, edit, now_millis()).await?;
+    let event = state.store.edit_message(&app, &conversation_id, &message_id, edit, &Actor::App, now_millis()).await?;
     state.publish(&app, &[event]);
     Ok(Empty)
 }
@@ -174,8 +181,8 @@ pub async fn delete_message(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
-    let event = state.store.delete_message(&app, &conversation_id, &message_id).await?;
-    state.publish(&app, &[event]);
+    let event = state.store.delete_message(&app, &conversation_id, &message_id, &Actor::App).await?;
+    state.publish(&app, event.as_slice());
     Ok(Empty)
 }
 

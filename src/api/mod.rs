@@ -6,7 +6,7 @@
 pub mod auth;
 mod conversations;
 pub mod error;
-mod extract;
+pub mod extract;
 mod files;
 mod listing;
 mod messages;
@@ -114,7 +114,11 @@ fn authenticated() -> Routes {
 
 /// Routes open to anyone.
 fn public() -> Routes {
-    Routes::new().get("/healthz", healthz).get("/v1/{appId}/files/{fileId}/{filename}", files::download_file)
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/v1/{appId}/files/{fileId}/{filename}", files::download_file)
+        // Authenticated by a user token, not the app secret.
+        .get("/v1/{appId}/realtime", crate::realtime::upgrade)
 }
 
 /// Uploads have their own, larger, body limit.

@@ -219,9 +219,8 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
-            };
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             (decode(key), decode(value))
         })
         .collect()
@@ -482,7 +481,8 @@ pub fn check_user_nodes(nodes: &[TextNode]) -> Result<(), ValidationError> {
                     Some((whole, digits)) if whole == text => Some(format!("tel:{digits}")),
                     _ => autolink_url(text),
                 };
-                let secure = expected.as_deref().and_then(|e| e.strip_prefix("http://")).map(|r| format!("https://{r}"));
+                let secure =
+                    expected.as_deref().and_then(|e| e.strip_prefix("http://")).map(|r| format!("https://{r}"));
                 if expected.as_deref() != Some(url) && secure.as_deref() != Some(url) {
                     return Err(ValidationError::new(
                         "content",

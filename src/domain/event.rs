@@ -4,7 +4,7 @@
 use super::{
     conversation::{Access, Notify},
     ids::{ConversationId, MessageId, Seq, UserId},
-    message::Message,
+    message::MessageView,
     reaction::Emoji,
 };
 
@@ -35,10 +35,10 @@ pub enum EventKind {
         user_id: UserId,
     },
     MessageCreated {
-        message: Box<Message>,
+        message: Box<MessageView>,
     },
     MessageEdited {
-        message: Box<Message>,
+        message: Box<MessageView>,
     },
     MessageDeleted {
         message_id: MessageId,

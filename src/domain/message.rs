@@ -1,9 +1,11 @@
 //! Messages: what a send carries, what is stored, and the rules a send or an edit must pass before it is written.
 
 use super::{
+    content::Links,
     ids::{ConversationId, MessageId, Seq, UserId},
     limits::{MAX_CUSTOM_ENTRY_BYTES, MAX_CUSTOM_KEYS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TEXT_BYTES},
     reaction::ReactionSummary,
+    user::User,
     Custom, CustomPatch, Millis, ValidationError,
 };
 
@@ -99,6 +101,8 @@ pub struct Message {
     pub kind: MessageType,
     pub sender_id: Option<UserId>,
     pub text: String,
+    /// Whether `text` may hold links and action buttons: its content is parsed with these rules.
+    pub links: Links,
     pub custom: Custom,
     pub referenced_message_id: Option<MessageId>,
     pub attachment: Option<Attachment>,
@@ -110,6 +114,21 @@ pub struct Message {
     pub read_by: Vec<UserId>,
     /// Oldest emoji first.
     pub reactions: Vec<ReactionSummary>,
+}
+
+/// A message with what a snapshot expands: its sender and, one level deep, the message it replies to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageView {
+    pub message: Message,
+    pub sender: Option<User>,
+    pub referenced: Option<Box<ReferencedView>>,
+}
+
+/// The message a reply points at, with its sender; it does not expand its own reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReferencedView {
+    pub message: Message,
+    pub sender: Option<User>,
 }
 
 /// What a message carries besides its metadata: exactly one of these.
@@ -126,6 +145,7 @@ pub struct NewMessage {
     pub kind: MessageType,
     pub sender_id: Option<UserId>,
     pub body: MessageBody,
+    pub links: Links,
     pub custom: Custom,
     pub referenced_message_id: Option<MessageId>,
     pub idempotency_key: Option<String>,
@@ -175,18 +195,21 @@ impl NewMessage {
     }
 }
 
-/// A REST `PUT .../messages/{id}` edit.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// An edit, from REST (`PUT .../messages/{id}`) or a user on the socket.
+#[derive(Clone, Debug, PartialEq)]
 pub struct MessageEdit {
-    pub text: Option<String>,
+    /// New text, and the markup rules it is parsed with.
+    pub text: Option<(String, Links)>,
     /// Merged into the stored map; a `None` value deletes that key.
     pub custom: Option<CustomPatch>,
+    /// Removes every custom key before `custom` is merged.
+    pub clear_custom: bool,
     pub mark_edited: bool,
 }
 
 impl MessageEdit {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if let Some(text) = &self.text {
+        if let Some((text, _)) = &self.text {
             validate_text(text)?;
         }
         if let Some(custom) = &self.custom {
@@ -229,6 +252,7 @@ mod tests {
             kind,
             sender_id: sender.map(|s| UserId::parse(s).unwrap()),
             body: MessageBody::Text("hi".into()),
+            links: Links::Allowed,
             custom: Custom::new(),
             referenced_message_id: None,
             idempotency_key: None,

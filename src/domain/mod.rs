@@ -24,6 +24,13 @@ pub type Custom = std::collections::BTreeMap<String, String>;
 /// A patch of a custom map: `Some(value)` sets a key, `None` deletes it.
 pub type CustomPatch = std::collections::BTreeMap<String, Option<String>>;
 
+/// Who asks for a write: the app's backend (REST, trusted) or one user (the socket, bound by participation rules).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    App,
+    User(ids::UserId),
+}
+
 /// Three-way field update used by PATCH-like writes: leave it, clear it (JSON `null`), or set it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Field<T> {

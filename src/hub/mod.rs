@@ -1,5 +1,5 @@
-//! The local fan-out: which sessions on this node listen to which conversation, and the synchronous `publish`
-//! that hands one encoded frame to each of their outboxes.
+//! The local fan-out: which sessions on this node listen to which key (a conversation, or a user for membership
+//! changes), and the synchronous `publish` that hands one shared encoded event to each of their outboxes.
 //!
 //! `publish` is a plain `fn`: it cannot await, so no DashMap guard is ever held across an await point. A full
 //! outbox marks a slow consumer: its session is cancelled (it closes and resynchronises) and it is removed after
@@ -16,15 +16,37 @@ use std::sync::{
 
 use dashmap::DashMap;
 
-use crate::domain::ids::{AppId, ConversationId};
-pub use outbox::{EncodedFrame, Outbox, OutboxError};
+use crate::domain::ids::{AppId, ConversationId, Seq, UserId};
+pub use outbox::{Outbox, OutboxError};
 
-/// A conversation, qualified by its app: the hub's and the broker's routing key.
+/// What the hub and the broker route by. Conversation events go to the conversation's key; membership changes
+/// also go to the user's key, so a session learns that its user joined a conversation it could not see yet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ConversationKey {
-    pub app_id: AppId,
-    pub conversation_id: ConversationId,
+pub enum HubKey {
+    Conversation { app_id: AppId, conversation_id: ConversationId },
+    User { app_id: AppId, user_id: UserId },
 }
+
+/// One event, encoded once: `frame` holds the JSON event frame that every subscriber receives unchanged.
+/// The other fields let a session route it without parsing the frame.
+#[derive(Debug)]
+pub struct EncodedEvent {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    pub membership: Option<Membership>,
+    pub frame: axum::extract::ws::Utf8Bytes,
+}
+
+/// Events that change who may see a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    Joined(UserId),
+    Left(UserId),
+    ConversationDeleted,
+}
+
+/// Cloning shares the bytes: the hub hands the same allocation to every outbox.
+pub type SharedEvent = Arc<EncodedEvent>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SubscriberId(u64);
@@ -36,20 +58,20 @@ pub struct Hub {
 
 #[derive(Default)]
 struct HubInner {
-    conversations: DashMap<ConversationKey, Vec<(SubscriberId, Outbox)>>,
+    conversations: DashMap<HubKey, Vec<(SubscriberId, Outbox)>>,
     next_id: AtomicU64,
 }
 
 impl Hub {
-    /// Registers an outbox for a conversation's events.
-    pub fn subscribe(&self, key: ConversationKey, outbox: Outbox) -> SubscriberId {
+    /// Registers an outbox for the events of a key.
+    pub fn subscribe(&self, key: HubKey, outbox: Outbox) -> SubscriberId {
         let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.inner.conversations.entry(key).or_default().push((id, outbox));
         id
     }
 
     /// Removes a subscriber, and the conversation's entry once it has none left.
-    pub fn unsubscribe(&self, key: &ConversationKey, id: SubscriberId) {
+    pub fn unsubscribe(&self, key: &HubKey, id: SubscriberId) {
         let now_empty = match self.inner.conversations.get_mut(key) {
             Some(mut subscribers) => {
                 subscribers.retain(|(subscriber, _)| *subscriber != id);
@@ -63,13 +85,13 @@ impl Hub {
         }
     }
 
-    /// Hands the frame to every subscriber of the conversation without waiting. Returns how many took it.
-    pub fn publish(&self, key: &ConversationKey, frame: &EncodedFrame) -> usize {
+    /// Hands the event to every subscriber of the key without waiting. Returns how many took it.
+    pub fn publish(&self, key: &HubKey, event: &SharedEvent) -> usize {
         let mut delivered = 0;
         let mut slow = Vec::new();
         if let Some(subscribers) = self.inner.conversations.get(key) {
             for (id, outbox) in subscribers.iter() {
-                match outbox.try_send(frame.clone()) {
+                match outbox.try_send(Arc::clone(event)) {
                     Ok(()) => delivered += 1,
                     Err(OutboxError::Full) => {
                         outbox.cancel_slow();
@@ -94,11 +116,20 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn key(conversation: &str) -> ConversationKey {
-        ConversationKey {
+    fn key(conversation: &str) -> HubKey {
+        HubKey::Conversation {
             app_id: AppId::parse("app").unwrap(),
             conversation_id: ConversationId::parse(conversation).unwrap(),
         }
+    }
+
+    fn event(frame: &'static str) -> SharedEvent {
+        Arc::new(EncodedEvent {
+            conversation_id: ConversationId::parse("one").unwrap(),
+            seq: Seq(1),
+            membership: None,
+            frame: axum::extract::ws::Utf8Bytes::from_static(frame),
+        })
     }
 
     #[test]
@@ -110,10 +141,10 @@ mod tests {
         hub.subscribe(key("one"), a);
         hub.subscribe(key("one"), b);
         hub.subscribe(key("two"), c);
-        let frame = EncodedFrame::from_static(b"{}");
+        let frame = event("{}");
         assert_eq!(hub.publish(&key("one"), &frame), 2);
-        assert_eq!(a_rx.try_recv().unwrap(), frame);
-        assert_eq!(b_rx.try_recv().unwrap(), frame);
+        assert!(Arc::ptr_eq(&a_rx.try_recv().unwrap(), &frame), "the same allocation reaches every outbox");
+        assert!(Arc::ptr_eq(&b_rx.try_recv().unwrap(), &frame));
         assert!(c_rx.try_recv().is_err());
     }
 
@@ -126,10 +157,10 @@ mod tests {
         hub.subscribe(key("one"), slow);
         hub.subscribe(key("one"), fast);
         for _ in 0..3 {
-            hub.publish(&key("one"), &EncodedFrame::from_static(b"x"));
+            hub.publish(&key("one"), &event("x"));
         }
         assert!(slow_cancelled.is_cancelled());
-        assert_eq!(hub.publish(&key("one"), &EncodedFrame::from_static(b"y")), 1);
+        assert_eq!(hub.publish(&key("one"), &event("y")), 1);
         let mut received = 0;
         while fast_rx.try_recv().is_ok() {
             received += 1;

@@ -12,11 +12,11 @@ use crate::domain::{
     conversation::{ConversationPatch, ConversationView, Participant, ParticipantSettings},
     event::Event,
     filter::ConversationFilter,
-    ids::{AppId, ConversationId, MessageId, UserId},
-    message::{Message, MessageEdit, NewMessage},
+    ids::{AppId, ConversationId, MessageId, Seq, UserId},
+    message::{Message, MessageEdit, MessageView, NewMessage},
     reaction::Emoji,
     user::{User, UserPatch},
-    Millis, Rejection,
+    Actor, Millis, Rejection,
 };
 
 #[cfg(feature = "sqlite")]
@@ -90,6 +90,18 @@ pub struct StoredFile {
 pub struct FileReceipt {
     pub id: String,
     pub token: String,
+}
+
+/// What a subscription reads: the messages (expanded for snapshots) as of `seq`, the conversation's latest event.
+/// `participant` is false when the user does not take part (or the conversation does not exist): then there are
+/// no messages, and the snapshot is null.
+#[derive(Clone, Debug)]
+pub struct MessageWindow {
+    pub seq: Seq,
+    pub participant: bool,
+    pub messages: Vec<MessageView>,
+    /// No message older than the last one returned exists.
+    pub loaded_all: bool,
 }
 
 /// The outcome of a send: one id per item, in order, and the events of the messages actually created (an
@@ -174,17 +186,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Appended>;
     async fn message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId)
         -> StoreResult<Option<Message>>;
+    /// A page of `user`'s message window, newest first, read at one consistent `seq`: the newest `limit`
+    /// messages, or the `limit` before `before`.
+    async fn message_window(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> StoreResult<MessageWindow>;
     /// Newest first.
     async fn messages(&self, app: &AppId, conversation: &ConversationId, page: Page) -> StoreResult<Vec<Message>>;
+    /// Edits a message; a user may edit only their own.
     async fn edit_message(
         &self,
         app: &AppId,
         conversation: &ConversationId,
         id: &MessageId,
         edit: MessageEdit,
+        actor: &Actor,
         now: Millis,
     ) -> StoreResult<Event>;
-    async fn delete_message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId) -> StoreResult<Event>;
+    /// Deletes a message; a user may delete only their own, and a user's delete of a missing message succeeds
+    /// with no event.
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        actor: &Actor,
+    ) -> StoreResult<Option<Event>>;
     async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event>;
 
     /// Adds a reaction; adding one that exists changes nothing and returns no event.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::domain::{
+    content::Links,
     conversation::ConversationPatch,
     event::EventKind,
     ids::Seq,
@@ -28,6 +29,7 @@ fn text(sender: Option<UserId>, text: &str) -> NewMessage {
         kind: if sender.is_some() { MessageType::UserMessage } else { MessageType::SystemMessage },
         sender_id: sender,
         body: MessageBody::Text(text.into()),
+        links: Links::Allowed,
         custom: Custom::new(),
         referenced_message_id: None,
         idempotency_key: None,
@@ -57,17 +59,18 @@ async fn every_event_takes_the_next_sequence_number_of_its_conversation() {
     let seqs: Vec<_> = appended.events.iter().map(|event| event.seq).collect();
     assert_eq!(seqs, vec![Seq(3), Seq(4)]);
     let EventKind::MessageCreated { message } = &appended.events[0].kind else { panic!("not a create") };
-    assert_eq!(message.seq, Seq(3), "a message carries the seq of the event that created it");
+    assert_eq!(message.message.seq, Seq(3), "a message carries the seq of the event that created it");
 
     let id = &appended.ids[0];
-    let edit = MessageEdit { text: Some("a2".into()), ..Default::default() };
-    assert_eq!(store.edit_message(&app(), &conversation(), id, edit, 4).await.unwrap().seq, Seq(5));
+    let edit =
+        MessageEdit { text: Some(("a2".into(), Links::Allowed)), custom: None, clear_custom: false, mark_edited: true };
+    assert_eq!(store.edit_message(&app(), &conversation(), id, edit, &Actor::App, 4).await.unwrap().seq, Seq(5));
     let emoji = crate::domain::reaction::Emoji::parse("👍").unwrap();
     let added = store.add_reaction(&app(), &conversation(), id, &emoji, &alice(), 5).await.unwrap();
     assert_eq!(added.unwrap().seq, Seq(6));
     let again = store.add_reaction(&app(), &conversation(), id, &emoji, &alice(), 5).await.unwrap();
     assert!(again.is_none(), "an idempotent no-op produces no event");
-    assert_eq!(store.delete_message(&app(), &conversation(), id).await.unwrap().seq, Seq(7));
+    assert_eq!(store.delete_message(&app(), &conversation(), id, &Actor::App).await.unwrap().unwrap().seq, Seq(7));
 }
 
 #[tokio::test]

@@ -71,7 +71,10 @@ fn mentions_custom_emoji_links_and_actions() {
     assert_eq!(
         with_links,
         vec![
-            TextNode::Link { url: "https://x.io".into(), children: vec![markup(MarkupKind::Bold, vec![plain("site")])] },
+            TextNode::Link {
+                url: "https://x.io".into(),
+                children: vec![markup(MarkupKind::Bold, vec![plain("site")])]
+            },
             plain(" "),
             TextNode::ActionButton {
                 action: "buy".into(),

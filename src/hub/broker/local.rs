@@ -1,6 +1,6 @@
-//! The in-process broker: publishing is handing the frame to this node's hub.
+//! The in-process broker: publishing is handing the event to this node's hub.
 
-use super::{Broker, ConversationKey, EncodedFrame};
+use super::{Broker, HubKey, SharedEvent};
 use crate::hub::Hub;
 
 pub struct LocalBroker {
@@ -14,7 +14,7 @@ impl LocalBroker {
 }
 
 impl Broker for LocalBroker {
-    fn publish(&self, key: &ConversationKey, frame: EncodedFrame) {
-        self.hub.publish(key, &frame);
+    fn publish(&self, key: &HubKey, event: SharedEvent) {
+        self.hub.publish(key, &event);
     }
 }

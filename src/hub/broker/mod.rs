@@ -1,5 +1,5 @@
-//! Cross-node pub/sub seam. A broker carries encoded event frames from the node that committed a write to the hub
-//! of every node. `LocalBroker` is the single-node case; a Redis or NATS broker would subscribe a node to a
+//! Cross-node pub/sub seam. A broker carries encoded events from the node that committed a write to the hub of
+//! every node. `LocalBroker` is the single-node case; a Redis or NATS broker would subscribe a node to a
 //! conversation when its hub gains the first local subscriber and unsubscribe when it loses the last.
 //!
 //! The broker is best-effort: clients recover any gap from the store by `seq`.
@@ -8,9 +8,9 @@ mod local;
 
 pub use local::LocalBroker;
 
-use super::{ConversationKey, EncodedFrame};
+use super::{HubKey, SharedEvent};
 
 pub trait Broker: Send + Sync + 'static {
     /// Publishes without waiting for delivery.
-    fn publish(&self, key: &ConversationKey, frame: EncodedFrame);
+    fn publish(&self, key: &HubKey, event: SharedEvent);
 }

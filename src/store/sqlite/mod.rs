@@ -15,21 +15,22 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    Appended, ConversationQuery, FileReceipt, NewFile, Page, Store, StoreError, StoreResult, StoredFile,
+    Appended, ConversationQuery, FileReceipt, MessageWindow, NewFile, Page, Store, StoreError, StoreResult, StoredFile,
     UserConversation,
 };
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
     event::Event,
-    ids::{AppId, ConversationId, MessageId, UserId},
+    ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{Message, MessageEdit, NewMessage},
     reaction::Emoji,
     user::{User, UserPatch},
-    Millis,
+    Actor, Millis,
 };
 
 /// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/sqlite/0002_message_links.sql")];
 
 /// Reader connections kept open; more concurrent reads wait for one to come back.
 const MAX_READERS: usize = 8;
@@ -297,15 +298,34 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         id: &MessageId,
         edit: MessageEdit,
+        actor: &Actor,
         now: Millis,
     ) -> StoreResult<Event> {
-        let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
-        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, now)).await
+        let (app, conversation, id, actor) = (app.clone(), conversation.clone(), id.clone(), actor.clone());
+        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, &actor, now)).await
     }
 
-    async fn delete_message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId) -> StoreResult<Event> {
-        let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
-        self.write(move |c| writes::delete_message(c, &app, &conversation, &id)).await
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        actor: &Actor,
+    ) -> StoreResult<Option<Event>> {
+        let (app, conversation, id, actor) = (app.clone(), conversation.clone(), id.clone(), actor.clone());
+        self.write(move |c| writes::delete_message(c, &app, &conversation, &id, &actor)).await
+    }
+
+    async fn message_window(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> StoreResult<MessageWindow> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.read(move |c| reads::message_window(c, &app, &conversation, &user, before, limit)).await
     }
 
     async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {

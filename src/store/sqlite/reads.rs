@@ -4,16 +4,17 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{
+    content::Links,
     conversation::{Access, Conversation, ConversationView, Notify, Participant},
     filter::FilterSubject,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     limits::MAX_PARTICIPANTS_FOR_READ_BY,
-    message::{Attachment, Location, Message, MessageType, Origin},
+    message::{Attachment, Location, Message, MessageType, MessageView, Origin, ReferencedView},
     reaction::{Emoji, ReactionSummary},
     user::User,
     Custom, Rejection,
 };
-use crate::store::{ConversationQuery, Direction, OrderBy, Page, StoreResult, UserConversation};
+use crate::store::{ConversationQuery, Direction, MessageWindow, OrderBy, Page, StoreResult, UserConversation};
 
 use super::{from_json, Sql};
 
@@ -132,7 +133,7 @@ pub fn conversation_view(
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.type, m.sender_id, m.text, m.custom, \
      m.referenced_message_id, m.file_id, f.filename, f.size, m.latitude, m.longitude, m.origin, m.created_at, \
-     m.edited_at";
+     m.edited_at, m.links_allowed";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let file_id: Option<String> = row.get(8)?;
@@ -149,6 +150,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         },
         sender_id: row.get::<_, Option<String>>(4)?.map(UserId::from_trusted),
         text: row.get(5)?,
+        links: if row.get::<_, bool>(16)? { Links::Allowed } else { Links::Refused },
         custom: from_json::<Custom>(Some(&row.get::<_, String>(6)?)).unwrap_or_default(),
         referenced_message_id: row.get::<_, Option<String>>(7)?.map(MessageId::from_trusted),
         attachment: match file_id {
@@ -386,4 +388,69 @@ pub fn conversations(
         .into_iter()
         .map(|(conversation, _)| conversation_view(connection, app, conversation))
         .collect()
+}
+
+/// Expands a message for a snapshot: its sender, and the message it replies to with that one's sender.
+pub fn message_view(connection: &Connection, app: &AppId, message: Message) -> StoreResult<MessageView> {
+    let sender = match &message.sender_id {
+        Some(id) => user(connection, app, id)?,
+        None => None,
+    };
+    let referenced = match &message.referenced_message_id {
+        Some(id) => match self::message(connection, app, &message.conversation_id, id)? {
+            Some(referenced) => {
+                let sender = match &referenced.sender_id {
+                    Some(id) => user(connection, app, id)?,
+                    None => None,
+                };
+                Some(Box::new(ReferencedView { message: referenced, sender }))
+            }
+            None => None,
+        },
+        None => None,
+    };
+    Ok(MessageView { message, sender, referenced })
+}
+
+/// A page of a user's message window, read in one transaction so that it is exactly the state at `seq`.
+pub fn message_window(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    before: Option<Seq>,
+    limit: usize,
+) -> StoreResult<MessageWindow> {
+    connection.execute_batch("BEGIN")?;
+    let window = read_window(connection, app, conversation, user, before, limit);
+    // A read transaction has nothing to keep; ending it releases the snapshot.
+    connection.execute_batch("ROLLBACK")?;
+    window
+}
+
+fn read_window(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    before: Option<Seq>,
+    limit: usize,
+) -> StoreResult<MessageWindow> {
+    let seq: Option<i64> = connection
+        .prepare_cached("SELECT last_seq FROM sequences WHERE app_id = ?1 AND conversation_id = ?2")?
+        .query_row(params![app.as_str(), conversation.as_str()], |row| row.get(0))
+        .optional()?;
+    let seq = Seq(seq.unwrap_or(0));
+    let is_participant = self::conversation(connection, app, conversation)?.is_some()
+        && participant(connection, app, conversation, user)?.is_some();
+    if !is_participant {
+        return Ok(MessageWindow { seq, participant: false, messages: Vec::new(), loaded_all: true });
+    }
+    let n = n_participants(connection, app, conversation)?;
+    let mut messages = messages_before(connection, app, conversation, before, limit + 1, n)?;
+    let loaded_all = messages.len() <= limit;
+    messages.truncate(limit);
+    let messages =
+        messages.into_iter().map(|message| message_view(connection, app, message)).collect::<Result<_, _>>()?;
+    Ok(MessageWindow { seq, participant: true, messages, loaded_all })
 }

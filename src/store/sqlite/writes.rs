@@ -4,16 +4,17 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::{
+    content::Links,
     conversation::{Access, ConversationPatch, Notify, ParticipantSettings},
     event::{Event, EventKind},
     ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
     limits::IDEMPOTENCY_WINDOW_MS,
-    message::{MessageBody, MessageEdit, MessageType, NewMessage},
+    message::{Message, MessageBody, MessageEdit, MessageType, NewMessage},
     reaction::{Emoji, MAX_DISTINCT_EMOJI_PER_MESSAGE},
     user::UserPatch,
-    Millis, Rejection, ValidationError,
+    Actor, Millis, Rejection, ValidationError,
 };
-use crate::store::{Appended, FileReceipt, NewFile, StoreResult};
+use crate::store::{Appended, FileReceipt, NewFile, StoreError, StoreResult};
 
 use super::{reads, to_json};
 
@@ -394,8 +395,8 @@ fn append_one(
     connection
         .prepare_cached(
             "INSERT INTO messages (app_id, conversation_id, id, seq, type, sender_id, text, custom, \
-             referenced_message_id, file_id, latitude, longitude, origin, created_at, edited_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL)",
+             referenced_message_id, file_id, latitude, longitude, origin, created_at, edited_at, links_allowed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, ?15)",
         )?
         .execute(params![
             app.as_str(),
@@ -412,6 +413,7 @@ fn append_one(
             location.map(|l| l.longitude),
             message.origin.as_str(),
             now,
+            message.links == Links::Allowed,
         ])?;
     if let Some(key) = &message.idempotency_key {
         connection
@@ -431,6 +433,7 @@ fn append_one(
             .execute(params![app.as_str(), conversation.as_str(), sender.as_str(), seq.0])?;
     }
     let stored = reads::message(connection, app, conversation, &id)?.expect("the message was inserted above");
+    let stored = reads::message_view(connection, app, stored)?;
     let event = Event {
         conversation_id: conversation.clone(),
         seq,
@@ -449,17 +452,45 @@ fn require_message(
     reads::message(connection, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
 }
 
+/// Users may change only their own messages in conversations they take part in; the app may change any.
+fn check_author(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    message: &Message,
+    actor: &Actor,
+) -> StoreResult<()> {
+    if let Actor::User(user) = actor {
+        if reads::participant(connection, app, conversation, user)?.is_none() {
+            return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
+        }
+        if message.sender_id.as_ref() != Some(user) {
+            return Err(Rejection::NotMessageOwner { user: user.clone(), message: message.id.clone() }.into());
+        }
+    }
+    Ok(())
+}
+
 pub fn edit_message(
     connection: &Connection,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
     edit: MessageEdit,
+    actor: &Actor,
     now: Millis,
 ) -> StoreResult<Event> {
     let mut message = require_message(connection, app, conversation, id)?;
-    if let Some(text) = edit.text {
+    check_author(connection, app, conversation, &message, actor)?;
+    if let Some((text, links)) = edit.text {
         message.text = text;
+        message.links = links;
+        // Text replaces an attachment or a location: the message becomes a text message.
+        message.attachment = None;
+        message.location = None;
+    }
+    if edit.clear_custom {
+        message.custom.clear();
     }
     if let Some(custom) = edit.custom {
         crate::domain::conversation::merge_custom(&mut message.custom, custom);
@@ -467,9 +498,15 @@ pub fn edit_message(
     if edit.mark_edited {
         message.edited_at = Some(now);
     }
+    connection.execute(
+        "DELETE FROM files WHERE app_id = ?1 AND message_id = ?2 AND ?3",
+        params![app.as_str(), id.as_str(), message.attachment.is_none()],
+    )?;
     connection
         .prepare_cached(
-            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6 \
+            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6, links_allowed = ?7, \
+             file_id = CASE WHEN ?8 THEN file_id ELSE NULL END, \
+             latitude = CASE WHEN ?9 THEN latitude ELSE NULL END, longitude = CASE WHEN ?9 THEN longitude ELSE NULL END \
              WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
         )?
         .execute(params![
@@ -478,24 +515,41 @@ pub fn edit_message(
             id.as_str(),
             message.text,
             to_json(&message.custom),
-            message.edited_at
+            message.edited_at,
+            message.links == Links::Allowed,
+            message.attachment.is_some(),
+            message.location.is_some(),
         ])?;
-    event(connection, app, conversation, EventKind::MessageEdited { message: Box::new(message) })
+    let view = reads::message_view(connection, app, message)?;
+    event(connection, app, conversation, EventKind::MessageEdited { message: Box::new(view) })
 }
 
+/// Deletes a message. The app gets `MessageNotFound` for a missing message; a user's delete of a missing message
+/// succeeds with no event (seed 004).
 pub fn delete_message(
     connection: &Connection,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
-) -> StoreResult<Event> {
-    require_message(connection, app, conversation, id)?;
+    actor: &Actor,
+) -> StoreResult<Option<Event>> {
+    let message = match (require_message(connection, app, conversation, id), actor) {
+        (Ok(message), _) => message,
+        (Err(StoreError::Rejected(Rejection::MessageNotFound(_))), Actor::User(user)) => {
+            if reads::participant(connection, app, conversation, user)?.is_none() {
+                return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
+            }
+            return Ok(None);
+        }
+        (Err(error), _) => return Err(error),
+    };
+    check_author(connection, app, conversation, &message, actor)?;
     let args = params![app.as_str(), conversation.as_str(), id.as_str()];
     connection.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?3", args)?;
     connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
     connection.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
     touch_last_message(connection, app, conversation)?;
-    event(connection, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })
+    Ok(Some(event(connection, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })?))
 }
 
 pub fn delete_all_messages(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {

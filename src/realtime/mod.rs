@@ -1,0 +1,72 @@
+//! The WebSocket gateway: `GET /v1/{appId}/realtime` upgrades an authenticated user to a session
+//! (`proto/PROTOCOL.md`).
+//!
+//! `frames` knows the JSON, `session` holds the protocol logic without I/O, `socket` is the thin shell that runs
+//! it, and `writes` carries out what users write over the socket. Start with `session.rs`.
+
+pub mod frames;
+pub mod session;
+pub mod socket;
+pub mod writes;
+
+use axum::{
+    extract::{
+        ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
+        Query, State,
+    },
+    http::{header::AUTHORIZATION, HeaderMap},
+    response::Response,
+};
+use serde::Deserialize;
+
+use crate::{
+    api::{auth::verify_user_token, error::ApiError, extract::AppPath},
+    app::AppState,
+    domain::ids::AppId,
+};
+
+/// The largest frame or message a client may send; larger ones close the connection with 1009.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;
+/// Per-connection socket buffers: small, since a gateway holds many idle connections.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Authenticates, then upgrades. A bad or expired token is a 401 before any upgrade.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    AppPath(app_id): AppPath<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let app_id = AppId::parse(&app_id)?;
+    let secret = state.apps.get(&app_id).ok_or_else(|| ApiError::AppNotFound(app_id.to_string()))?;
+    let header_token = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = query.token.or(header_token).ok_or_else(|| {
+        ApiError::Unauthorized("a user token is required: ?token=<JWT> or Authorization: Bearer".into())
+    })?;
+    let claims = verify_user_token(&app_id, secret, &token).map_err(ApiError::Unauthorized)?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::bad_request("INVALID_UPGRADE", rejection.body_text()))?;
+    let connection = socket::Connection {
+        state: state.clone(),
+        app_id,
+        user_id: claims.user_id,
+        expires_at: socket::expires_at(claims.expires_at),
+    };
+    let sessions = state.sessions.clone();
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .on_upgrade(move |websocket| sessions.track_future(socket::run(websocket, connection))))
+}

@@ -1,0 +1,316 @@
+//! The subscription state machine, driven without sockets: each test feeds inputs and compares the outputs,
+//! rendered one per line.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    domain::{
+        content::Links,
+        ids::MessageId,
+        message::{Message, MessageType, MessageView, Origin},
+        Custom,
+    },
+    hub::EncodedEvent,
+};
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+fn conversation(id: &str) -> ConversationId {
+    ConversationId::parse(id).unwrap()
+}
+
+fn request_id(id: &str) -> RequestId {
+    RequestId(id.to_owned())
+}
+
+fn message(seq: i64) -> MessageView {
+    MessageView {
+        message: Message {
+            id: MessageId::parse(&format!("m{seq}")).unwrap(),
+            conversation_id: conversation("c"),
+            seq: Seq(seq),
+            kind: MessageType::SystemMessage,
+            sender_id: None,
+            text: format!("text {seq}"),
+            links: Links::Allowed,
+            custom: Custom::new(),
+            referenced_message_id: None,
+            attachment: None,
+            location: None,
+            origin: Origin::Rest,
+            created_at: seq,
+            edited_at: None,
+            read_by: Vec::new(),
+            reactions: Vec::new(),
+        },
+        sender: None,
+        referenced: None,
+    }
+}
+
+/// A window read at `seq` holding messages with these seqs (newest first).
+fn window(seq: i64, messages: &[i64], loaded_all: bool) -> MessageWindow {
+    MessageWindow {
+        seq: Seq(seq),
+        participant: true,
+        messages: messages.iter().map(|&s| message(s)).collect(),
+        loaded_all,
+    }
+}
+
+fn null_window(seq: i64) -> MessageWindow {
+    MessageWindow { seq: Seq(seq), participant: false, messages: Vec::new(), loaded_all: true }
+}
+
+fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
+    Arc::new(EncodedEvent {
+        conversation_id: conversation("c"),
+        seq: Seq(seq),
+        membership,
+        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+    })
+}
+
+fn render(output: &Output) -> String {
+    let seqs = |window: &MessageWindow| {
+        window.messages.iter().map(|view| view.message.seq.0.to_string()).collect::<Vec<_>>().join(",")
+    };
+    match output {
+        Output::Forward(event) => format!("forward {} seq={}", event.conversation_id, event.seq),
+        Output::Snapshot { conversation_id, window } if !window.participant => {
+            format!("snapshot {conversation_id} seq={} null", window.seq)
+        }
+        Output::Snapshot { conversation_id, window } => {
+            format!("snapshot {conversation_id} seq={} [{}] loadedAll={}", window.seq, seqs(window), window.loaded_all)
+        }
+        Output::Page { conversation_id, window } => {
+            format!("page {conversation_id} seq={} [{}] loadedAll={}", window.seq, seqs(window), window.loaded_all)
+        }
+        Output::Ok { id } => format!("ok {}", id.0),
+        Output::Error { id, error } => format!("error {} {}", id.0, error.code()),
+        Output::SubscriptionError { conversation_id, error } => {
+            format!("subscriptionError {conversation_id} {}", error.code())
+        }
+        Output::Fetch { fetch, conversation_id, before, limit } => format!(
+            "fetch#{} {conversation_id} before={} limit={limit}",
+            fetch.0,
+            before.map_or("none".to_owned(), |seq| seq.to_string())
+        ),
+        Output::Watch(conversation_id) => format!("watch {conversation_id}"),
+        Output::Unwatch(conversation_id) => format!("unwatch {conversation_id}"),
+        Output::Ping => "ping".to_owned(),
+        Output::Close(reason) => format!("close {}", reason.code()),
+    }
+}
+
+fn drain(session: &mut Session) -> String {
+    let mut lines = Vec::new();
+    while let Some(output) = session.poll_output() {
+        lines.push(render(&output));
+    }
+    lines.join("\n")
+}
+
+#[track_caller]
+fn check(session: &mut Session, expected: &str) {
+    let expected: Vec<&str> = expected.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    assert_eq!(drain(session), expected.join("\n"));
+}
+
+fn new_session(now: Instant) -> Session {
+    Session::new(user("me"), None, now)
+}
+
+fn subscribe(session: &mut Session, limit: Option<u32>) {
+    session.handle_request(Request::SubscribeMessages {
+        id: request_id("s"),
+        conversation_id: conversation("c"),
+        limit,
+    });
+}
+
+fn load_more(session: &mut Session, id: &str, count: Option<u32>) {
+    session.handle_request(Request::LoadMore { id: request_id(id), conversation_id: conversation("c"), count });
+}
+
+#[test]
+fn subscribe_watches_before_it_reads_and_answers_with_the_snapshot() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    check(&mut session, "watch c\nfetch#0 c before=none limit=30");
+    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true));
+    check(&mut session, "snapshot c seq=7 [7,6,5] loadedAll=true\nok s");
+    session.handle_event(&event(8, None));
+    check(&mut session, "forward c seq=8");
+}
+
+#[test]
+fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, Some(2));
+    drain(&mut session);
+    // 5 and 6 were committed before the read took its snapshot at seq 6; 7 and 8 after it.
+    for seq in [5, 6, 7, 8] {
+        session.handle_event(&event(seq, None));
+    }
+    check(&mut session, "");
+    session.handle_window(FetchId(0), window(6, &[6, 5], false));
+    check(
+        &mut session,
+        "snapshot c seq=6 [6,5] loadedAll=false
+         ok s
+         forward c seq=7
+         forward c seq=8",
+    );
+    // The same event again (say, through the user key too) is not forwarded twice.
+    session.handle_event(&event(8, None));
+    check(&mut session, "");
+}
+
+#[test]
+fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leave() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    drain(&mut session);
+    session.handle_window(FetchId(0), null_window(3));
+    check(&mut session, "unwatch c\nsnapshot c seq=3 null\nok s");
+    // Nothing of the conversation reaches a non-participant.
+    session.handle_event(&event(4, None));
+    check(&mut session, "");
+    session.handle_event(&event(5, Some(Membership::Joined(user("someone else")))));
+    check(&mut session, "");
+    session.handle_event(&event(6, Some(Membership::Joined(user("me")))));
+    check(&mut session, "watch c\nfetch#1 c before=none limit=30");
+    session.handle_event(&event(7, None));
+    session.handle_window(FetchId(1), window(6, &[2, 1], true));
+    check(&mut session, "snapshot c seq=6 [2,1] loadedAll=true\nforward c seq=7");
+    session.handle_event(&event(8, Some(Membership::Left(user("me")))));
+    check(&mut session, "unwatch c\nsnapshot c seq=8 null");
+}
+
+#[test]
+fn deleting_the_conversation_turns_the_snapshot_null() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    session.handle_window(FetchId(0), window(2, &[2], true));
+    drain(&mut session);
+    session.handle_event(&event(3, Some(Membership::ConversationDeleted)));
+    check(&mut session, "unwatch c\nsnapshot c seq=3 null");
+}
+
+#[test]
+fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, Some(2));
+    session.handle_window(FetchId(0), window(10, &[10, 9], false));
+    drain(&mut session);
+    load_more(&mut session, "l1", Some(3));
+    check(&mut session, "fetch#1 c before=9 limit=3");
+    // Events during the read wait behind the page.
+    session.handle_event(&event(11, None));
+    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false));
+    check(&mut session, "page c seq=11 [8,7,6] loadedAll=false\nok l1\nforward c seq=11");
+    load_more(&mut session, "l2", None);
+    check(&mut session, "fetch#2 c before=6 limit=30");
+    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true));
+    check(&mut session, "page c seq=11 [5,4,3,2,1] loadedAll=true\nok l2");
+    load_more(&mut session, "l3", None);
+    check(&mut session, "ok l3");
+}
+
+#[test]
+fn concurrent_load_more_calls_coalesce_into_the_largest() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, Some(1));
+    session.handle_window(FetchId(0), window(20, &[20], false));
+    drain(&mut session);
+    load_more(&mut session, "a", Some(5));
+    load_more(&mut session, "b", Some(10));
+    check(&mut session, "fetch#1 c before=20 limit=5");
+    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false));
+    check(&mut session, "page c seq=20 [19,18,17,16,15] loadedAll=false\nfetch#2 c before=15 limit=5");
+    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false));
+    check(&mut session, "page c seq=20 [14,13,12,11,10] loadedAll=false\nok a\nok b");
+}
+
+#[test]
+fn load_more_before_the_snapshot_or_without_a_subscription_is_refused() {
+    let mut session = new_session(Instant::now());
+    load_more(&mut session, "x", None);
+    check(&mut session, "error x NOT_SUBSCRIBED");
+    subscribe(&mut session, None);
+    drain(&mut session);
+    load_more(&mut session, "y", None);
+    load_more(&mut session, "z", Some(101));
+    check(&mut session, "error y SUBSCRIPTION_NOT_ACTIVE\nerror z INVALID_REQUEST");
+    subscribe(&mut session, None);
+    check(&mut session, "error s ALREADY_SUBSCRIBED");
+}
+
+#[test]
+fn unsubscribe_stops_updates_and_ignores_late_reads() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    drain(&mut session);
+    session.handle_request(Request::Unsubscribe { id: request_id("u"), conversation_id: conversation("c") });
+    check(&mut session, "unwatch c\nok u");
+    session.handle_window(FetchId(0), window(1, &[1], true));
+    session.handle_event(&event(2, None));
+    check(&mut session, "");
+}
+
+#[test]
+fn an_expired_token_ends_every_subscription_in_error_and_closes() {
+    let start = Instant::now();
+    let mut session = Session::new(user("me"), Some(start + Duration::from_secs(10)), start);
+    subscribe(&mut session, None);
+    session.handle_window(FetchId(0), window(1, &[1], true));
+    drain(&mut session);
+    session.handle_request(Request::TokenRefreshed {
+        id: request_id("t"),
+        expires_at: Some(start + Duration::from_secs(20)),
+    });
+    check(&mut session, "ok t");
+    session.handle_activity(start + Duration::from_secs(15));
+    session.handle_timeout(start + Duration::from_secs(15));
+    check(&mut session, "");
+    assert_eq!(session.poll_timeout(), Some(start + Duration::from_secs(20)));
+    session.handle_timeout(start + Duration::from_secs(20));
+    check(&mut session, "subscriptionError c TOKEN_EXPIRED\nclose 4001");
+    session.handle_event(&event(2, None));
+    check(&mut session, "");
+}
+
+#[test]
+fn quiet_connections_are_pinged_and_dead_ones_closed() {
+    let start = Instant::now();
+    let mut session = new_session(start);
+    assert_eq!(session.poll_timeout(), Some(start + PING_INTERVAL));
+    session.handle_timeout(start + PING_INTERVAL);
+    check(&mut session, "ping");
+    session.handle_timeout(start + IDLE_TIMEOUT);
+    check(&mut session, "close 4002");
+}
+
+#[test]
+fn too_many_held_events_close_the_session_as_slow() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    drain(&mut session);
+    for seq in 0..=MAX_HELD_EVENTS as i64 {
+        session.handle_event(&event(seq + 1, None));
+    }
+    check(&mut session, "close 4000");
+}
+
+#[test]
+fn a_failed_first_read_ends_the_subscription_in_error() {
+    let mut session = new_session(Instant::now());
+    subscribe(&mut session, None);
+    drain(&mut session);
+    session.handle_fetch_failed(FetchId(0));
+    check(&mut session, "unwatch c\nerror s SERVICE_UNAVAILABLE\nsubscriptionError c SERVICE_UNAVAILABLE");
+}

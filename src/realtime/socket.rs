@@ -1,0 +1,259 @@
+//! The imperative shell around `Session`: reads frames and hub events, feeds the session, and carries out its
+//! outputs (send, fetch from the store, watch on the hub, close). Writes run as tasks beside the loop.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{
+    frames::{self, ClientFrame, RequestId, SnapshotContext},
+    session::{FetchId, Output, Request, Session},
+    writes,
+};
+use crate::{
+    api::{auth::verify_user_token, error::ApiError},
+    app::AppState,
+    domain::ids::{AppId, ConversationId, UserId},
+    hub::{outbox, HubKey, SubscriberId},
+    store::{MessageWindow, StoreResult},
+};
+
+/// Events queued for one session. A session this far behind is cut off as slow (close 4000) rather than let the
+/// hub wait or the queue grow.
+pub const OUTBOX_CAPACITY_EVENTS: usize = 1024;
+/// Store reads and writes one session may have in flight; another write beyond that is refused.
+const MAX_TASKS_IN_FLIGHT: usize = 32;
+
+/// Results of tasks the loop started.
+enum Done {
+    Window { fetch: FetchId, result: StoreResult<MessageWindow> },
+    Reply(Utf8Bytes),
+}
+
+pub struct Connection {
+    pub state: AppState,
+    pub app_id: AppId,
+    pub user_id: UserId,
+    pub expires_at: Option<Instant>,
+}
+
+pub async fn run(socket: WebSocket, connection: Connection) {
+    let Connection { state, app_id, user_id, expires_at } = connection;
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut events_rx) = outbox::channel(OUTBOX_CAPACITY_EVENTS);
+    let slow = outbox.cancelled_token();
+    let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
+    let user_subscriber = state.hub.subscribe(user_key.clone(), outbox.clone());
+    let mut watched: HashMap<ConversationId, SubscriberId> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_TASKS_IN_FLIGHT);
+    let writes_in_flight = Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT));
+    let mut session = Session::new(user_id.clone(), expires_at, Instant::now());
+    let conversation_key = |conversation_id: &ConversationId| HubKey::Conversation {
+        app_id: app_id.clone(),
+        conversation_id: conversation_id.clone(),
+    };
+
+    'run: loop {
+        let mut sent = false;
+        while let Some(output) = session.poll_output() {
+            let context = SnapshotContext { app: &app_id, links: &state.links, me: Some(&user_id) };
+            let frame = match output {
+                Output::Forward(event) => Message::Text(event.frame.clone()),
+                Output::Snapshot { conversation_id, window } => {
+                    Message::Text(frames::snapshot_frame(&conversation_id, &window, &context))
+                }
+                Output::Page { conversation_id, window } => {
+                    Message::Text(frames::page_frame(&conversation_id, &window, &context))
+                }
+                Output::Ok { id } => Message::Text(frames::ok_frame(&id, json!({}))),
+                Output::Error { id, error } => {
+                    Message::Text(frames::error_frame(Some(&id), error.code(), &[error.reason()]))
+                }
+                Output::SubscriptionError { conversation_id, error } => {
+                    Message::Text(frames::subscription_error_frame(&conversation_id, error.code(), &[error.reason()]))
+                }
+                Output::Fetch { fetch, conversation_id, before, limit } => {
+                    let (store, app_id, user_id, done_tx) =
+                        (state.store.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
+                    // A read per subscription at most; its answer comes back through `done_rx`.
+                    tokio::spawn(async move {
+                        let result = store.message_window(&app_id, &conversation_id, &user_id, before, limit).await;
+                        let _ = done_tx.send(Done::Window { fetch, result }).await;
+                    });
+                    continue;
+                }
+                Output::Watch(conversation_id) => {
+                    let subscriber = state.hub.subscribe(conversation_key(&conversation_id), outbox.clone());
+                    watched.insert(conversation_id, subscriber);
+                    continue;
+                }
+                Output::Unwatch(conversation_id) => {
+                    if let Some(subscriber) = watched.remove(&conversation_id) {
+                        state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
+                    }
+                    continue;
+                }
+                Output::Ping => Message::Ping(bytes::Bytes::new()),
+                Output::Close(reason) => {
+                    let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    break 'run;
+                }
+            };
+            // Queue without flushing: everything the session produced goes out in one flush below.
+            if sink.feed(frame).await.is_err() {
+                break 'run;
+            }
+            sent = true;
+        }
+        if sent && sink.flush().await.is_err() {
+            break;
+        }
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            incoming = stream.next() => {
+                let reply = match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        session.handle_activity(Instant::now());
+                        handle_text(&text, &mut session, &state, &app_id, &user_id, &writes_in_flight, &done_tx)
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        session.handle_activity(Instant::now());
+                        Some(frames::error_frame(None, "INVALID_FRAME", &["frames are JSON text; binary frames are not supported".into()]))
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        session.handle_activity(Instant::now());
+                        None
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(error)) => {
+                        tracing::debug!(cause = %error, "socket read failed");
+                        let close = CloseFrame { code: 1009, reason: Utf8Bytes::from_static("frame too large or malformed") };
+                        let _ = sink.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                };
+                if let Some(reply) = reply {
+                    if sink.send(Message::Text(reply)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Some(event) = events_rx.recv() => session.handle_event(&event),
+            Some(done) = done_rx.recv() => match done {
+                Done::Window { fetch, result: Ok(window) } => session.handle_window(fetch, window),
+                Done::Window { fetch, result: Err(error) } => {
+                    tracing::warn!(cause = %error, "window read failed");
+                    session.handle_fetch_failed(fetch);
+                }
+                Done::Reply(frame) => {
+                    if sink.send(Message::Text(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
+            () = slow.cancelled() => session.handle_slow(),
+            () = state.shutdown.cancelled() => session.handle_shutdown(),
+        }
+    }
+
+    state.hub.unsubscribe(&user_key, user_subscriber);
+    for (conversation_id, subscriber) in watched {
+        state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles one text frame; returns a frame to send at once, if any.
+fn handle_text(
+    text: &str,
+    session: &mut Session,
+    state: &AppState,
+    app_id: &AppId,
+    user_id: &UserId,
+    writes_in_flight: &Arc<Semaphore>,
+    done_tx: &mpsc::Sender<Done>,
+) -> Option<Utf8Bytes> {
+    let (id, frame) = match frames::parse_client_frame(text) {
+        Ok(parsed) => parsed,
+        Err(error) => return Some(frames::error_frame(error.id.as_ref(), "INVALID_FRAME", &[error.reason])),
+    };
+    let conversation = |raw: &str| ConversationId::parse(raw).map_err(|e| invalid(&id, e.to_string()));
+    let request = match frame {
+        ClientFrame::SubscribeMessages { conversation_id, limit, .. } => match conversation(&conversation_id) {
+            Ok(conversation_id) => Request::SubscribeMessages { id: id.clone(), conversation_id, limit },
+            Err(reply) => return Some(reply),
+        },
+        ClientFrame::LoadMore { conversation_id, count, .. } => match conversation(&conversation_id) {
+            Ok(conversation_id) => Request::LoadMore { id: id.clone(), conversation_id, count },
+            Err(reply) => return Some(reply),
+        },
+        ClientFrame::Unsubscribe { conversation_id, .. } => match conversation(&conversation_id) {
+            Ok(conversation_id) => Request::Unsubscribe { id: id.clone(), conversation_id },
+            Err(reply) => return Some(reply),
+        },
+        ClientFrame::UpdateToken { token, .. } => {
+            let secret = state.apps.get(app_id).expect("the session's app exists");
+            match verify_user_token(app_id, secret, &token) {
+                Ok(claims) if &claims.user_id == user_id => {
+                    Request::TokenRefreshed { id: id.clone(), expires_at: claims.expires_at.map(instant_of_unix) }
+                }
+                Ok(_) => {
+                    return Some(frames::error_frame(Some(&id), "FORBIDDEN", &["the token is for another user".into()]))
+                }
+                Err(reason) => return Some(frames::error_frame(Some(&id), "UNAUTHORIZED", &[reason])),
+            }
+        }
+        write => {
+            let Ok(permit) = Arc::clone(writes_in_flight).try_acquire_owned() else {
+                let reason = "too many requests in flight on this connection; wait for replies".to_owned();
+                return Some(frames::error_frame(Some(&id), "TOO_MANY_REQUESTS", &[reason]));
+            };
+            let (state, app_id, user_id, done_tx) = (state.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
+            // Writes run beside the loop so a commit never delays this session's event delivery.
+            tokio::spawn(async move {
+                let reply = match writes::perform(&state, &app_id, &user_id, write).await {
+                    Ok(result) => {
+                        let value = match result.message_id {
+                            Some(message_id) => json!({ "messageId": message_id.as_str() }),
+                            None => json!({}),
+                        };
+                        frames::ok_frame(&id, value)
+                    }
+                    Err(error) => frames::error_frame(Some(&id), error.code(), &error.reasons()),
+                };
+                drop(permit);
+                let _ = done_tx.send(Done::Reply(reply)).await;
+            });
+            return None;
+        }
+    };
+    session.handle_request(request);
+    None
+}
+
+fn invalid(id: &RequestId, reason: String) -> Utf8Bytes {
+    let error = ApiError::bad_request("INVALID_REQUEST", reason);
+    frames::error_frame(Some(id), error.code(), &error.reasons())
+}
+
+/// Converts a token's `exp` (Unix seconds) to a monotonic deadline.
+fn instant_of_unix(unix_seconds: u64) -> Instant {
+    let now_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    Instant::now() + std::time::Duration::from_secs(unix_seconds.saturating_sub(now_unix))
+}
+
+pub fn expires_at(unix_seconds: Option<u64>) -> Option<Instant> {
+    unix_seconds.map(instant_of_unix)
+}
