@@ -15,6 +15,9 @@ use crate::domain::ids::{random_base62, AppId};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "natter-data";
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
+/// A session this many events behind is slow: it is cut off (close 4000) so the hub never waits and memory stays
+/// bounded. At 1 KiB an event this is about 1 MiB per session at worst.
+pub const DEFAULT_OUTBOX_EVENTS: usize = 1024;
 const APPS_FILE: &str = "apps.json";
 
 #[derive(Clone, Debug)]
@@ -24,6 +27,8 @@ pub struct Config {
     /// The base of links the gateway hands out (attachment URLs). Defaults to `http://<listen address>`.
     pub public_url: Option<String>,
     pub max_upload_bytes: usize,
+    /// Events queued for one WebSocket session before it is cut off as a slow consumer.
+    pub outbox_events: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

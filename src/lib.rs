@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod hub;

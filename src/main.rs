@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use natter::config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES};
+use natter::config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS};
 
 /// A self-hostable real-time chat gateway that speaks the TalkJS REST API.
 ///
@@ -42,6 +42,9 @@ struct ServeArgs {
     /// Largest file upload, in bytes.
     #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     max_upload_bytes: usize,
+    /// Events queued for one WebSocket session before it is closed as a slow consumer (close code 4000).
+    #[arg(long, env = "NATTER_OUTBOX_EVENTS", default_value_t = DEFAULT_OUTBOX_EVENTS)]
+    outbox_events: usize,
 }
 
 #[tokio::main]
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         apps,
         public_url: args.public_url.clone(),
         max_upload_bytes: args.max_upload_bytes,
+        outbox_events: args.outbox_events.max(1),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

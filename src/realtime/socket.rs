@@ -21,9 +21,8 @@ use crate::{
     store::{MessageWindow, StoreResult},
 };
 
-/// Events queued for one session. A session this far behind is cut off as slow (close 4000) rather than let the
-/// hub wait or the queue grow.
-pub const OUTBOX_CAPACITY_EVENTS: usize = 1024;
+/// A write to the socket that takes longer than this means the client stopped reading: the session ends.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Store reads and writes one session may have in flight; another write beyond that is refused.
 const MAX_TASKS_IN_FLIGHT: usize = 32;
 
@@ -43,7 +42,8 @@ pub struct Connection {
 pub async fn run(socket: WebSocket, connection: Connection) {
     let Connection { state, app_id, user_id, expires_at } = connection;
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut events_rx) = outbox::channel(OUTBOX_CAPACITY_EVENTS);
+    // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
+    let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
     let slow = outbox.cancelled_token();
     let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
     let user_subscriber = state.hub.subscribe(user_key.clone(), outbox.clone());
@@ -99,18 +99,21 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                 Output::Ping => Message::Ping(bytes::Bytes::new()),
                 Output::Close(reason) => {
                     let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                    // Best effort: a client that stopped reading may never take the close frame.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
                     break 'run;
                 }
             };
             // Queue without flushing: everything the session produced goes out in one flush below.
-            if sink.feed(frame).await.is_err() {
-                break 'run;
+            if !guarded(sink.feed(frame), &slow, &state.shutdown).await {
+                stalled(&mut session, &state);
+                continue;
             }
             sent = true;
         }
-        if sent && sink.flush().await.is_err() {
-            break;
+        if sent && !guarded(sink.flush(), &slow, &state.shutdown).await {
+            stalled(&mut session, &state);
+            continue;
         }
         let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -164,6 +167,32 @@ pub async fn run(socket: WebSocket, connection: Connection) {
     state.hub.unsubscribe(&user_key, user_subscriber);
     for (conversation_id, subscriber) in watched {
         state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
+    }
+}
+
+/// A write did not complete: the gateway is shutting down, or the client is too slow or gone.
+fn stalled(session: &mut Session, state: &AppState) {
+    if state.shutdown.is_cancelled() {
+        session.handle_shutdown();
+    } else {
+        session.handle_slow();
+    }
+}
+
+/// How long a closing session tries to deliver its close frame.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs a socket write unless the session is cut off as slow, the gateway shuts down, or the write stalls.
+/// Returns whether the write completed.
+async fn guarded<E>(
+    write: impl std::future::Future<Output = Result<(), E>>,
+    slow: &tokio_util::sync::CancellationToken,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        result = tokio::time::timeout(WRITE_TIMEOUT, write) => matches!(result, Ok(Ok(()))),
+        () = slow.cancelled() => false,
+        () = shutdown.cancelled() => false,
     }
 }
 

@@ -13,6 +13,8 @@ pub const APP: &str = "testapp";
 pub const SECRET: &str = "sk_test_0123456789abcdef0123";
 pub const OTHER_APP: &str = "otherapp";
 pub const OTHER_SECRET: &str = "sk_test_fedcba9876543210fedc";
+/// Small, so that the slow-consumer test fills it quickly.
+pub const OUTBOX_EVENTS: usize = 64;
 
 pub struct TestGateway {
     pub base: String,
@@ -46,6 +48,7 @@ pub async fn spawn_gateway() -> TestGateway {
         apps: test_apps(),
         public_url: None,
         max_upload_bytes: 1024 * 1024,
+        outbox_events: OUTBOX_EVENTS,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().unwrap());
