@@ -35,7 +35,7 @@ impl Window {
                 messages.push(Entry { snapshot, as_of: seq });
             }
         }
-        messages.sort_by(|a, b| b.snapshot.seq.cmp(&a.snapshot.seq));
+        messages.sort_by_key(|entry| std::cmp::Reverse(entry.snapshot.seq));
         self.loaded_all = loaded_all;
     }
 
