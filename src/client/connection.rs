@@ -14,18 +14,32 @@ pub enum Command {
     Request { frame: Value, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
     Subscribe { conversation_id: String, limit: Option<u32>, state_tx: watch::Sender<SubscriptionState> },
     Unsubscribe { conversation_id: String, reply_tx: oneshot::Sender<()> },
+    LoadMore { conversation_id: String, count: Option<u32>, reply_tx: oneshot::Sender<Result<(), ClientError>> },
     Close,
 }
+
+/// The window size `loadMore` asks for when no count is given (seed 004).
+const DEFAULT_LOAD_MORE: u32 = 30;
 
 struct Subscription {
     window: Window,
     state_tx: watch::Sender<SubscriptionState>,
+    loading: Option<Loading>,
+}
+
+/// A `loadMore` in flight. Calls made meanwhile join it: together they load as many as the largest asked for
+/// (seed 004: parallel calls load one page).
+struct Loading {
+    requested: u32,
+    wanted: u32,
+    waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
 }
 
 enum Pending {
     Reply(oneshot::Sender<Result<Value, ClientError>>),
     /// The reply to a subscribe: an error ends the subscription.
     Subscribe(String),
+    LoadMore(String),
     Unsubscribe(oneshot::Sender<()>),
 }
 
@@ -74,8 +88,26 @@ async fn run(
                             frame["limit"] = json!(limit);
                         }
                         pending.insert(id, Pending::Subscribe(conversation_id.clone()));
-                        subscriptions.insert(conversation_id, Subscription { window: Window::default(), state_tx });
+                        subscriptions.insert(conversation_id, Subscription { window: Window::default(), state_tx, loading: None });
                         frame
+                    }
+                    Command::LoadMore { conversation_id, count, reply_tx } => {
+                        let count = count.unwrap_or(DEFAULT_LOAD_MORE);
+                        let Some(subscription) = subscriptions.get_mut(&conversation_id) else {
+                            let _ = reply_tx.send(Err(ClientError::Refused {
+                                code: "NOT_SUBSCRIBED".into(),
+                                reasons: vec!["not subscribed".into()],
+                            }));
+                            continue;
+                        };
+                        if let Some(loading) = &mut subscription.loading {
+                            loading.wanted = loading.wanted.max(count);
+                            loading.waiters.push(reply_tx);
+                            continue;
+                        }
+                        subscription.loading = Some(Loading { requested: count, wanted: count, waiters: vec![reply_tx] });
+                        pending.insert(id.clone(), Pending::LoadMore(conversation_id.clone()));
+                        json!({ "type": "loadMore", "id": id, "conversationId": conversation_id, "count": count })
                     }
                     Command::Unsubscribe { conversation_id, reply_tx } => {
                         if let Some(subscription) = subscriptions.remove(&conversation_id) {
@@ -98,7 +130,11 @@ async fn run(
                     if let Some(observer) = &config.observer {
                         observer(text.as_str());
                     }
-                    handle_frame(text.as_str(), &mut pending, &mut subscriptions, &user_id);
+                    if let Some(frame) = handle_frame(text.as_str(), &mut pending, &mut subscriptions, &user_id, &mut next_id) {
+                        if sink.send(Message::text(frame.to_string())).await.is_err() {
+                            break "the connection failed".to_owned();
+                        }
+                    }
                 }
                 Some(Ok(Message::Close(frame))) => {
                     break match frame {
@@ -122,18 +158,20 @@ async fn run(
     }
 }
 
+/// Applies one server frame; returns a frame to send in response (the next page of a coalesced loadMore).
 fn handle_frame(
     text: &str,
     pending: &mut HashMap<String, Pending>,
     subscriptions: &mut HashMap<String, Subscription>,
     user_id: &str,
-) {
-    let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+    next_id: &mut u64,
+) -> Option<Value> {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else { return None };
     let conversation_id = frame["conversationId"].as_str().unwrap_or_default();
     let seq = frame["seq"].as_i64().unwrap_or(0);
     match frame["type"].as_str().unwrap_or_default() {
         "ok" | "error" => {
-            let Some(waiting) = frame["id"].as_str().and_then(|id| pending.remove(id)) else { return };
+            let waiting = frame["id"].as_str().and_then(|id| pending.remove(id))?;
             let result = if frame["type"] == "ok" {
                 Ok(frame["result"].clone())
             } else {
@@ -157,22 +195,43 @@ fn handle_frame(
                 Pending::Unsubscribe(reply_tx) => {
                     let _ = reply_tx.send(());
                 }
+                Pending::LoadMore(conversation_id) => {
+                    let subscription = subscriptions.get_mut(&conversation_id)?;
+                    let mut loading = subscription.loading.take()?;
+                    let more = loading.wanted.saturating_sub(loading.requested);
+                    let complete =
+                        matches!(subscription.window.state(), SubscriptionState::Active { loaded_all: true, .. });
+                    if result.is_ok() && more > 0 && !complete {
+                        *next_id += 1;
+                        let id = next_id.to_string();
+                        loading.requested = more;
+                        loading.wanted = more;
+                        subscription.loading = Some(loading);
+                        pending.insert(id.clone(), Pending::LoadMore(conversation_id.clone()));
+                        return Some(
+                            json!({ "type": "loadMore", "id": id, "conversationId": conversation_id, "count": more }),
+                        );
+                    }
+                    for waiter in loading.waiters {
+                        let _ = waiter.send(result.clone().map(drop));
+                    }
+                }
             }
         }
         "snapshot" => {
-            let Some(subscription) = subscriptions.get_mut(conversation_id) else { return };
+            let subscription = subscriptions.get_mut(conversation_id)?;
             let messages = serde_json::from_value(frame["messages"].clone()).ok();
             subscription.window.reset(seq, messages, frame["loadedAll"].as_bool().unwrap_or(false));
             subscription.state_tx.send_replace(subscription.window.state());
         }
         "page" => {
-            let Some(subscription) = subscriptions.get_mut(conversation_id) else { return };
+            let subscription = subscriptions.get_mut(conversation_id)?;
             let messages = serde_json::from_value(frame["messages"].clone()).unwrap_or_default();
             subscription.window.append_page(seq, messages, frame["loadedAll"].as_bool().unwrap_or(false));
             subscription.state_tx.send_replace(subscription.window.state());
         }
         "event" => {
-            let Some(subscription) = subscriptions.get_mut(conversation_id) else { return };
+            let subscription = subscriptions.get_mut(conversation_id)?;
             if subscription.window.apply_event(seq, &frame["event"], user_id) {
                 subscription.state_tx.send_replace(subscription.window.state());
             }
@@ -185,4 +244,5 @@ fn handle_frame(
         }
         _ => {}
     }
+    None
 }

@@ -242,12 +242,12 @@ impl MessageSubscription {
     }
 
     /// Extends the window by `count` older messages (default 30); resolves when they are in the snapshot.
+    /// Calls made while one is in flight join it: together they load as many as the largest count.
     pub async fn load_more(&self, count: Option<u32>) -> Result<(), ClientError> {
-        let mut frame = json!({ "type": "loadMore", "conversationId": self.conversation.id });
-        if let Some(count) = count {
-            frame["count"] = json!(count);
-        }
-        self.conversation.session.request(frame).await.map(drop)
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let command = connection::Command::LoadMore { conversation_id: self.conversation.id.clone(), count, reply_tx };
+        self.conversation.session.commands_tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        reply_rx.await.map_err(|_| ClientError::Closed)?
     }
 
     pub async fn unsubscribe(&self) {

@@ -1,7 +1,10 @@
 //! `spawn_gateway()` starts `natter::run` on `127.0.0.1:0` with a fresh data directory and two apps, and returns
 //! typed helpers to call it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use natter::config::{AppCredentials, Config};
 use reqwest::{Method, StatusCode};
@@ -19,6 +22,8 @@ pub const OUTBOX_EVENTS: usize = 64;
 pub struct TestGateway {
     pub base: String,
     pub client: reqwest::Client,
+    /// Every server frame any client of this gateway received, checked against `proto/schema/` as it arrived.
+    frames: Arc<Mutex<FrameLog>>,
     shutdown: Option<oneshot::Sender<()>>,
     _data_dir: TempDir,
 }
@@ -60,7 +65,33 @@ pub async fn spawn_gateway() -> TestGateway {
         .await
         .expect("gateway failed");
     });
-    TestGateway { base, client: reqwest::Client::new(), shutdown: Some(shutdown_tx), _data_dir: data_dir }
+    TestGateway {
+        base,
+        client: reqwest::Client::new(),
+        frames: Arc::default(),
+        shutdown: Some(shutdown_tx),
+        _data_dir: data_dir,
+    }
+}
+
+#[derive(Default)]
+pub struct FrameLog {
+    pub seen: usize,
+    pub invalid: Vec<String>,
+}
+
+/// A user token for the test app, optionally expiring at `exp` (Unix seconds).
+pub fn user_token(user: &str, exp: Option<u64>) -> String {
+    let mut claims = json!({ "tokenType": "user", "iss": APP, "sub": user });
+    if let Some(exp) = exp {
+        claims["exp"] = json!(exp);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 pub fn now_secs() -> u64 {
@@ -93,6 +124,50 @@ impl Reply {
 }
 
 impl TestGateway {
+    pub fn ws_base(&self) -> String {
+        self.base.replacen("http://", "ws://", 1)
+    }
+
+    /// Connects as `user` with the Rust client; every frame it receives is validated against the schemas.
+    pub async fn connect(&self, user: &str) -> natter::client::Session {
+        self.connect_with_token(&user_token(user, None)).await
+    }
+
+    pub async fn connect_with_token(&self, token: &str) -> natter::client::Session {
+        let frames = self.frames.clone();
+        let observer: natter::client::FrameObserver = Arc::new(move |text: &str| {
+            let mut log = frames.lock().unwrap();
+            log.seen += 1;
+            if let Err(error) = crate::schemas::validate_frame(text) {
+                log.invalid.push(error);
+            }
+        });
+        let config = natter::client::ClientConfig {
+            url: self.ws_base(),
+            app_id: APP.into(),
+            token: token.into(),
+            observer: Some(observer),
+        };
+        natter::client::Session::connect(config).await.expect("connect")
+    }
+
+    /// Records a frame read outside the Rust client.
+    pub fn observe(&self, text: &str) {
+        let mut log = self.frames.lock().unwrap();
+        log.seen += 1;
+        if let Err(error) = crate::schemas::validate_frame(text) {
+            log.invalid.push(error);
+        }
+    }
+
+    /// Asserts that frames were received and every one matched its schema.
+    #[track_caller]
+    pub fn assert_frames_valid(&self) {
+        let log = self.frames.lock().unwrap();
+        assert!(log.seen > 0, "no frame was received");
+        assert!(log.invalid.is_empty(), "{} invalid frames:\n{}", log.invalid.len(), log.invalid.join("\n"));
+    }
+
     /// `{base}/v1/{APP}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/v1/{APP}{path}", self.base)
@@ -150,4 +225,22 @@ impl TestGateway {
             .await;
         reply.expect(200)[0]["id"].as_str().unwrap().to_owned()
     }
+}
+
+/// Awaits `future`, failing the test if it takes longer than 20 seconds.
+pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(20), future).await.expect("timed out")
+}
+
+/// The messages of an active state (panics on null or other states).
+#[track_caller]
+pub fn messages(state: &natter::client::SubscriptionState) -> Vec<natter::client::MessageSnapshot> {
+    match state {
+        natter::client::SubscriptionState::Active { latest_snapshot: Some(messages), .. } => messages.clone(),
+        other => panic!("expected an active list snapshot, got {other:?}"),
+    }
+}
+
+pub fn texts_of(state: &natter::client::SubscriptionState) -> Vec<String> {
+    messages(state).iter().map(|m| m.plaintext.clone()).collect()
 }

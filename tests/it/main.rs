@@ -1,9 +1,13 @@
 //! Integration tests: real gateways on ephemeral loopback ports, driven over real HTTP.
 
 mod helpers;
+mod schemas;
 
 mod durability;
 mod openapi;
+mod realtime_auth;
+mod realtime_subscriptions;
+mod realtime_writes;
 mod rest_auth;
 mod rest_conversations;
 mod rest_files;

@@ -1,0 +1,159 @@
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use natter::client::SubscriptionState;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+use crate::helpers::*;
+
+async fn status_of_upgrade(gateway: &TestGateway, url: String) -> u16 {
+    match tokio_tungstenite::connect_async(url.into_client_request().unwrap()).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(error) => panic!("unexpected error: {error} ({})", gateway.base),
+    }
+}
+
+#[tokio::test]
+async fn bad_missing_or_expired_tokens_are_refused_with_401_before_the_upgrade() {
+    let gateway = spawn_gateway().await;
+    let base = format!("{}/v1/{APP}/realtime", gateway.ws_base());
+    let other_app = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "tokenType": "user", "iss": OTHER_APP, "sub": "u" }),
+        &jsonwebtoken::EncodingKey::from_secret(OTHER_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let app_token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "tokenType": "app", "iss": APP, "sub": "u", "exp": now_secs() + 60 }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let not_yet = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "tokenType": "user", "iss": APP, "sub": "u", "nbf": now_secs() + 3600 }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    for (why, url) in [
+        ("missing", base.clone()),
+        ("garbage", format!("{base}?token=abc")),
+        ("expired", format!("{base}?token={}", user_token("u", Some(now_secs() - 10)))),
+        ("other app's token", format!("{base}?token={other_app}")),
+        ("app token", format!("{base}?token={app_token}")),
+        ("not yet valid", format!("{base}?token={not_yet}")),
+    ] {
+        assert_eq!(status_of_upgrade(&gateway, url).await, 401, "{why}");
+    }
+    let unknown_app = format!("{}/v1/nosuchapp/realtime?token={}", gateway.ws_base(), user_token("u", None));
+    assert_eq!(status_of_upgrade(&gateway, unknown_app).await, 404);
+    assert_eq!(status_of_upgrade(&gateway, format!("{base}?token={}", user_token("u", None))).await, 101);
+}
+
+pub type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads the next text frame, validating it against its schema.
+pub async fn read_frame(socket: &mut RawSocket, gateway: &TestGateway) -> Value {
+    loop {
+        match within(socket.next()).await.unwrap().unwrap() {
+            Message::Text(text) => {
+                gateway.observe(text.as_str());
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_frames_get_error_frames_and_the_connection_stays_open() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["u"]).await;
+    let url = format!("{}/v1/{APP}/realtime?token={}", gateway.ws_base(), user_token("u", None));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for (bad, id) in [
+        ("not json", Value::Null),
+        (r#"{"type":"subscribeMessages"}"#, Value::Null),
+        (r#"{"type":"warp","id":"7"}"#, json!("7")),
+        (r#"{"type":"subscribeMessages","id":"8","conversationId":""}"#, json!("8")),
+        (r#"{"type":"subscribeMessages","id":"9","conversationId":"c","limit":0}"#, json!("9")),
+    ] {
+        socket.send(Message::text(bad)).await.unwrap();
+        let reply = read_frame(&mut socket, &gateway).await;
+        assert_eq!(reply["type"], "error", "{bad}: {reply}");
+        assert_eq!(reply["id"], id, "{bad}: {reply}");
+    }
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(read_frame(&mut socket, &gateway).await["errorCode"], "INVALID_FRAME");
+    // Still usable.
+    socket.send(Message::text(r#"{"type":"subscribeMessages","id":"ok","conversationId":"c"}"#)).await.unwrap();
+    let snapshot = read_frame(&mut socket, &gateway).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(read_frame(&mut socket, &gateway).await, json!({ "type": "ok", "id": "ok", "result": {} }));
+    gateway.assert_frames_valid();
+}
+
+#[tokio::test]
+async fn oversized_frames_close_the_connection_with_1009() {
+    let gateway = spawn_gateway().await;
+    let url = format!("{}/v1/{APP}/realtime?token={}", gateway.ws_base(), user_token("u", None));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let huge = format!(r#"{{"type":"sendMessage","id":"1","conversationId":"c","text":"{}"}}"#, "x".repeat(300 * 1024));
+    let _ = socket.send(Message::text(huge)).await;
+    let closed = within(async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return Some(u16::from(frame.code)),
+                Some(Ok(Message::Close(None))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(matches!(closed, Some(1009) | None), "closed with {closed:?}");
+}
+
+#[tokio::test]
+async fn a_new_token_keeps_subscriptions_alive_past_the_old_expiry() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["u"]).await;
+    let session = gateway.connect_with_token(&user_token("u", Some(now_secs() + 2))).await;
+    let subscription = session.conversation("c").subscribe_messages().await.unwrap();
+    within(subscription.connected()).await.unwrap();
+    session.set_token(&user_token("u", Some(now_secs() + 3600))).await.unwrap();
+    let refused = session.set_token(&user_token("someone else", None)).await.unwrap_err();
+    assert!(
+        matches!(refused, natter::client::ClientError::Refused { ref code, .. } if code == "FORBIDDEN"),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    gateway.send_text("c", "u", "still here").await;
+    let state = within(subscription.wait_for(|state| texts_of_safe(state).contains(&"still here".to_owned()))).await;
+    assert_eq!(texts_of(&state), vec!["still here"]);
+    gateway.assert_frames_valid();
+}
+
+fn texts_of_safe(state: &SubscriptionState) -> Vec<String> {
+    match state {
+        SubscriptionState::Active { latest_snapshot: Some(messages), .. } => {
+            messages.iter().map(|m| m.plaintext.clone()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_ends_subscriptions_in_error_and_closes_with_4001() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["u"]).await;
+    let session = gateway.connect_with_token(&user_token("u", Some(now_secs() + 2))).await;
+    let subscription = session.conversation("c").subscribe_messages().await.unwrap();
+    within(subscription.connected()).await.unwrap();
+    let ended = within(subscription.terminated()).await;
+    let SubscriptionState::Error(reason) = ended else { panic!("expected error, got {ended:?}") };
+    assert!(reason.contains("TOKEN_EXPIRED"), "{reason}");
+    gateway.assert_frames_valid();
+}
