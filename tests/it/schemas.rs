@@ -74,3 +74,28 @@ fn the_schemas_refuse_frames_that_break_them() {
     assert!(validate_frame(r#"{"type":"event","conversationId":"c","seq":1,"event":{"kind":"nope"}}"#).is_err());
     assert!(validate_frame(r#"{"type":"subscribeMessages","id":"1","conversationId":"c","limit":101}"#).is_err());
 }
+
+#[test]
+fn every_example_frame_matches_its_schema_and_every_frame_type_has_an_example() {
+    let dir = format!("{}/proto/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut types = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        validate_frame(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        types.insert(value["type"].as_str().unwrap().to_owned());
+    }
+    for name in SERVER_FRAMES.iter().chain(CLIENT_FRAMES) {
+        assert!(types.contains(*name), "no example of {name} in proto/examples");
+    }
+}
+
+#[test]
+fn example_client_frames_parse_as_the_server_reads_them() {
+    let dir = format!("{}/proto/examples", env!("CARGO_MANIFEST_DIR"));
+    for name in CLIENT_FRAMES {
+        let text = std::fs::read_to_string(format!("{dir}/{name}.json")).unwrap();
+        natter::realtime::frames::parse_client_frame(&text).unwrap_or_else(|error| panic!("{name}: {}", error.reason));
+    }
+}
