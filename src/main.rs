@@ -55,6 +55,10 @@ async fn main() -> anyhow::Result<()> {
         None => cli.serve,
     };
     natter::telemetry::init();
+    // Each WebSocket is a file descriptor: let the gateway use as many as the system allows it.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(cause = %error, "cannot raise the open-file limit");
+    }
     let apps = match &args.apps {
         Some(raw) => config::parse_apps(raw)?,
         None => {
