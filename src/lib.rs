@@ -78,6 +78,12 @@ pub async fn run(
         // Stop accepting (axum), and tell every session to close with 1001.
         sessions_stop.cancel();
     };
+    // Small frames must leave at once: Nagle's algorithm would hold them behind unacknowledged data.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(cause = %error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(state)).with_graceful_shutdown(stop).await.context("server failed")?;
     sessions.close();
     if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {

@@ -23,6 +23,8 @@ use crate::{
 
 /// A write to the socket that takes longer than this means the client stopped reading: the session ends.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Events taken from the outbox per wakeup; bounds the latency one busy session adds to its own frames.
+const MAX_EVENTS_PER_FLUSH: usize = 64;
 /// Store reads and writes one session may have in flight; another write beyond that is refused.
 const MAX_TASKS_IN_FLIGHT: usize = 32;
 
@@ -145,7 +147,16 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                     }
                 }
             }
-            Some(event) = events_rx.recv() => session.handle_event(&event),
+            Some(event) = events_rx.recv() => {
+                session.handle_event(&event);
+                // Take whatever else is already queued, so one flush (one syscall) carries it all.
+                for _ in 1..MAX_EVENTS_PER_FLUSH {
+                    match events_rx.try_recv() {
+                        Ok(event) => session.handle_event(&event),
+                        Err(_) => break,
+                    }
+                }
+            }
             Some(done) = done_rx.recv() => match done {
                 Done::Window { fetch, result: Ok(window) } => session.handle_window(fetch, window),
                 Done::Window { fetch, result: Err(error) } => {

@@ -61,7 +61,11 @@ impl SqliteStore {
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = open_connection(&path)?;
         migrate(&mut connection)?;
+        // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
+        connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let writer = writer::Writer::spawn(connection).map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        spawn_checkpointer(open_connection(&path)?, writer.downgrade())
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let readers = Arc::new(ReaderPool {
             path,
             idle: std::sync::Mutex::new(Vec::new()),
@@ -109,10 +113,26 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     // survives power loss, not only a crash of the process.
     connection.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
     )?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
+}
+
+/// How often the checkpointer copies committed WAL frames back into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs PASSIVE checkpoints (they never block the writer) until the store is dropped.
+fn spawn_checkpointer(connection: Connection, writer: writer::WeakWriter) -> std::io::Result<()> {
+    std::thread::Builder::new().name("natter-sqlite-checkpoint".into()).spawn(move || {
+        while writer.is_alive() {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(cause = %error, "checkpoint failed");
+            }
+        }
+    })?;
+    Ok(())
 }
 
 fn migrate(connection: &mut Connection) -> StoreResult<()> {

@@ -397,19 +397,25 @@ pub fn message_view(connection: &Connection, app: &AppId, message: Message) -> S
         None => None,
     };
     let referenced = match &message.referenced_message_id {
-        Some(id) => match self::message(connection, app, &message.conversation_id, id)? {
-            Some(referenced) => {
-                let sender = match &referenced.sender_id {
-                    Some(id) => user(connection, app, id)?,
-                    None => None,
-                };
-                Some(Box::new(ReferencedView { message: referenced, sender }))
-            }
-            None => None,
-        },
+        Some(id) => referenced_view(connection, app, &message.conversation_id, id)?,
         None => None,
     };
     Ok(MessageView { message, sender, referenced })
+}
+
+/// The message a reply points at, with its sender; `None` once it is deleted.
+pub fn referenced_view(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    id: &MessageId,
+) -> StoreResult<Option<Box<ReferencedView>>> {
+    let Some(message) = self::message(connection, app, conversation, id)? else { return Ok(None) };
+    let sender = match &message.sender_id {
+        Some(sender) => user(connection, app, sender)?,
+        None => None,
+    };
+    Ok(Some(Box::new(ReferencedView { message, sender })))
 }
 
 /// A page of a user's message window, read in one transaction so that it is exactly the state at `seq`.

@@ -23,7 +23,22 @@ pub struct Writer {
     jobs_tx: mpsc::Sender<Job>,
 }
 
+/// A handle that does not keep the writer alive: it tells whether the store is still open.
+pub struct WeakWriter {
+    jobs_tx: mpsc::WeakSender<Job>,
+}
+
+impl WeakWriter {
+    pub fn is_alive(&self) -> bool {
+        self.jobs_tx.upgrade().is_some()
+    }
+}
+
 impl Writer {
+    pub fn downgrade(&self) -> WeakWriter {
+        WeakWriter { jobs_tx: self.jobs_tx.downgrade() }
+    }
+
     /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
     pub fn spawn(connection: Connection) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
@@ -72,9 +87,14 @@ fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>) {
     tracing::debug!("sqlite writer stopped");
 }
 
+/// Runs a transaction-control statement, prepared once and cached: these run several times per commit.
+fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
     let mut finishes = Vec::with_capacity(group.len());
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
         tracing::error!(cause = %error, "cannot begin write transaction");
         for job in group.drain(..) {
             // Run nothing; tell each caller the store is unavailable.
@@ -83,23 +103,23 @@ fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
         return;
     }
     for job in group.drain(..) {
-        let savepoint = connection.execute_batch("SAVEPOINT job");
+        let savepoint = control(connection, "SAVEPOINT job");
         let (ok, finish) = job(connection);
         let closed = if ok && savepoint.is_ok() {
-            connection.execute_batch("RELEASE job")
+            control(connection, "RELEASE job")
         } else {
-            connection.execute_batch("ROLLBACK TO job; RELEASE job")
+            control(connection, "ROLLBACK TO job").and_then(|()| control(connection, "RELEASE job"))
         };
         if let Err(error) = closed {
             tracing::error!(cause = %error, "cannot close savepoint");
         }
         finishes.push(finish);
     }
-    let committed = match connection.execute_batch("COMMIT") {
+    let committed = match control(connection, "COMMIT") {
         Ok(()) => true,
         Err(error) => {
             tracing::error!(cause = %error, "group commit failed");
-            let _ = connection.execute_batch("ROLLBACK");
+            let _ = control(connection, "ROLLBACK");
             false
         }
     };

@@ -9,7 +9,7 @@ use crate::domain::{
     event::{Event, EventKind},
     ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
     limits::IDEMPOTENCY_WINDOW_MS,
-    message::{Message, MessageBody, MessageEdit, MessageType, NewMessage},
+    message::{Attachment, Message, MessageBody, MessageEdit, MessageType, MessageView, NewMessage},
     reaction::{Emoji, MAX_DISTINCT_EMOJI_PER_MESSAGE},
     user::UserPatch,
     Actor, Millis, Rejection, ValidationError,
@@ -334,7 +334,14 @@ pub fn append_messages(
         appended.ids.push(id);
         appended.events.push(event);
     }
-    touch_last_message(connection, app, conversation)?;
+    if !appended.events.is_empty() {
+        // The messages just appended are the newest: no need to search for the last one.
+        connection
+            .prepare_cached(
+                "UPDATE conversations SET last_message_at = ?3, last_activity_at = ?3 WHERE app_id = ?1 AND id = ?2",
+            )?
+            .execute(params![app.as_str(), conversation.as_str(), now])?;
+    }
     Ok(appended)
 }
 
@@ -346,6 +353,10 @@ fn append_one(
     now: Millis,
     place: &str,
 ) -> StoreResult<(MessageId, Event)> {
+    let sender = match &message.sender_id {
+        Some(sender) => reads::user(connection, app, sender)?,
+        None => None,
+    };
     if let Some(sender) = &message.sender_id {
         let field = format!("{place}.sender");
         match reads::participant(connection, app, conversation, sender)? {
@@ -371,15 +382,19 @@ fn append_one(
         }
     }
     let id = MessageId::generate();
-    let (text, file_id, location) = match &message.body {
+    let (text, attachment, location) = match &message.body {
         MessageBody::Text(text) => (text.as_str(), None, None),
         MessageBody::Location(location) => ("", None, Some(*location)),
         MessageBody::Attachment { token } => {
-            let file_id: Option<String> = connection
-                .prepare_cached("SELECT id FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL")?
-                .query_row(params![app.as_str(), token], |row| row.get(0))
+            let file: Option<Attachment> = connection
+                .prepare_cached(
+                    "SELECT id, filename, size FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL",
+                )?
+                .query_row(params![app.as_str(), token], |row| {
+                    Ok(Attachment { file_id: row.get(0)?, filename: row.get(1)?, size: row.get::<_, i64>(2)? as u64 })
+                })
                 .optional()?;
-            let file_id = file_id.ok_or_else(|| {
+            let file = file.ok_or_else(|| {
                 Rejection::Invalid(ValidationError::new(
                     format!("{place}.attachmentToken"),
                     "is unknown or already used by another message",
@@ -387,10 +402,11 @@ fn append_one(
             })?;
             connection
                 .prepare_cached("UPDATE files SET message_id = ?3 WHERE app_id = ?1 AND id = ?2")?
-                .execute(params![app.as_str(), file_id, id.as_str()])?;
-            ("", Some(file_id), None)
+                .execute(params![app.as_str(), file.file_id, id.as_str()])?;
+            ("", Some(file), None)
         }
     };
+    let file_id = attachment.as_ref().map(|file| file.file_id.as_str());
     let seq = next_seq(connection, app, conversation)?;
     connection
         .prepare_cached(
@@ -432,8 +448,31 @@ fn append_one(
             )?
             .execute(params![app.as_str(), conversation.as_str(), sender.as_str(), seq.0])?;
     }
-    let stored = reads::message(connection, app, conversation, &id)?.expect("the message was inserted above");
-    let stored = reads::message_view(connection, app, stored)?;
+    // Built from what this transaction knows rather than read back: a new message has no reactions, and nobody
+    // has read past it yet.
+    let stored = Message {
+        id: id.clone(),
+        conversation_id: conversation.clone(),
+        seq,
+        kind: message.kind,
+        sender_id: message.sender_id,
+        text: text.to_owned(),
+        links: message.links,
+        custom: message.custom,
+        referenced_message_id: message.referenced_message_id,
+        attachment,
+        location,
+        origin: message.origin,
+        created_at: now,
+        edited_at: None,
+        read_by: Vec::new(),
+        reactions: Vec::new(),
+    };
+    let referenced = match &stored.referenced_message_id {
+        Some(referenced) => reads::referenced_view(connection, app, conversation, referenced)?,
+        None => None,
+    };
+    let stored = MessageView { message: stored, sender, referenced };
     let event = Event {
         conversation_id: conversation.clone(),
         seq,
