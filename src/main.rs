@@ -6,6 +6,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use natter::config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS};
 
+/// Many long-lived connections interleave small allocations with short-lived buffers (handshakes, frames); mimalloc
+/// returns the freed space where the system allocator keeps it, which keeps resident memory per connection low.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A self-hostable real-time chat gateway that speaks the TalkJS REST API.
 ///
 /// With no subcommand, `natter` serves with the defaults (same as `natter serve`).

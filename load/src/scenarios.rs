@@ -25,6 +25,8 @@ const CONNECT_CONCURRENCY: usize = 256;
 const PUBLISH_CONCURRENCY: usize = 256;
 /// How long a run waits after the last publish for deliveries to arrive.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A drain with no delivery for this long is over.
+const STALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Args, Clone, Debug)]
 pub struct FanoutArgs {
@@ -134,11 +136,20 @@ pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Re
         publish.await??;
     }
     let published = start.elapsed();
+    // Wait for the rest to arrive; stop early once nothing has arrived for a while (what is missing is lost).
     let drain_until = Instant::now() + DRAIN_TIMEOUT;
-    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+    let mut last_count = shared.delivered.load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    while last_count < expected && Instant::now() < drain_until && last_progress.elapsed() < STALL_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let count = shared.delivered.load(Ordering::Relaxed);
+        if count > last_count {
+            last_count = count;
+            last_progress = Instant::now();
+        }
     }
-    let seconds = start.elapsed().as_secs_f64();
+    // Throughput counts the time until the last delivery, not the wait after it.
+    let seconds = last_progress.max(start + published).duration_since(start).as_secs_f64();
     let _ = deadline_tx.send(true);
     let mut lost = 0;
     for receiver in receivers {

@@ -28,8 +28,8 @@ use crate::{
 /// The largest frame or message a client may send; larger ones close the connection with 1009.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;
 /// Per-connection socket buffers: small, since a gateway holds many idle connections.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+const WRITE_BUFFER_BYTES: usize = 2 * 1024;
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
