@@ -1,4 +1,5 @@
-//! `AppState`: the store, the hub and its broker, the apps, wired together and shared by every handler.
+//! `AppState`: the store, the hub and its broker, the apps, wired together and shared by every handler; and the
+//! `Publisher` that turns committed events into frames for the broker.
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
@@ -17,7 +18,6 @@ use crate::{
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
-    pub broker: Arc<dyn Broker>,
     /// App id to secret.
     pub apps: Arc<HashMap<AppId, String>>,
     pub links: Links,
@@ -28,8 +28,14 @@ pub struct AppState {
     pub sessions: TaskTracker,
 }
 
-impl AppState {
-    /// Encodes each committed event once and hands it to the broker. Never waits.
+/// Encodes committed events once and hands them to the broker. The store calls it from its writer, in commit order,
+/// so it never waits: the broker and the hub only `try_send`.
+pub struct Publisher {
+    pub broker: Arc<dyn Broker>,
+    pub links: Links,
+}
+
+impl Publisher {
     pub fn publish(&self, app: &AppId, events: &[Event]) {
         for event in events {
             let encoded = Arc::new(frames::event_frame(event, app, &self.links));

@@ -49,10 +49,6 @@ pub async fn run(
     let local_addr = listener.local_addr().context("listener has no local address")?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir))
-        .await
-        .context("store open task failed")?
-        .context("cannot open the store")?;
     let apps = config
         .apps
         .iter()
@@ -60,12 +56,20 @@ pub async fn run(
         .collect::<Result<HashMap<_, _>, domain::ValidationError>>()
         .context("invalid app id")?;
     let hub = Hub::default();
+    let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
+    let publisher = app::Publisher { broker: Arc::new(LocalBroker::new(hub.clone())), links: links.clone() };
+    let sink: store::CommittedSink = Arc::new(move |committed: store::Committed| {
+        publisher.publish(&committed.app, &committed.events);
+    });
+    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir, Some(sink)))
+        .await
+        .context("store open task failed")?
+        .context("cannot open the store")?;
     let state = AppState {
         store: Arc::new(store),
-        broker: Arc::new(LocalBroker::new(hub.clone())),
         hub,
         apps: Arc::new(apps),
-        links: Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) },
+        links,
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),

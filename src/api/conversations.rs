@@ -71,8 +71,7 @@ pub async fn put_conversation(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let patch = body.into_patch()?;
-    let events = state.store.upsert_conversation(&app, &conversation_id, patch, now_millis()).await?;
-    state.publish(&app, &events);
+    state.store.upsert_conversation(&app, &conversation_id, patch, now_millis()).await?;
     Ok(Empty)
 }
 
@@ -96,8 +95,7 @@ pub async fn delete_conversation(
     AppPath((_, conversation_id)): AppPath<(String, String)>,
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
-    let event = state.store.delete_conversation(&app, &conversation_id).await?;
-    state.publish(&app, &[event]);
+    state.store.delete_conversation(&app, &conversation_id).await?;
     Ok(Empty)
 }
 

@@ -112,7 +112,6 @@ pub async fn post_messages(
         .map(|(index, item)| item.into_new_message().map_err(|error| error.at(&format!("[{index}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let appended = state.store.append_messages(&app, &conversation_id, messages, now_millis()).await?;
-    state.publish(&app, &appended.events);
     let ids: Vec<_> = appended.ids.iter().map(|id| MessageIdJson { id: id.as_str() }).collect();
     Ok(Json(ids).into_response())
 }
@@ -169,8 +168,7 @@ pub async fn put_message(
         mark_edited: body.mark_edited,
     };
     edit.validate()?;
-    let event = state.store.edit_message(&app, &conversation_id, &message_id, edit, &Actor::App, now_millis()).await?;
-    state.publish(&app, &[event]);
+    state.store.edit_message(&app, &conversation_id, &message_id, edit, &Actor::App, now_millis()).await?;
     Ok(Empty)
 }
 
@@ -181,8 +179,7 @@ pub async fn delete_message(
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
     let message_id = MessageId::parse(&message_id)?;
-    let event = state.store.delete_message(&app, &conversation_id, &message_id, &Actor::App).await?;
-    state.publish(&app, event.as_slice());
+    state.store.delete_message(&app, &conversation_id, &message_id, &Actor::App).await?;
     Ok(Empty)
 }
 
@@ -192,7 +189,6 @@ pub async fn delete_all_messages(
     AppPath((_, conversation_id)): ConversationPath,
 ) -> Result<Empty, ApiError> {
     let conversation_id = ConversationId::parse(&conversation_id)?;
-    let event = state.store.delete_all_messages(&app, &conversation_id).await?;
-    state.publish(&app, &[event]);
+    state.store.delete_all_messages(&app, &conversation_id).await?;
     Ok(Empty)
 }

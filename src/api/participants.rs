@@ -49,8 +49,7 @@ pub async fn put_participant(
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
     let settings = body.unwrap_or_default().settings()?;
-    let event = state.store.put_participant(&app, &conversation_id, &user_id, settings, now_millis()).await?;
-    state.publish(&app, event.as_slice());
+    state.store.put_participant(&app, &conversation_id, &user_id, settings, now_millis()).await?;
     Ok(Empty)
 }
 
@@ -62,8 +61,7 @@ pub async fn patch_participant(
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
     let settings = body.unwrap_or_default().settings()?;
-    let event = state.store.patch_participant(&app, &conversation_id, &user_id, settings).await?;
-    state.publish(&app, event.as_slice());
+    state.store.patch_participant(&app, &conversation_id, &user_id, settings).await?;
     Ok(Empty)
 }
 
@@ -73,8 +71,7 @@ pub async fn delete_participant(
     AppPath((_, conversation_id, user_id)): ParticipantPath,
 ) -> Result<Empty, ApiError> {
     let (conversation_id, user_id) = ids(&conversation_id, &user_id)?;
-    let event = state.store.remove_participant(&app, &conversation_id, &user_id).await?;
-    state.publish(&app, event.as_slice());
+    state.store.remove_participant(&app, &conversation_id, &user_id).await?;
     Ok(Empty)
 }
 

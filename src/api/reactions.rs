@@ -34,8 +34,7 @@ pub async fn put_reaction(
     AppPath((_, conversation_id, message_id, emoji, user_id)): ReactionPath,
 ) -> Result<Empty, ApiError> {
     let (conversation_id, message_id, emoji, user_id) = parse(&conversation_id, &message_id, &emoji, &user_id)?;
-    let event = state.store.add_reaction(&app, &conversation_id, &message_id, &emoji, &user_id, now_millis()).await?;
-    state.publish(&app, event.as_slice());
+    state.store.add_reaction(&app, &conversation_id, &message_id, &emoji, &user_id, now_millis()).await?;
     Ok(Empty)
 }
 
@@ -45,7 +44,6 @@ pub async fn delete_reaction(
     AppPath((_, conversation_id, message_id, emoji, user_id)): ReactionPath,
 ) -> Result<Empty, ApiError> {
     let (conversation_id, message_id, emoji, user_id) = parse(&conversation_id, &message_id, &emoji, &user_id)?;
-    let event = state.store.remove_reaction(&app, &conversation_id, &message_id, &emoji, &user_id).await?;
-    state.publish(&app, event.as_slice());
+    state.store.remove_reaction(&app, &conversation_id, &message_id, &emoji, &user_id).await?;
     Ok(Empty)
 }

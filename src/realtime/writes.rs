@@ -62,7 +62,6 @@ pub async fn perform(
             };
             message.validate()?;
             let appended = state.store.append_messages(app, &conversation_id, vec![message], now_millis()).await?;
-            state.publish(app, &appended.events);
             Ok(WriteResult { message_id: appended.ids.into_iter().next() })
         }
         ClientFrame::EditMessage { conversation_id, message_id, text, content, custom, .. } => {
@@ -111,21 +110,17 @@ pub async fn perform(
         ClientFrame::DeleteMessage { conversation_id, message_id, .. } => {
             let conversation_id = ConversationId::parse(&conversation_id)?;
             let message_id = MessageId::parse(&message_id)?;
-            let event = state.store.delete_message(app, &conversation_id, &message_id, &actor).await?;
-            state.publish(app, event.as_slice());
+            state.store.delete_message(app, &conversation_id, &message_id, &actor).await?;
             Ok(WriteResult::default())
         }
         ClientFrame::AddReaction { conversation_id, message_id, emoji, .. } => {
             let (conversation_id, message_id, emoji) = reaction_ids(&conversation_id, &message_id, &emoji)?;
-            let event =
-                state.store.add_reaction(app, &conversation_id, &message_id, &emoji, user, now_millis()).await?;
-            state.publish(app, event.as_slice());
+            state.store.add_reaction(app, &conversation_id, &message_id, &emoji, user, now_millis()).await?;
             Ok(WriteResult::default())
         }
         ClientFrame::RemoveReaction { conversation_id, message_id, emoji, .. } => {
             let (conversation_id, message_id, emoji) = reaction_ids(&conversation_id, &message_id, &emoji)?;
-            let event = state.store.remove_reaction(app, &conversation_id, &message_id, &emoji, user).await?;
-            state.publish(app, event.as_slice());
+            state.store.remove_reaction(app, &conversation_id, &message_id, &emoji, user).await?;
             Ok(WriteResult::default())
         }
         ClientFrame::MarkAsRead { conversation_id, .. } => {
@@ -158,8 +153,7 @@ async fn edit_message(
     let conversation_id = ConversationId::parse(conversation_id)?;
     let message_id = MessageId::parse(message_id)?;
     edit.validate()?;
-    let event = state.store.edit_message(app, &conversation_id, &message_id, edit, actor, now_millis()).await?;
-    state.publish(app, &[event]);
+    state.store.edit_message(app, &conversation_id, &message_id, edit, actor, now_millis()).await?;
     Ok(WriteResult::default())
 }
 

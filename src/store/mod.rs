@@ -114,6 +114,60 @@ pub struct Appended {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The events of one committed write, handed to the publisher in commit order. Publishing from the commit (not
+/// from the request handler) means an event is published even when the caller has gone, and a conversation's
+/// events are published in `seq` order.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub app: AppId,
+    pub events: Vec<Event>,
+}
+
+/// What a store calls with each transaction's `Committed` events, right after the commit and before it answers
+/// anyone, in commit order. It must not block: publishing hands frames to bounded outboxes without waiting.
+pub type CommittedSink = std::sync::Arc<dyn Fn(Committed) + Send + Sync>;
+
+/// The events a write's result carries.
+pub trait HasEvents {
+    fn events(&self) -> &[Event];
+}
+
+impl HasEvents for Event {
+    fn events(&self) -> &[Event] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl HasEvents for Option<Event> {
+    fn events(&self) -> &[Event] {
+        self.as_slice()
+    }
+}
+
+impl HasEvents for Vec<Event> {
+    fn events(&self) -> &[Event] {
+        self
+    }
+}
+
+impl HasEvents for Appended {
+    fn events(&self) -> &[Event] {
+        &self.events
+    }
+}
+
+impl HasEvents for () {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+}
+
+impl HasEvents for FileReceipt {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+}
+
 /// The store seam. `Arc<dyn Store>` lives in `AppState`; SQLite implements it today, PostgreSQL can later.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

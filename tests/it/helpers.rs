@@ -16,7 +16,7 @@ pub const APP: &str = "testapp";
 pub const SECRET: &str = "sk_test_0123456789abcdef0123";
 pub const OTHER_APP: &str = "otherapp";
 pub const OTHER_SECRET: &str = "sk_test_fedcba9876543210fedc";
-/// Small, so that the slow-consumer test fills it quickly.
+/// Small, so that slow consumers are found quickly.
 pub const OUTBOX_EVENTS: usize = 64;
 
 pub struct TestGateway {
@@ -44,17 +44,23 @@ pub fn test_apps() -> Vec<AppCredentials> {
 }
 
 pub async fn spawn_gateway() -> TestGateway {
+    spawn_gateway_with(|_| {}).await
+}
+
+/// Like `spawn_gateway`, with a chance to change the configuration first.
+pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
     if std::env::var_os("TEST_LOG").is_some() {
         natter::telemetry::init();
     }
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let config = Config {
+    let mut config = Config {
         data_dir: data_dir.path().to_owned(),
         apps: test_apps(),
         public_url: None,
         max_upload_bytes: 1024 * 1024,
         outbox_events: OUTBOX_EVENTS,
     };
+    adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

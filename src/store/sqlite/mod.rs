@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    Appended, ConversationQuery, FileReceipt, MessageWindow, NewFile, Page, Store, StoreError, StoreResult, StoredFile,
-    UserConversation,
+    Appended, CommittedSink, ConversationQuery, FileReceipt, HasEvents, MessageWindow, NewFile, Page, Store,
+    StoreError, StoreResult, StoredFile, UserConversation,
 };
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
@@ -56,14 +56,16 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir` and runs pending migrations.
-    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+    /// Opens (creating if needed) the database in `data_dir` and runs pending migrations. Committed events go to
+    /// `committed_sink`, in commit order.
+    pub fn open(data_dir: &Path, committed_sink: Option<CommittedSink>) -> StoreResult<Self> {
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = open_connection(&path)?;
         migrate(&mut connection)?;
         // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
         connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-        let writer = writer::Writer::spawn(connection).map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let writer = writer::Writer::spawn(connection, committed_sink)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         spawn_checkpointer(open_connection(&path)?, writer.downgrade())
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let readers = Arc::new(ReaderPool {
@@ -74,12 +76,12 @@ impl SqliteStore {
         Ok(Self { writer, readers })
     }
 
-    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
-        T: Send + 'static,
+        T: HasEvents + Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.write(work).await
+        self.writer.write(app, work).await
     }
 
     /// Runs a read on the blocking pool with a pooled connection.
@@ -185,7 +187,7 @@ impl Store for SqliteStore {
 
     async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
         let app = app.clone();
-        self.write(move |connection| writes::upsert_users(connection, &app, users, now)).await
+        self.write(app.clone(), move |connection| writes::upsert_users(connection, &app, users, now)).await
     }
 
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
@@ -216,7 +218,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Vec<Event>> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(move |connection| writes::upsert_conversation(connection, &app, &id, patch, now)).await
+        self.write(app.clone(), move |connection| writes::upsert_conversation(connection, &app, &id, patch, now)).await
     }
 
     async fn conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Option<ConversationView>> {
@@ -235,7 +237,7 @@ impl Store for SqliteStore {
 
     async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(move |connection| writes::delete_conversation(connection, &app, &id)).await
+        self.write(app.clone(), move |connection| writes::delete_conversation(connection, &app, &id)).await
     }
 
     async fn put_participant(
@@ -247,7 +249,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::put_participant(c, &app, &conversation, &user, settings, now)).await
+        self.write(app.clone(), move |c| writes::put_participant(c, &app, &conversation, &user, settings, now)).await
     }
 
     async fn patch_participant(
@@ -258,7 +260,7 @@ impl Store for SqliteStore {
         settings: ParticipantSettings,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::patch_participant(c, &app, &conversation, &user, settings)).await
+        self.write(app.clone(), move |c| writes::patch_participant(c, &app, &conversation, &user, settings)).await
     }
 
     async fn remove_participant(
@@ -268,7 +270,7 @@ impl Store for SqliteStore {
         user: &UserId,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::remove_participant(c, &app, &conversation, &user)).await
+        self.write(app.clone(), move |c| writes::remove_participant(c, &app, &conversation, &user)).await
     }
 
     async fn set_read_state(
@@ -279,7 +281,7 @@ impl Store for SqliteStore {
         is_unread: Option<bool>,
     ) -> StoreResult<()> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread)).await
+        self.write(app.clone(), move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread)).await
     }
 
     async fn append_messages(
@@ -290,7 +292,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Appended> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(move |c| writes::append_messages(c, &app, &conversation, messages, now)).await
+        self.write(app.clone(), move |c| writes::append_messages(c, &app, &conversation, messages, now)).await
     }
 
     async fn message(
@@ -322,7 +324,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Event> {
         let (app, conversation, id, actor) = (app.clone(), conversation.clone(), id.clone(), actor.clone());
-        self.write(move |c| writes::edit_message(c, &app, &conversation, &id, edit, &actor, now)).await
+        self.write(app.clone(), move |c| writes::edit_message(c, &app, &conversation, &id, edit, &actor, now)).await
     }
 
     async fn delete_message(
@@ -333,7 +335,7 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, id, actor) = (app.clone(), conversation.clone(), id.clone(), actor.clone());
-        self.write(move |c| writes::delete_message(c, &app, &conversation, &id, &actor)).await
+        self.write(app.clone(), move |c| writes::delete_message(c, &app, &conversation, &id, &actor)).await
     }
 
     async fn message_window(
@@ -350,7 +352,7 @@ impl Store for SqliteStore {
 
     async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(move |c| writes::delete_all_messages(c, &app, &conversation)).await
+        self.write(app.clone(), move |c| writes::delete_all_messages(c, &app, &conversation)).await
     }
 
     async fn add_reaction(
@@ -364,7 +366,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
         let (emoji, user) = (emoji.clone(), user.clone());
-        self.write(move |c| writes::add_reaction(c, &app, &conversation, &message, &emoji, &user, now)).await
+        self.write(app.clone(), move |c| writes::add_reaction(c, &app, &conversation, &message, &emoji, &user, now))
+            .await
     }
 
     async fn remove_reaction(
@@ -377,12 +380,12 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Event>> {
         let (app, conversation, message) = (app.clone(), conversation.clone(), message.clone());
         let (emoji, user) = (emoji.clone(), user.clone());
-        self.write(move |c| writes::remove_reaction(c, &app, &conversation, &message, &emoji, &user)).await
+        self.write(app.clone(), move |c| writes::remove_reaction(c, &app, &conversation, &message, &emoji, &user)).await
     }
 
     async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
         let app = app.clone();
-        self.write(move |c| writes::put_file(c, &app, file, now)).await
+        self.write(app.clone(), move |c| writes::put_file(c, &app, file, now)).await
     }
 
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>> {

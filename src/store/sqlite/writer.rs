@@ -8,7 +8,8 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{StoreError, StoreResult};
+use super::super::{Committed, CommittedSink, HasEvents, StoreError, StoreResult};
+use crate::domain::ids::AppId;
 
 /// Jobs waiting for the writer. When full, callers wait on `send` (async), which is the store's backpressure.
 const JOB_QUEUE_CAPACITY: usize = 4096;
@@ -16,7 +17,7 @@ const JOB_QUEUE_CAPACITY: usize = 4096;
 const MAX_JOBS_PER_COMMIT: usize = 512;
 
 type Finish = Box<dyn FnOnce(bool) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Committed>, Finish) + Send>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -40,22 +41,28 @@ impl Writer {
     }
 
     /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
-    pub fn spawn(connection: Connection) -> std::io::Result<Self> {
+    pub fn spawn(connection: Connection, committed_sink: Option<CommittedSink>) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
-        std::thread::Builder::new().name("natter-sqlite-writer".into()).spawn(move || run(connection, jobs_rx))?;
+        std::thread::Builder::new()
+            .name("natter-sqlite-writer".into())
+            .spawn(move || run(connection, jobs_rx, committed_sink))?;
         Ok(Self { jobs_tx })
     }
 
     /// Runs `work` in the next group commit and returns its result once that commit is durable.
-    pub async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    pub async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
-        T: Send + 'static,
+        T: HasEvents + Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (answer_tx, answer_rx) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
             let result = work(connection);
             let ok = result.is_ok();
+            let committed = match &result {
+                Ok(value) if !value.events().is_empty() => Some(Committed { app, events: value.events().to_vec() }),
+                _ => None,
+            };
             let finish: Finish = Box::new(move |committed| {
                 let answer = if committed || result.is_err() {
                     result
@@ -65,14 +72,14 @@ impl Writer {
                 // The caller may have gone away (request cancelled); the write stands regardless.
                 let _ = answer_tx.send(answer);
             });
-            (ok, finish)
+            (ok, committed, finish)
         });
         self.jobs_tx.send(job).await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
         answer_rx.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 }
 
-fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>) {
+fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>, committed_sink: Option<CommittedSink>) {
     let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     while let Some(first) = jobs_rx.blocking_recv() {
         group.push(first);
@@ -82,7 +89,7 @@ fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&connection, &mut group);
+        commit_group(&connection, &mut group, committed_sink.as_ref());
     }
     tracing::debug!("sqlite writer stopped");
 }
@@ -92,8 +99,9 @@ fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
     connection.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
+fn commit_group(connection: &Connection, group: &mut Vec<Job>, committed_sink: Option<&CommittedSink>) {
     let mut finishes = Vec::with_capacity(group.len());
+    let mut committed_events = Vec::new();
     if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
         tracing::error!(cause = %error, "cannot begin write transaction");
         for job in group.drain(..) {
@@ -104,7 +112,7 @@ fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
     }
     for job in group.drain(..) {
         let savepoint = control(connection, "SAVEPOINT job");
-        let (ok, finish) = job(connection);
+        let (ok, committed, finish) = job(connection);
         let closed = if ok && savepoint.is_ok() {
             control(connection, "RELEASE job")
         } else {
@@ -112,6 +120,9 @@ fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
         };
         if let Err(error) = closed {
             tracing::error!(cause = %error, "cannot close savepoint");
+        }
+        if ok {
+            committed_events.extend(committed);
         }
         finishes.push(finish);
     }
@@ -123,6 +134,14 @@ fn commit_group(connection: &Connection, group: &mut Vec<Job>) {
             false
         }
     };
+    if committed {
+        if let Some(committed_sink) = committed_sink {
+            // In commit order, before anyone is answered: whoever reads after the answer sees the event too.
+            for events in committed_events {
+                committed_sink(events);
+            }
+        }
+    }
     for finish in finishes {
         finish(committed);
     }
