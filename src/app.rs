@@ -8,7 +8,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::Config,
     domain::{event::Event, ids::AppId, Millis},
-    hub::{broker::Broker, Hub, HubKey, Membership},
+    hub::{broker::Broker, history::History, Hub, HubKey, Membership},
     realtime::frames,
     store::Store,
     wire::Links,
@@ -26,6 +26,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The running WebSocket sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Recent events, for sessions that resume.
+    pub history: Arc<History>,
 }
 
 /// Encodes committed events once and hands them to the broker. The store calls it from its writer, in commit order,
@@ -33,6 +35,8 @@ pub struct AppState {
 pub struct Publisher {
     pub broker: Arc<dyn Broker>,
     pub links: Links,
+    /// What resuming sessions replay from.
+    pub history: Arc<History>,
 }
 
 impl Publisher {
@@ -45,6 +49,7 @@ impl Publisher {
                 let key = HubKey::User { app_id: app.clone(), user_id: user_id.clone() };
                 self.broker.publish(&key, Arc::clone(&encoded));
             }
+            self.history.record(&encoded);
             let key = HubKey::Conversation { app_id: app.clone(), conversation_id: event.conversation_id.clone() };
             self.broker.publish(&key, encoded);
         }

@@ -57,7 +57,12 @@ pub async fn run(
         .context("invalid app id")?;
     let hub = Hub::default();
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
-    let publisher = app::Publisher { broker: Arc::new(LocalBroker::new(hub.clone())), links: links.clone() };
+    let history = Arc::new(hub::history::History::default());
+    let publisher = app::Publisher {
+        broker: Arc::new(LocalBroker::new(hub.clone())),
+        links: links.clone(),
+        history: history.clone(),
+    };
     let sink: store::CommittedSink = Arc::new(move |committed: store::Committed| {
         publisher.publish(&committed.app, &committed.events);
     });
@@ -73,6 +78,7 @@ pub async fn run(
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
+        history,
     };
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();

@@ -1,7 +1,7 @@
 //! The task that owns the client's socket: sends requests, matches replies by id, and keeps each subscription's
 //! window up to date.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -15,6 +15,7 @@ pub enum Command {
     Subscribe { conversation_id: String, limit: Option<u32>, state_tx: watch::Sender<SubscriptionState> },
     Unsubscribe { conversation_id: String, reply_tx: oneshot::Sender<()> },
     LoadMore { conversation_id: String, count: Option<u32>, reply_tx: oneshot::Sender<Result<(), ClientError>> },
+    SetToken { token: String, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
     Close,
 }
 
@@ -25,6 +26,8 @@ struct Subscription {
     window: Window,
     state_tx: watch::Sender<SubscriptionState>,
     loading: Option<Loading>,
+    /// The window size asked for, asked for again after a reconnect.
+    limit: Option<u32>,
 }
 
 /// A `loadMore` in flight. Calls made meanwhile join it: together they load as many as the largest asked for
@@ -43,117 +46,232 @@ enum Pending {
     Unsubscribe(oneshot::Sender<()>),
 }
 
-/// Connects, then runs the connection on its own task.
+/// How long the first reconnect waits; each attempt doubles it, up to `MAX_BACKOFF`, with ±50% jitter so that
+/// clients dropped together do not come back together.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Attempts before the client gives up and ends every subscription in error.
+const MAX_RECONNECT_ATTEMPTS: u32 = 30;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why a connection ended.
+enum End {
+    /// The client closed it, or dropped the session: end every subscription.
+    Closed(String),
+    /// The server refused the session for good (an expired or invalid token): end every subscription in error.
+    Fatal(String),
+    /// The network or the server dropped it: reconnect and resume.
+    Dropped(String),
+}
+
+/// Connects once, then runs the connection on its own task, reconnecting when it drops.
 pub async fn spawn(
     config: ClientConfig,
     user_id: std::sync::Arc<str>,
     commands_rx: mpsc::Receiver<Command>,
 ) -> Result<(), ClientError> {
-    let url = format!("{}/v1/{}/realtime", config.url.trim_end_matches('/'), config.app_id);
-    let mut request = url.into_client_request().map_err(|error| ClientError::Connect(error.to_string()))?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
-        .map_err(|error| ClientError::Connect(error.to_string()))?;
-    request.headers_mut().insert("Authorization", bearer);
-    let (socket, _) =
-        tokio_tungstenite::connect_async(request).await.map_err(|error| ClientError::Connect(error.to_string()))?;
+    let socket = connect(&config).await.map_err(|(error, _)| error)?;
     tokio::spawn(run(socket, config, user_id, commands_rx));
     Ok(())
 }
 
+/// Connects and authenticates. The flag says whether trying again could help.
+async fn connect(config: &ClientConfig) -> Result<Socket, (ClientError, bool)> {
+    let url = format!("{}/v1/{}/realtime", config.url.trim_end_matches('/'), config.app_id);
+    let mut request = url.into_client_request().map_err(|error| (ClientError::Connect(error.to_string()), false))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
+        .map_err(|error| (ClientError::Connect(error.to_string()), false))?;
+    request.headers_mut().insert("Authorization", bearer);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            let retry = status.is_server_error() || status == 429;
+            Err((ClientError::Connect(format!("the gateway answered {status}")), retry))
+        }
+        Err(error) => Err((ClientError::Connect(error.to_string()), true)),
+    }
+}
+
+struct Connection {
+    config: ClientConfig,
+    user_id: std::sync::Arc<str>,
+    next_id: u64,
+    pending: HashMap<String, Pending>,
+    subscriptions: HashMap<String, Subscription>,
+}
+
 async fn run(
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    mut socket: Socket,
     config: ClientConfig,
     user_id: std::sync::Arc<str>,
     mut commands_rx: mpsc::Receiver<Command>,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let mut next_id: u64 = 0;
-    let mut pending: HashMap<String, Pending> = HashMap::new();
-    let mut subscriptions: HashMap<String, Subscription> = HashMap::new();
-    let end_reason = loop {
-        tokio::select! {
-            command = commands_rx.recv() => {
-                let Some(command) = command else { break "the session was dropped".to_owned() };
-                next_id += 1;
-                let id = next_id.to_string();
-                let frame = match command {
-                    Command::Request { mut frame, reply_tx } => {
-                        frame["id"] = json!(id);
-                        pending.insert(id, Pending::Reply(reply_tx));
-                        frame
-                    }
-                    Command::Subscribe { conversation_id, limit, state_tx } => {
-                        let mut frame = json!({ "type": "subscribeMessages", "id": id, "conversationId": conversation_id });
-                        if let Some(limit) = limit {
-                            frame["limit"] = json!(limit);
-                        }
-                        pending.insert(id, Pending::Subscribe(conversation_id.clone()));
-                        subscriptions.insert(conversation_id, Subscription { window: Window::default(), state_tx, loading: None });
-                        frame
-                    }
-                    Command::LoadMore { conversation_id, count, reply_tx } => {
-                        let count = count.unwrap_or(DEFAULT_LOAD_MORE);
-                        let Some(subscription) = subscriptions.get_mut(&conversation_id) else {
-                            let _ = reply_tx.send(Err(ClientError::Refused {
-                                code: "NOT_SUBSCRIBED".into(),
-                                reasons: vec!["not subscribed".into()],
-                            }));
-                            continue;
-                        };
-                        if let Some(loading) = &mut subscription.loading {
-                            loading.wanted = loading.wanted.max(count);
-                            loading.waiters.push(reply_tx);
-                            continue;
-                        }
-                        subscription.loading = Some(Loading { requested: count, wanted: count, waiters: vec![reply_tx] });
-                        pending.insert(id.clone(), Pending::LoadMore(conversation_id.clone()));
-                        json!({ "type": "loadMore", "id": id, "conversationId": conversation_id, "count": count })
-                    }
-                    Command::Unsubscribe { conversation_id, reply_tx } => {
-                        if let Some(subscription) = subscriptions.remove(&conversation_id) {
-                            subscription.state_tx.send_replace(SubscriptionState::Unsubscribed);
-                        }
-                        pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
-                        json!({ "type": "unsubscribe", "id": id, "conversationId": conversation_id })
-                    }
-                    Command::Close => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        break "closed by the client".to_owned();
-                    }
-                };
-                if sink.send(Message::text(frame.to_string())).await.is_err() {
-                    break "the connection failed".to_owned();
-                }
-            }
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(observer) = &config.observer {
-                        observer(text.as_str());
-                    }
-                    if let Some(frame) = handle_frame(text.as_str(), &mut pending, &mut subscriptions, &user_id, &mut next_id) {
-                        if sink.send(Message::text(frame.to_string())).await.is_err() {
-                            break "the connection failed".to_owned();
-                        }
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break match frame {
-                        Some(frame) => format!("closed by the server: {} {}", u16::from(frame.code), frame.reason),
-                        None => "closed by the server".to_owned(),
-                    };
-                }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => break format!("connection error: {error}"),
-                None => break "the connection ended".to_owned(),
+    let mut connection =
+        Connection { config, user_id, next_id: 0, pending: HashMap::new(), subscriptions: HashMap::new() };
+    let reason = loop {
+        let end = connection.serve(&mut socket, &mut commands_rx).await;
+        // Requests in flight are lost with the connection; their callers may try again.
+        for (_, waiting) in connection.pending.drain() {
+            if let Pending::Reply(reply_tx) = waiting {
+                let _ = reply_tx.send(Err(ClientError::Closed));
             }
         }
+        for subscription in connection.subscriptions.values_mut() {
+            for waiter in subscription.loading.take().map(|loading| loading.waiters).unwrap_or_default() {
+                let _ = waiter.send(Err(ClientError::Closed));
+            }
+        }
+        let dropped = match end {
+            End::Dropped(reason) => reason,
+            End::Closed(reason) | End::Fatal(reason) => break reason,
+        };
+        tracing::debug!(%dropped, "connection lost; reconnecting");
+        match reconnect(&connection.config).await {
+            Ok(new_socket) => {
+                socket = new_socket;
+                if let Err(reason) = connection.resubscribe(&mut socket).await {
+                    break reason;
+                }
+            }
+            Err(reason) => break reason,
+        }
     };
-    for (_, subscription) in subscriptions {
-        subscription.state_tx.send_replace(SubscriptionState::Error(end_reason.clone()));
+    // Subscriptions stay active through transient drops; only the end of the session ends them.
+    for (_, subscription) in connection.subscriptions {
+        subscription.state_tx.send_replace(SubscriptionState::Error(reason.clone()));
     }
-    for (_, waiting) in pending {
-        if let Pending::Reply(reply_tx) = waiting {
-            let _ = reply_tx.send(Err(ClientError::Closed));
+}
+
+async fn reconnect(config: &ClientConfig) -> Result<Socket, String> {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=MAX_RECONNECT_ATTEMPTS {
+        let jitter = 0.5 + rand::random::<f64>();
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        match connect(config).await {
+            Ok(socket) => return Ok(socket),
+            Err((error, false)) => return Err(error.to_string()),
+            Err((error, true)) => tracing::debug!(attempt, %error, "reconnect failed"),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    Err(format!("could not reconnect after {MAX_RECONNECT_ATTEMPTS} attempts"))
+}
+
+impl Connection {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    /// Subscribes again after a reconnect, resuming each window from the last `seq` it saw.
+    async fn resubscribe(&mut self, socket: &mut Socket) -> Result<(), String> {
+        let conversations: Vec<String> = self.subscriptions.keys().cloned().collect();
+        for conversation_id in conversations {
+            let id = self.new_id();
+            let subscription = &self.subscriptions[&conversation_id];
+            let mut frame = json!({ "type": "subscribeMessages", "id": id, "conversationId": conversation_id });
+            if let Some(limit) = subscription.limit {
+                frame["limit"] = json!(limit);
+            }
+            if let Some(resume) = subscription.window.resume_point() {
+                frame["resume"] = resume;
+            }
+            self.pending.insert(id, Pending::Subscribe(conversation_id));
+            socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self, socket: &mut Socket, commands_rx: &mut mpsc::Receiver<Command>) -> End {
+        loop {
+            tokio::select! {
+                command = commands_rx.recv() => {
+                    let Some(command) = command else { return End::Closed("the session was dropped".into()) };
+                    let id = self.new_id();
+                    let frame = match command {
+                        Command::Request { mut frame, reply_tx } => {
+                            frame["id"] = json!(id);
+                            self.pending.insert(id, Pending::Reply(reply_tx));
+                            frame
+                        }
+                        Command::Subscribe { conversation_id, limit, state_tx } => {
+                            let mut frame = json!({ "type": "subscribeMessages", "id": id, "conversationId": conversation_id });
+                            if let Some(limit) = limit {
+                                frame["limit"] = json!(limit);
+                            }
+                            self.pending.insert(id, Pending::Subscribe(conversation_id.clone()));
+                            let subscription = Subscription { window: Window::default(), state_tx, loading: None, limit };
+                            self.subscriptions.insert(conversation_id, subscription);
+                            frame
+                        }
+                        Command::LoadMore { conversation_id, count, reply_tx } => {
+                            let count = count.unwrap_or(DEFAULT_LOAD_MORE);
+                            let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else {
+                                let _ = reply_tx.send(Err(ClientError::Refused {
+                                    code: "NOT_SUBSCRIBED".into(),
+                                    reasons: vec!["not subscribed".into()],
+                                }));
+                                continue;
+                            };
+                            if let Some(loading) = &mut subscription.loading {
+                                loading.wanted = loading.wanted.max(count);
+                                loading.waiters.push(reply_tx);
+                                continue;
+                            }
+                            subscription.loading = Some(Loading { requested: count, wanted: count, waiters: vec![reply_tx] });
+                            self.pending.insert(id.clone(), Pending::LoadMore(conversation_id.clone()));
+                            json!({ "type": "loadMore", "id": id, "conversationId": conversation_id, "count": count })
+                        }
+                        Command::Unsubscribe { conversation_id, reply_tx } => {
+                            if let Some(subscription) = self.subscriptions.remove(&conversation_id) {
+                                subscription.state_tx.send_replace(SubscriptionState::Unsubscribed);
+                            }
+                            self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
+                            json!({ "type": "unsubscribe", "id": id, "conversationId": conversation_id })
+                        }
+                        Command::SetToken { token, reply_tx } => {
+                            // Kept for reconnects, and sent now.
+                            self.config.token = token.clone();
+                            self.pending.insert(id.clone(), Pending::Reply(reply_tx));
+                            json!({ "type": "updateToken", "id": id, "token": token })
+                        }
+                        Command::Close => {
+                            let _ = socket.send(Message::Close(None)).await;
+                            return End::Closed("closed by the client".into());
+                        }
+                    };
+                    if let Err(error) = socket.send(Message::text(frame.to_string())).await {
+                        return End::Dropped(error.to_string());
+                    }
+                }
+                incoming = socket.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(observer) = &self.config.observer {
+                            observer(text.as_str());
+                        }
+                        let user_id = self.user_id.clone();
+                        if let Some(frame) = handle_frame(text.as_str(), &mut self.pending, &mut self.subscriptions, &user_id, &mut self.next_id) {
+                            if let Err(error) = socket.send(Message::text(frame.to_string())).await {
+                                return End::Dropped(error.to_string());
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let code = frame.as_ref().map(|frame| u16::from(frame.code));
+                        let reason = match &frame {
+                            Some(frame) => format!("closed by the server: {} {}", u16::from(frame.code), frame.reason),
+                            None => "closed by the server".to_owned(),
+                        };
+                        // An expired token needs a new one from the application; anything else is worth a retry.
+                        return if code == Some(4001) { End::Fatal(reason) } else { End::Dropped(reason) };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return End::Dropped(format!("connection error: {error}")),
+                    None => return End::Dropped("the connection ended".into()),
+                }
+            }
         }
     }
 }
@@ -232,6 +350,7 @@ fn handle_frame(
         }
         "event" => {
             let subscription = subscriptions.get_mut(conversation_id)?;
+            subscription.window.observe_seq(seq);
             if subscription.window.apply_event(seq, &frame["event"], user_id) {
                 subscription.state_tx.send_replace(subscription.window.state());
             }

@@ -4,7 +4,9 @@
 //! messages and add and remove reactions.
 //!
 //! One background task owns the socket. It answers requests by id, applies event frames to each subscription's
-//! window (`window.rs`), and publishes every new state through a `watch` channel.
+//! window (`window.rs`), and publishes every new state through a `watch` channel. When the connection drops it
+//! reconnects with jittered exponential backoff and resumes every subscription from the last `seq` it saw, so
+//! subscriptions stay active through transient disconnects; only an unrecoverable error ends them.
 
 mod connection;
 mod snapshot;
@@ -88,9 +90,14 @@ impl Session {
         ConversationRef { session: self.clone(), id: id.to_owned() }
     }
 
-    /// Replaces the token without dropping subscriptions.
+    /// Replaces the token without dropping subscriptions; reconnects use it too.
     pub async fn set_token(&self, token: &str) -> Result<(), ClientError> {
-        self.request(json!({ "type": "updateToken", "token": token })).await.map(drop)
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.commands_tx
+            .send(connection::Command::SetToken { token: token.to_owned(), reply_tx })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        reply_rx.await.map_err(|_| ClientError::Closed)?.map(drop)
     }
 
     /// Closes the connection; every subscription ends.

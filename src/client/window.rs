@@ -12,6 +12,8 @@ pub struct Window {
     /// Newest first. `None` is the null snapshot (not a participant).
     messages: Option<Vec<Entry>>,
     loaded_all: bool,
+    /// The last `seq` of the live stream this window reflects (a snapshot's or an event's): where a resume starts.
+    live_seq: Option<i64>,
 }
 
 struct Entry {
@@ -22,9 +24,23 @@ struct Entry {
 impl Window {
     /// A whole new window (subscribe, join, leave).
     pub fn reset(&mut self, seq: i64, messages: Option<Vec<MessageSnapshot>>, loaded_all: bool) {
+        self.live_seq = Some(seq);
         self.messages =
             messages.map(|messages| messages.into_iter().map(|snapshot| Entry { snapshot, as_of: seq }).collect());
         self.loaded_all = loaded_all;
+    }
+
+    /// Every event frame of the conversation moves the live stream on, whether or not it changes the window.
+    pub fn observe_seq(&mut self, seq: i64) {
+        self.live_seq = Some(self.live_seq.map_or(seq, |live| live.max(seq)));
+    }
+
+    /// What to send as `resume` after a reconnect; `None` asks for a fresh window.
+    pub fn resume_point(&self) -> Option<serde_json::Value> {
+        let messages = self.messages.as_ref()?;
+        let from_seq = self.live_seq?;
+        let oldest = messages.last().map(|entry| entry.snapshot.seq);
+        Some(serde_json::json!({ "fromSeq": from_seq, "oldestSeq": oldest, "loadedAll": self.loaded_all }))
     }
 
     /// Older messages for the end of the window.

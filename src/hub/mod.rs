@@ -7,6 +7,7 @@
 //! Cross-node delivery goes through `broker`, which feeds each node's hub.
 
 pub mod broker;
+pub mod history;
 pub mod outbox;
 
 use std::sync::{
@@ -31,6 +32,7 @@ pub enum HubKey {
 /// The other fields let a session route it without parsing the frame.
 #[derive(Debug)]
 pub struct EncodedEvent {
+    pub app_id: AppId,
     pub conversation_id: ConversationId,
     pub seq: Seq,
     pub membership: Option<Membership>,
@@ -125,6 +127,7 @@ mod tests {
 
     fn event(frame: &'static str) -> SharedEvent {
         Arc::new(EncodedEvent {
+            app_id: AppId::parse("app").unwrap(),
             conversation_id: ConversationId::parse("one").unwrap(),
             seq: Seq(1),
             membership: None,

@@ -11,7 +11,7 @@ use crate::{
     domain::{
         content::{self, ContentBlock, FileBlock, MarkupKind, TextNode},
         event::{Event, EventKind},
-        ids::{AppId, ConversationId, MessageId, UserId},
+        ids::{AppId, ConversationId, MessageId, Seq, UserId},
         message::{Location, Message, MessageBody, MessageView, ReferencedView},
         reaction::ReactionSummary,
         user::User,
@@ -36,6 +36,7 @@ pub enum ClientFrame {
         id: String,
         conversation_id: String,
         limit: Option<u32>,
+        resume: Option<ResumeFrame>,
     },
     LoadMore {
         id: String,
@@ -95,6 +96,16 @@ pub enum ClientFrame {
         id: String,
         conversation_id: String,
     },
+}
+
+/// Where a reconnecting client's window stood (`subscribeMessages.resume`).
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResumeFrame {
+    pub from_seq: i64,
+    pub oldest_seq: Option<i64>,
+    #[serde(default)]
+    pub loaded_all: bool,
 }
 
 /// Why a text frame could not be read as a request, with the request id when one could be found.
@@ -243,12 +254,44 @@ fn parse_node(node: &Value, at: &str) -> Result<TextNode, ValidationError> {
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 #[allow(clippy::large_enum_variant, reason = "built on the stack and serialised at once, never stored")]
 enum ServerFrame<'a> {
-    Ok { id: &'a str, result: Value },
-    Error { id: Option<&'a str>, error_code: &'a str, reasons: &'a [String] },
-    Snapshot { conversation_id: &'a str, seq: i64, messages: Option<Vec<MessageSnapshotJson<'a>>>, loaded_all: bool },
-    Page { conversation_id: &'a str, seq: i64, messages: Vec<MessageSnapshotJson<'a>>, loaded_all: bool },
-    SubscriptionError { conversation_id: &'a str, error_code: &'a str, reasons: &'a [String] },
-    Event { conversation_id: &'a str, seq: i64, event: EventJson<'a> },
+    Ok {
+        id: &'a str,
+        result: Value,
+    },
+    Error {
+        id: Option<&'a str>,
+        error_code: &'a str,
+        reasons: &'a [String],
+    },
+    Snapshot {
+        conversation_id: &'a str,
+        seq: i64,
+        messages: Option<Vec<MessageSnapshotJson<'a>>>,
+        loaded_all: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed: Option<bool>,
+    },
+    Resumed {
+        conversation_id: &'a str,
+        from_seq: i64,
+        seq: i64,
+    },
+    Page {
+        conversation_id: &'a str,
+        seq: i64,
+        messages: Vec<MessageSnapshotJson<'a>>,
+        loaded_all: bool,
+    },
+    SubscriptionError {
+        conversation_id: &'a str,
+        error_code: &'a str,
+        reasons: &'a [String],
+    },
+    Event {
+        conversation_id: &'a str,
+        seq: i64,
+        event: EventJson<'a>,
+    },
 }
 
 fn encode(frame: &ServerFrame<'_>) -> Utf8Bytes {
@@ -279,6 +322,7 @@ pub fn snapshot_frame(
     conversation: &ConversationId,
     window: &MessageWindow,
     context: &SnapshotContext<'_>,
+    resumed: Option<bool>,
 ) -> Utf8Bytes {
     let messages = window
         .participant
@@ -288,7 +332,13 @@ pub fn snapshot_frame(
         seq: window.seq.0,
         messages,
         loaded_all: window.loaded_all,
+        resumed,
     })
+}
+
+/// The answer to a resumed subscription: the client's window stands, and the events after `from_seq` follow.
+pub fn resumed_frame(conversation: &ConversationId, from_seq: Seq, seq: Seq) -> Utf8Bytes {
+    encode(&ServerFrame::Resumed { conversation_id: conversation.as_str(), from_seq: from_seq.0, seq: seq.0 })
 }
 
 /// Older messages for the end of the window (loadMore).
@@ -360,7 +410,13 @@ pub fn event_frame(event: &Event, app: &AppId, links: &UrlLinks) -> EncodedEvent
         seq: event.seq.0,
         event: event_json,
     });
-    EncodedEvent { conversation_id: event.conversation_id.clone(), seq: event.seq, membership, frame }
+    EncodedEvent {
+        app_id: app.clone(),
+        conversation_id: event.conversation_id.clone(),
+        seq: event.seq,
+        membership,
+        frame,
+    }
 }
 
 #[derive(Serialize)]

@@ -8,9 +8,13 @@
 //! its first page, holds every event that arrives while a read is in flight, and after the read drops the held
 //! events the page already reflects (`seq <= page.seq`) and forwards the rest in order. Every event is forwarded
 //! at most once (`seq` only grows), so a client sees each change exactly once, in order.
+//!
+//! Resuming: a client that reconnects names the last `seq` it saw. If the recent history (plus what arrived during
+//! the read) holds every event after it up to the read's `seq`, the session sends `resumed` and exactly those
+//! events; otherwise a fresh snapshot marked `resumed: false`.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -39,12 +43,21 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub struct FetchId(u64);
 
 /// What a client asks of its subscriptions (writes go straight from the shell to the store).
+/// Where a reconnecting client's window stood: the last `seq` it saw and its window's far end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub from_seq: Seq,
+    pub oldest: Option<Seq>,
+    pub loaded_all: bool,
+}
+
 #[derive(Debug)]
 pub enum Request {
     SubscribeMessages {
         id: RequestId,
         conversation_id: ConversationId,
         limit: Option<u32>,
+        resume: Option<Resume>,
     },
     LoadMore {
         id: RequestId,
@@ -66,10 +79,18 @@ pub enum Request {
 pub enum Output {
     /// Send this event frame as it is.
     Forward(SharedEvent),
-    /// Send a whole window (subscribe, join, leave); not a participant means a null snapshot.
+    /// Send a whole window (subscribe, join, leave); not a participant means a null snapshot. `resumed` is
+    /// `Some(false)` when the client asked to resume and could not.
     Snapshot {
         conversation_id: ConversationId,
         window: MessageWindow,
+        resumed: Option<bool>,
+    },
+    /// The client's window stands; the events after `from_seq` up to `seq` follow.
+    Resumed {
+        conversation_id: ConversationId,
+        from_seq: Seq,
+        seq: Seq,
     },
     /// Send older messages for the end of the window.
     Page {
@@ -88,12 +109,14 @@ pub enum Output {
         conversation_id: ConversationId,
         error: SessionError,
     },
-    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`.
+    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`. With `history_after`, also
+    /// pass the recent events after that seq.
     Fetch {
         fetch: FetchId,
         conversation_id: ConversationId,
         before: Option<Seq>,
         limit: usize,
+        history_after: Option<Seq>,
     },
     /// Start or stop receiving the conversation's events from the hub.
     Watch(ConversationId),
@@ -195,6 +218,8 @@ struct Subscription {
     in_flight: Option<InFlight>,
     /// Events that arrived while a read was in flight.
     held: Vec<SharedEvent>,
+    /// What the client asked to resume from, until the first read answers.
+    resume: Option<Resume>,
 }
 
 struct Bounds {
@@ -254,7 +279,9 @@ impl Session {
             return;
         }
         match request {
-            Request::SubscribeMessages { id, conversation_id, limit } => self.subscribe(id, conversation_id, limit),
+            Request::SubscribeMessages { id, conversation_id, limit, resume } => {
+                self.subscribe(id, conversation_id, limit, resume)
+            }
             Request::LoadMore { id, conversation_id, count } => self.load_more(id, conversation_id, count),
             Request::Unsubscribe { id, conversation_id } => {
                 if let Some(subscription) = self.subscriptions.remove(&conversation_id) {
@@ -274,7 +301,13 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, id: RequestId, conversation_id: ConversationId, limit: Option<u32>) {
+    fn subscribe(
+        &mut self,
+        id: RequestId,
+        conversation_id: ConversationId,
+        limit: Option<u32>,
+        resume: Option<Resume>,
+    ) {
         let Some(limit) = page_size(limit) else {
             self.outputs.push_back(Output::Error { id, error: SessionError::InvalidCount("limit") });
             return;
@@ -295,6 +328,7 @@ impl Session {
             window: None,
             in_flight: None,
             held: Vec::new(),
+            resume,
         };
         self.subscriptions.insert(conversation_id.clone(), subscription);
         // Watch first, read second: nothing committed after the read can be missed.
@@ -307,7 +341,14 @@ impl Session {
         let subscription = self.subscriptions.get_mut(conversation_id).expect("caller checked");
         subscription.in_flight = Some(InFlight::Snapshot { fetch, waiting });
         let limit = subscription.limit;
-        self.outputs.push_back(Output::Fetch { fetch, conversation_id: conversation_id.clone(), before: None, limit });
+        let history_after = subscription.resume.map(|resume| resume.from_seq);
+        self.outputs.push_back(Output::Fetch {
+            fetch,
+            conversation_id: conversation_id.clone(),
+            before: None,
+            limit,
+            history_after,
+        });
     }
 
     fn new_fetch(&mut self, conversation_id: &ConversationId) -> FetchId {
@@ -346,7 +387,13 @@ impl Session {
                     self.fetches.insert(fetch, conversation_id.clone());
                     subscription.in_flight =
                         Some(InFlight::Page { fetch, fetched: count, wanted: count, waiting: vec![id] });
-                    self.outputs.push_back(Output::Fetch { fetch, conversation_id, before, limit: count });
+                    self.outputs.push_back(Output::Fetch {
+                        fetch,
+                        conversation_id,
+                        before,
+                        limit: count,
+                        history_after: None,
+                    });
                 }
                 // Nothing more to load: a null snapshot, or everything is loaded already.
                 _ => self.outputs.push_back(Output::Ok { id }),
@@ -355,7 +402,8 @@ impl Session {
     }
 
     /// A page read for `fetch` came back.
-    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow) {
+    /// With a resume, `history` holds the recent events the fetch asked for.
+    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow, history: Vec<SharedEvent>) {
         let Some(conversation_id) = self.fetches.remove(&fetch) else { return };
         let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else { return };
         if subscription.in_flight.as_ref().map(InFlight::fetch) != Some(fetch) {
@@ -363,6 +411,35 @@ impl Session {
         }
         match subscription.in_flight.take().expect("checked above") {
             InFlight::Snapshot { waiting, .. } => {
+                let resume = subscription.resume.take();
+                if let Some(resume) = resume.filter(|_| window.participant) {
+                    // Everything the client missed must be here, without a hole: from history, or held meanwhile.
+                    let missed: BTreeMap<Seq, SharedEvent> = history
+                        .iter()
+                        .chain(subscription.held.iter())
+                        .filter(|event| event.seq > resume.from_seq && event.seq <= window.seq)
+                        .map(|event| (event.seq, event.clone()))
+                        .collect();
+                    let complete =
+                        resume.from_seq <= window.seq && missed.len() as i64 == window.seq.0 - resume.from_seq.0;
+                    if complete {
+                        subscription.active = true;
+                        subscription.last_seq = resume.from_seq;
+                        subscription.window = Some(Bounds { oldest: resume.oldest, loaded_all: resume.loaded_all });
+                        self.outputs.push_back(Output::Resumed {
+                            conversation_id: conversation_id.clone(),
+                            from_seq: resume.from_seq,
+                            seq: window.seq,
+                        });
+                        self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
+                        for event in missed.values() {
+                            self.route(&conversation_id, event);
+                        }
+                        self.replay_held(&conversation_id);
+                        return;
+                    }
+                }
+                let resumed = resume.map(|_| false);
                 subscription.active = true;
                 subscription.last_seq = window.seq;
                 if window.participant {
@@ -376,7 +453,7 @@ impl Session {
                         self.outputs.push_back(Output::Unwatch(conversation_id.clone()));
                     }
                 }
-                self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window });
+                self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window, resumed });
                 self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
                 self.replay_held(&conversation_id);
             }
@@ -400,7 +477,13 @@ impl Session {
                     self.next_fetch += 1;
                     self.fetches.insert(fetch, conversation_id.clone());
                     subscription.in_flight = Some(InFlight::Page { fetch, fetched: more, wanted: more, waiting });
-                    self.outputs.push_back(Output::Fetch { fetch, conversation_id, before, limit: more });
+                    self.outputs.push_back(Output::Fetch {
+                        fetch,
+                        conversation_id,
+                        before,
+                        limit: more,
+                        history_after: None,
+                    });
                 } else {
                     self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
                     self.replay_held(&conversation_id);
@@ -500,7 +583,7 @@ impl Session {
             self.outputs.push_back(Output::Unwatch(conversation_id.clone()));
         }
         let window = MessageWindow { seq: event.seq, participant: false, messages: Vec::new(), loaded_all: true };
-        self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window });
+        self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window, resumed: None });
     }
 
     /// The hub found this session's outbox full.

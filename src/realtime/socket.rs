@@ -10,13 +10,13 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{
     frames::{self, ClientFrame, RequestId, SnapshotContext},
-    session::{FetchId, Output, Request, Session},
+    session::{FetchId, Output, Request, Resume, Session},
     writes,
 };
 use crate::{
     api::{auth::verify_user_token, error::ApiError},
     app::AppState,
-    domain::ids::{AppId, ConversationId, UserId},
+    domain::ids::{AppId, ConversationId, Seq, UserId},
     hub::{outbox, HubKey, SubscriberId},
     store::{MessageWindow, StoreResult},
 };
@@ -30,7 +30,7 @@ const MAX_TASKS_IN_FLIGHT: usize = 32;
 
 /// Results of tasks the loop started.
 enum Done {
-    Window { fetch: FetchId, result: StoreResult<MessageWindow> },
+    Window { fetch: FetchId, result: StoreResult<MessageWindow>, history: Vec<crate::hub::SharedEvent> },
     Reply(Utf8Bytes),
 }
 
@@ -64,8 +64,11 @@ pub async fn run(socket: WebSocket, connection: Connection) {
             let context = SnapshotContext { app: &app_id, links: &state.links, me: Some(&user_id) };
             let frame = match output {
                 Output::Forward(event) => Message::Text(event.frame.clone()),
-                Output::Snapshot { conversation_id, window } => {
-                    Message::Text(frames::snapshot_frame(&conversation_id, &window, &context))
+                Output::Snapshot { conversation_id, window, resumed } => {
+                    Message::Text(frames::snapshot_frame(&conversation_id, &window, &context, resumed))
+                }
+                Output::Resumed { conversation_id, from_seq, seq } => {
+                    Message::Text(frames::resumed_frame(&conversation_id, from_seq, seq))
                 }
                 Output::Page { conversation_id, window } => {
                     Message::Text(frames::page_frame(&conversation_id, &window, &context))
@@ -77,13 +80,18 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                 Output::SubscriptionError { conversation_id, error } => {
                     Message::Text(frames::subscription_error_frame(&conversation_id, error.code(), &[error.reason()]))
                 }
-                Output::Fetch { fetch, conversation_id, before, limit } => {
-                    let (store, app_id, user_id, done_tx) =
-                        (state.store.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
+                Output::Fetch { fetch, conversation_id, before, limit, history_after } => {
+                    let (store, history, app_id, user_id, done_tx) =
+                        (state.store.clone(), state.history.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
                     // A read per subscription at most; its answer comes back through `done_rx`.
                     tokio::spawn(async move {
                         let result = store.message_window(&app_id, &conversation_id, &user_id, before, limit).await;
-                        let _ = done_tx.send(Done::Window { fetch, result }).await;
+                        // After the read: history then holds everything up to the seq it read, or has lost it.
+                        let history = match history_after {
+                            Some(after) => history.since(&app_id, &conversation_id, after),
+                            None => Vec::new(),
+                        };
+                        let _ = done_tx.send(Done::Window { fetch, result, history }).await;
                     });
                     continue;
                 }
@@ -158,8 +166,8 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                 }
             }
             Some(done) = done_rx.recv() => match done {
-                Done::Window { fetch, result: Ok(window) } => session.handle_window(fetch, window),
-                Done::Window { fetch, result: Err(error) } => {
+                Done::Window { fetch, result: Ok(window), history } => session.handle_window(fetch, window, history),
+                Done::Window { fetch, result: Err(error), .. } => {
                     tracing::warn!(cause = %error, "window read failed");
                     session.handle_fetch_failed(fetch);
                 }
@@ -230,8 +238,17 @@ fn handle_text(
     };
     let conversation = |raw: &str| ConversationId::parse(raw).map_err(|e| invalid(&id, e.to_string()));
     let request = match frame {
-        ClientFrame::SubscribeMessages { conversation_id, limit, .. } => match conversation(&conversation_id) {
-            Ok(conversation_id) => Request::SubscribeMessages { id: id.clone(), conversation_id, limit },
+        ClientFrame::SubscribeMessages { conversation_id, limit, resume, .. } => match conversation(&conversation_id) {
+            Ok(conversation_id) => Request::SubscribeMessages {
+                id: id.clone(),
+                conversation_id,
+                limit,
+                resume: resume.map(|resume| Resume {
+                    from_seq: Seq(resume.from_seq),
+                    oldest: resume.oldest_seq.map(Seq),
+                    loaded_all: resume.loaded_all,
+                }),
+            },
             Err(reply) => return Some(reply),
         },
         ClientFrame::LoadMore { conversation_id, count, .. } => match conversation(&conversation_id) {

@@ -15,15 +15,22 @@ use tokio::{
 
 use crate::helpers::{APP, SECRET};
 
-struct Process {
-    child: Child,
-    base: String,
+pub struct Process {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT/v1/APP`.
+    pub base: String,
+    pub addr: String,
 }
 
 /// Starts the binary on an ephemeral port and waits for it to say where it listens.
-async fn start(data_dir: &std::path::Path) -> Process {
+pub async fn start(data_dir: &std::path::Path) -> Process {
+    start_on(data_dir, "127.0.0.1:0").await
+}
+
+/// Starts the binary on `listen` and waits for it to say where it listens.
+pub async fn start_on(data_dir: &std::path::Path, listen: &str) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .env("NATTER_APPS", format!("{APP}:{SECRET}"))
         .env("RUST_LOG", "natter=info")
@@ -34,14 +41,14 @@ async fn start(data_dir: &std::path::Path) -> Process {
         .spawn()
         .expect("spawn natter");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(at) = line.find("local_addr=") {
                 let addr: String = line[at + "local_addr=".len()..]
                     .chars()
                     .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
                     .collect();
-                return format!("http://{addr}/v1/{APP}");
+                return addr;
             }
         }
         panic!("natter exited before listening");
@@ -50,7 +57,7 @@ async fn start(data_dir: &std::path::Path) -> Process {
     .expect("natter did not start in time");
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process { child, base }
+    Process { child, base: format!("http://{addr}/v1/{APP}"), addr }
 }
 
 async fn send(client: &reqwest::Client, base: &str, body: Value) -> Result<Value, reqwest::Error> {

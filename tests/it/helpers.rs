@@ -84,6 +84,24 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
 pub struct FrameLog {
     pub seen: usize,
     pub invalid: Vec<String>,
+    /// Frames seen, by type (and `snapshot-not-resumed` for a resume that could not be honoured).
+    pub by_type: std::collections::BTreeMap<String, usize>,
+}
+
+impl FrameLog {
+    fn record(&mut self, text: &str) {
+        self.seen += 1;
+        if let Err(error) = crate::schemas::validate_frame(text) {
+            self.invalid.push(error);
+        }
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            let mut kind = value["type"].as_str().unwrap_or_default().to_owned();
+            if value["resumed"] == json!(false) {
+                kind.push_str("-not-resumed");
+            }
+            *self.by_type.entry(kind).or_default() += 1;
+        }
+    }
 }
 
 /// A user token for the test app, optionally expiring at `exp` (Unix seconds).
@@ -140,30 +158,29 @@ impl TestGateway {
     }
 
     pub async fn connect_with_token(&self, token: &str) -> natter::client::Session {
-        let frames = self.frames.clone();
-        let observer: natter::client::FrameObserver = Arc::new(move |text: &str| {
-            let mut log = frames.lock().unwrap();
-            log.seen += 1;
-            if let Err(error) = crate::schemas::validate_frame(text) {
-                log.invalid.push(error);
-            }
-        });
         let config = natter::client::ClientConfig {
             url: self.ws_base(),
             app_id: APP.into(),
             token: token.into(),
-            observer: Some(observer),
+            observer: Some(self.frame_observer()),
         };
         natter::client::Session::connect(config).await.expect("connect")
     }
 
+    /// Validates every frame a client receives against the schemas, into this gateway's log.
+    pub fn frame_observer(&self) -> natter::client::FrameObserver {
+        let frames = self.frames.clone();
+        Arc::new(move |text: &str| frames.lock().unwrap().record(text))
+    }
+
     /// Records a frame read outside the Rust client.
     pub fn observe(&self, text: &str) {
-        let mut log = self.frames.lock().unwrap();
-        log.seen += 1;
-        if let Err(error) = crate::schemas::validate_frame(text) {
-            log.invalid.push(error);
-        }
+        self.frames.lock().unwrap().record(text);
+    }
+
+    /// How many frames of a type clients received.
+    pub fn frames_of_type(&self, kind: &str) -> usize {
+        self.frames.lock().unwrap().by_type.get(kind).copied().unwrap_or(0)
     }
 
     /// Asserts that frames were received and every one matched its schema.

@@ -8,6 +8,7 @@ mod openapi;
 mod realtime_auth;
 mod realtime_subscriptions;
 mod realtime_writes;
+mod recovery;
 mod rest_auth;
 mod rest_conversations;
 mod rest_files;

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::OnceLock};
 
 use serde_json::Value;
 
-pub const SERVER_FRAMES: &[&str] = &["ok", "error", "snapshot", "page", "event", "subscriptionError"];
+pub const SERVER_FRAMES: &[&str] = &["ok", "error", "snapshot", "resumed", "page", "event", "subscriptionError"];
 pub const CLIENT_FRAMES: &[&str] = &[
     "subscribeMessages",
     "loadMore",

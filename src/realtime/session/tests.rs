@@ -67,6 +67,7 @@ fn null_window(seq: i64) -> MessageWindow {
 
 fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
     Arc::new(EncodedEvent {
+        app_id: crate::domain::ids::AppId::parse("app").unwrap(),
         conversation_id: conversation("c"),
         seq: Seq(seq),
         membership,
@@ -80,11 +81,18 @@ fn render(output: &Output) -> String {
     };
     match output {
         Output::Forward(event) => format!("forward {} seq={}", event.conversation_id, event.seq),
-        Output::Snapshot { conversation_id, window } if !window.participant => {
-            format!("snapshot {conversation_id} seq={} null", window.seq)
+        Output::Snapshot { conversation_id, window, resumed } if !window.participant => {
+            format!("snapshot {conversation_id} seq={} null{}", window.seq, resumed_note(*resumed))
         }
-        Output::Snapshot { conversation_id, window } => {
-            format!("snapshot {conversation_id} seq={} [{}] loadedAll={}", window.seq, seqs(window), window.loaded_all)
+        Output::Snapshot { conversation_id, window, resumed } => format!(
+            "snapshot {conversation_id} seq={} [{}] loadedAll={}{}",
+            window.seq,
+            seqs(window),
+            window.loaded_all,
+            resumed_note(*resumed)
+        ),
+        Output::Resumed { conversation_id, from_seq, seq } => {
+            format!("resumed {conversation_id} from={from_seq} seq={seq}")
         }
         Output::Page { conversation_id, window } => {
             format!("page {conversation_id} seq={} [{}] loadedAll={}", window.seq, seqs(window), window.loaded_all)
@@ -94,16 +102,21 @@ fn render(output: &Output) -> String {
         Output::SubscriptionError { conversation_id, error } => {
             format!("subscriptionError {conversation_id} {}", error.code())
         }
-        Output::Fetch { fetch, conversation_id, before, limit } => format!(
-            "fetch#{} {conversation_id} before={} limit={limit}",
+        Output::Fetch { fetch, conversation_id, before, limit, history_after } => format!(
+            "fetch#{} {conversation_id} before={} limit={limit}{}",
             fetch.0,
-            before.map_or("none".to_owned(), |seq| seq.to_string())
+            before.map_or("none".to_owned(), |seq| seq.to_string()),
+            history_after.map_or(String::new(), |after| format!(" history>{after}"))
         ),
         Output::Watch(conversation_id) => format!("watch {conversation_id}"),
         Output::Unwatch(conversation_id) => format!("unwatch {conversation_id}"),
         Output::Ping => "ping".to_owned(),
         Output::Close(reason) => format!("close {}", reason.code()),
     }
+}
+
+fn resumed_note(resumed: Option<bool>) -> String {
+    resumed.map_or(String::new(), |resumed| format!(" resumed={resumed}"))
 }
 
 fn drain(session: &mut Session) -> String {
@@ -129,6 +142,16 @@ fn subscribe(session: &mut Session, limit: Option<u32>) {
         id: request_id("s"),
         conversation_id: conversation("c"),
         limit,
+        resume: None,
+    });
+}
+
+fn resume(session: &mut Session, from_seq: i64) {
+    session.handle_request(Request::SubscribeMessages {
+        id: request_id("r"),
+        conversation_id: conversation("c"),
+        limit: Some(2),
+        resume: Some(Resume { from_seq: Seq(from_seq), oldest: Some(Seq(3)), loaded_all: false }),
     });
 }
 
@@ -141,7 +164,7 @@ fn subscribe_watches_before_it_reads_and_answers_with_the_snapshot() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     check(&mut session, "watch c\nfetch#0 c before=none limit=30");
-    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true));
+    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), Vec::new());
     check(&mut session, "snapshot c seq=7 [7,6,5] loadedAll=true\nok s");
     session.handle_event(&event(8, None));
     check(&mut session, "forward c seq=8");
@@ -157,7 +180,7 @@ fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
         session.handle_event(&event(seq, None));
     }
     check(&mut session, "");
-    session.handle_window(FetchId(0), window(6, &[6, 5], false));
+    session.handle_window(FetchId(0), window(6, &[6, 5], false), Vec::new());
     check(
         &mut session,
         "snapshot c seq=6 [6,5] loadedAll=false
@@ -175,7 +198,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     drain(&mut session);
-    session.handle_window(FetchId(0), null_window(3));
+    session.handle_window(FetchId(0), null_window(3), Vec::new());
     check(&mut session, "unwatch c\nsnapshot c seq=3 null\nok s");
     // Nothing of the conversation reaches a non-participant.
     session.handle_event(&event(4, None));
@@ -185,7 +208,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     session.handle_event(&event(6, Some(Membership::Joined(user("me")))));
     check(&mut session, "watch c\nfetch#1 c before=none limit=30");
     session.handle_event(&event(7, None));
-    session.handle_window(FetchId(1), window(6, &[2, 1], true));
+    session.handle_window(FetchId(1), window(6, &[2, 1], true), Vec::new());
     check(&mut session, "snapshot c seq=6 [2,1] loadedAll=true\nforward c seq=7");
     session.handle_event(&event(8, Some(Membership::Left(user("me")))));
     check(&mut session, "unwatch c\nsnapshot c seq=8 null");
@@ -195,7 +218,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
 fn deleting_the_conversation_turns_the_snapshot_null() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(2, &[2], true));
+    session.handle_window(FetchId(0), window(2, &[2], true), Vec::new());
     drain(&mut session);
     session.handle_event(&event(3, Some(Membership::ConversationDeleted)));
     check(&mut session, "unwatch c\nsnapshot c seq=3 null");
@@ -205,17 +228,17 @@ fn deleting_the_conversation_turns_the_snapshot_null() {
 fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(2));
-    session.handle_window(FetchId(0), window(10, &[10, 9], false));
+    session.handle_window(FetchId(0), window(10, &[10, 9], false), Vec::new());
     drain(&mut session);
     load_more(&mut session, "l1", Some(3));
     check(&mut session, "fetch#1 c before=9 limit=3");
     // Events during the read wait behind the page.
     session.handle_event(&event(11, None));
-    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false));
+    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), Vec::new());
     check(&mut session, "page c seq=11 [8,7,6] loadedAll=false\nok l1\nforward c seq=11");
     load_more(&mut session, "l2", None);
     check(&mut session, "fetch#2 c before=6 limit=30");
-    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true));
+    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true), Vec::new());
     check(&mut session, "page c seq=11 [5,4,3,2,1] loadedAll=true\nok l2");
     load_more(&mut session, "l3", None);
     check(&mut session, "ok l3");
@@ -225,14 +248,14 @@ fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
 fn concurrent_load_more_calls_coalesce_into_the_largest() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(1));
-    session.handle_window(FetchId(0), window(20, &[20], false));
+    session.handle_window(FetchId(0), window(20, &[20], false), Vec::new());
     drain(&mut session);
     load_more(&mut session, "a", Some(5));
     load_more(&mut session, "b", Some(10));
     check(&mut session, "fetch#1 c before=20 limit=5");
-    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false));
+    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false), Vec::new());
     check(&mut session, "page c seq=20 [19,18,17,16,15] loadedAll=false\nfetch#2 c before=15 limit=5");
-    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false));
+    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false), Vec::new());
     check(&mut session, "page c seq=20 [14,13,12,11,10] loadedAll=false\nok a\nok b");
 }
 
@@ -257,7 +280,7 @@ fn unsubscribe_stops_updates_and_ignores_late_reads() {
     drain(&mut session);
     session.handle_request(Request::Unsubscribe { id: request_id("u"), conversation_id: conversation("c") });
     check(&mut session, "unwatch c\nok u");
-    session.handle_window(FetchId(0), window(1, &[1], true));
+    session.handle_window(FetchId(0), window(1, &[1], true), Vec::new());
     session.handle_event(&event(2, None));
     check(&mut session, "");
 }
@@ -267,7 +290,7 @@ fn an_expired_token_ends_every_subscription_in_error_and_closes() {
     let start = Instant::now();
     let mut session = Session::new(user("me"), Some(start + Duration::from_secs(10)), start);
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(1, &[1], true));
+    session.handle_window(FetchId(0), window(1, &[1], true), Vec::new());
     drain(&mut session);
     session.handle_request(Request::TokenRefreshed {
         id: request_id("t"),
@@ -313,4 +336,61 @@ fn a_failed_first_read_ends_the_subscription_in_error() {
     drain(&mut session);
     session.handle_fetch_failed(FetchId(0));
     check(&mut session, "unwatch c\nerror s SERVICE_UNAVAILABLE\nsubscriptionError c SERVICE_UNAVAILABLE");
+}
+
+#[test]
+fn a_resume_with_complete_history_replays_exactly_the_missed_events() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 5);
+    check(&mut session, "watch c\nfetch#0 c before=none limit=2 history>5");
+    // 9 arrived during the read; history holds 6 to 8.
+    session.handle_event(&event(9, None));
+    let history = vec![event(6, None), event(7, None), event(8, None)];
+    session.handle_window(FetchId(0), window(9, &[9, 8], false), history);
+    check(
+        &mut session,
+        "resumed c from=5 seq=9
+         ok r
+         forward c seq=6
+         forward c seq=7
+         forward c seq=8
+         forward c seq=9",
+    );
+    // The window's far end is the client's: loadMore continues from it.
+    load_more(&mut session, "l", Some(2));
+    check(&mut session, "fetch#1 c before=3 limit=2");
+}
+
+#[test]
+fn a_resume_across_a_hole_in_history_gets_a_fresh_snapshot_marked_so() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 5);
+    drain(&mut session);
+    // Event 6 has fallen out of history (or the gateway restarted).
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), vec![event(7, None), event(8, None)]);
+    check(&mut session, "snapshot c seq=8 [8,7] loadedAll=false resumed=false\nok r");
+}
+
+#[test]
+fn a_resume_with_nothing_missed_needs_no_history() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 8);
+    drain(&mut session);
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), Vec::new());
+    check(&mut session, "resumed c from=8 seq=8\nok r");
+    session.handle_event(&event(9, None));
+    check(&mut session, "forward c seq=9");
+}
+
+#[test]
+fn a_resume_by_someone_who_is_no_longer_a_participant_gets_a_null_snapshot() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 5);
+    drain(&mut session);
+    session.handle_window(
+        FetchId(0),
+        null_window(7),
+        vec![event(6, None), event(7, Some(Membership::Left(user("me"))))],
+    );
+    check(&mut session, "unwatch c\nsnapshot c seq=7 null resumed=false\nok r");
 }
