@@ -148,7 +148,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .layer(middleware::from_fn(log_internal_errors))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the method and the path only: query strings carry user tokens (`?token=`).
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }
 

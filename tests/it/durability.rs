@@ -165,3 +165,135 @@ async fn acknowledged_sends_survive_sigkill_exactly_once() {
     process.child.start_kill().unwrap();
     process.child.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut process = start(data_dir.path()).await;
+    let token = crate::helpers::user_token("u", None);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/{APP}/realtime?token={token}", process.addr))
+            .await
+            .unwrap();
+    let pid = process.child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|frame| u16::from(frame.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("no close frame within 10 s");
+    assert_eq!(close, Some(1001));
+    let exit =
+        tokio::time::timeout(Duration::from_secs(10), process.child.wait()).await.expect("exit within 10 s").unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    // New connections are refused once it has stopped.
+    assert!(reqwest::get(format!("http://{}/healthz", process.addr)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_socket_writes_survive_repeated_sigkills_and_keys_still_dedupe() {
+    use rand::Rng;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut process = start(data_dir.path()).await;
+    let base = process.base.clone();
+    let batch = json!({ "alice": { "name": "Alice" }, "bob": { "name": "Bob" } });
+    client
+        .put(format!("{base}/users"))
+        .bearer_auth(SECRET)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    client
+        .put(format!("{base}/conversations/c"))
+        .bearer_auth(SECRET)
+        .json(&json!({ "participants": ["alice", "bob"] }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+
+    // (idempotency key, acknowledged id), from every round.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    for round in 0..3 {
+        let mut writers = Vec::new();
+        for writer in 0..2 {
+            let (client, base, acknowledged) = (client.clone(), process.base.clone(), acknowledged.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..1000 {
+                    let key = format!("rest-{round}-{writer}-{i}");
+                    let body =
+                        json!([{ "type": "UserMessage", "sender": "alice", "text": key, "idempotencyKey": key }]);
+                    match send(&client, &base, body).await {
+                        Ok(reply) => {
+                            acknowledged.lock().unwrap().push((key, reply[0]["id"].as_str().unwrap().to_owned()))
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        let socket_config = natter::client::ClientConfig {
+            url: format!("ws://{}", process.addr),
+            app_id: APP.into(),
+            token: crate::helpers::user_token("bob", None),
+            observer: None,
+        };
+        let session = natter::client::Session::connect(socket_config).await.unwrap();
+        let socket_writer = {
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                for i in 0..1000 {
+                    let key = format!("socket-{round}-{i}");
+                    match session.conversation("c").send_with(json!({ "text": key, "idempotencyKey": key })).await {
+                        Ok(id) => acknowledged.lock().unwrap().push((key, id)),
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        let pause = rand::rng().random_range(150..450);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        process.child.start_kill().expect("SIGKILL");
+        process.child.wait().await.unwrap();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        socket_writer.await.unwrap();
+        process = start(data_dir.path()).await;
+    }
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.iter().any(|(key, _)| key.starts_with("socket")), "the socket writer wrote something");
+    let stored = all_message_ids(&client, &process.base).await;
+    let mut seen = std::collections::HashSet::new();
+    for id in &stored {
+        assert!(seen.insert(id.clone()), "message {id} is stored twice");
+    }
+    let lost: Vec<_> = acknowledged.iter().filter(|(_, id)| !seen.contains(id)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes were lost: {lost:?}", lost.len(), acknowledged.len());
+    // Retrying an acknowledged send with its key returns the original message, across the restarts.
+    for (key, id) in acknowledged.iter().step_by(97) {
+        let body = json!([{ "type": "UserMessage", "sender": "alice", "text": key, "idempotencyKey": key }]);
+        let retry = send(&client, &process.base, body).await.unwrap();
+        assert_eq!(retry[0]["id"].as_str().unwrap(), id, "key {key}");
+    }
+    assert_eq!(all_message_ids(&client, &process.base).await.len(), stored.len(), "the retries stored nothing new");
+    process.child.start_kill().unwrap();
+    process.child.wait().await.unwrap();
+}
