@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     domain::{event::Event, ids::AppId, Millis},
     hub::{broker::Broker, history::History, Hub, HubKey, Membership},
+    metrics::Metrics,
     realtime::frames,
     store::Store,
     wire::Links,
@@ -28,6 +29,7 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Recent events, for sessions that resume.
     pub history: Arc<History>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Encodes committed events once and hands them to the broker. The store calls it from its writer, in commit order,
@@ -37,11 +39,13 @@ pub struct Publisher {
     pub links: Links,
     /// What resuming sessions replay from.
     pub history: Arc<History>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Publisher {
     pub fn publish(&self, app: &AppId, events: &[Event]) {
         for event in events {
+            self.metrics.events_published.inc();
             let encoded = Arc::new(frames::event_frame(event, app, &self.links));
             // Membership changes also reach the user's own key: a session that cannot see the conversation yet
             // learns that its user joined.

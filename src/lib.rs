@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod hub;
+pub mod metrics;
 pub mod realtime;
 pub mod store;
 pub mod telemetry;
@@ -55,18 +56,28 @@ pub async fn run(
         .map(|app| Ok((AppId::parse(&app.app_id)?, app.secret.clone())))
         .collect::<Result<HashMap<_, _>, domain::ValidationError>>()
         .context("invalid app id")?;
-    let hub = Hub::default();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let hub = Hub::with_metrics(metrics.clone());
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
     let history = Arc::new(hub::history::History::default());
     let publisher = app::Publisher {
         broker: Arc::new(LocalBroker::new(hub.clone())),
         links: links.clone(),
         history: history.clone(),
+        metrics: metrics.clone(),
     };
     let sink: store::CommittedSink = Arc::new(move |committed: store::Committed| {
         publisher.publish(&committed.app, &committed.events);
     });
-    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir, Some(sink)))
+    let commit_metrics = metrics.clone();
+    let hooks = store::StoreHooks {
+        committed: Some(sink),
+        observe_commit: Some(Arc::new(move |took: std::time::Duration, jobs: usize| {
+            commit_metrics.commit_seconds.observe(took.as_secs_f64());
+            commit_metrics.commit_batch_jobs.observe(jobs as f64);
+        })),
+    };
+    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir, hooks))
         .await
         .context("store open task failed")?
         .context("cannot open the store")?;
@@ -79,6 +90,7 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
         history,
+        metrics,
     };
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();

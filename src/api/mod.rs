@@ -116,6 +116,8 @@ fn authenticated() -> Routes {
 fn public() -> Routes {
     Routes::new()
         .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
         .get("/v1/{appId}/files/{fileId}/{filename}", files::download_file)
         // Authenticated by a user token, not the app secret.
         .get("/v1/{appId}/realtime", crate::realtime::upgrade)
@@ -146,7 +148,8 @@ pub fn router(state: AppState) -> Router {
         .merge(authenticated)
         .merge(public().router)
         .fallback(route_not_found)
-        .layer(middleware::from_fn(log_internal_errors))
+                .layer(middleware::from_fn(log_internal_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         // Spans name the method and the path only: query strings carry user tokens (`?token=`).
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -160,6 +163,33 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(error) => ApiError::Unavailable(error.to_string()).into_response(),
     }
+}
+
+/// Ready once the store is open (it is before the server listens) and until shutdown begins.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return ApiError::Unavailable("shutting down".into()).into_response();
+    }
+    healthz(State(state)).await
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let headers = [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+    (headers, state.metrics.render()).into_response()
+}
+
+/// Records each request's latency under its route template, never its concrete path.
+async fn observe_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = crate::metrics::RouteLabels { method, route, status: response.status().as_u16() };
+    state.metrics.rest_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn route_not_found(uri: Uri) -> ApiError {

@@ -62,9 +62,14 @@ pub struct Hub {
 struct HubInner {
     conversations: DashMap<HubKey, Vec<(SubscriberId, Outbox)>>,
     next_id: AtomicU64,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Hub {
+    pub fn with_metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { inner: Arc::new(HubInner { metrics: Some(metrics), ..Default::default() }) }
+    }
+
     /// Registers an outbox for the events of a key.
     pub fn subscribe(&self, key: HubKey, outbox: Outbox) -> SubscriberId {
         let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
@@ -102,6 +107,9 @@ impl Hub {
                     Err(OutboxError::Closed) => slow.push(*id),
                 }
             }
+        }
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.deliveries.inc_by(delivered as u64);
         }
         for id in slow {
             self.unsubscribe(key, id);

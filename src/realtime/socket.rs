@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{
     frames::{self, ClientFrame, RequestId, SnapshotContext},
-    session::{FetchId, Output, Request, Resume, Session},
+    session::{CloseReason, FetchId, Output, Request, Resume, Session},
     writes,
 };
 use crate::{
@@ -53,6 +53,7 @@ pub async fn run(socket: WebSocket, connection: Connection) {
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_TASKS_IN_FLIGHT);
     let writes_in_flight = Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT));
     let mut session = Session::new(user_id.clone(), expires_at, Instant::now());
+    state.metrics.connections.inc();
     let conversation_key = |conversation_id: &ConversationId| HubKey::Conversation {
         app_id: app_id.clone(),
         conversation_id: conversation_id.clone(),
@@ -97,17 +98,23 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                 }
                 Output::Watch(conversation_id) => {
                     let subscriber = state.hub.subscribe(conversation_key(&conversation_id), outbox.clone());
-                    watched.insert(conversation_id, subscriber);
+                    if watched.insert(conversation_id, subscriber).is_none() {
+                        state.metrics.subscriptions.inc();
+                    }
                     continue;
                 }
                 Output::Unwatch(conversation_id) => {
                     if let Some(subscriber) = watched.remove(&conversation_id) {
+                        state.metrics.subscriptions.dec();
                         state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
                     }
                     continue;
                 }
                 Output::Ping => Message::Ping(bytes::Bytes::new()),
                 Output::Close(reason) => {
+                    if reason == CloseReason::SlowConsumer {
+                        state.metrics.slow_consumer_disconnects.inc();
+                    }
                     let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
                     // Best effort: a client that stopped reading may never take the close frame.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
@@ -185,8 +192,10 @@ pub async fn run(socket: WebSocket, connection: Connection) {
 
     state.hub.unsubscribe(&user_key, user_subscriber);
     for (conversation_id, subscriber) in watched {
+        state.metrics.subscriptions.dec();
         state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
     }
+    state.metrics.connections.dec();
 }
 
 /// A write did not complete: the gateway is shutting down, or the client is too slow or gone.

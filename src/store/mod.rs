@@ -127,6 +127,16 @@ pub struct Committed {
 /// anyone, in commit order. It must not block: publishing hands frames to bounded outboxes without waiting.
 pub type CommittedSink = std::sync::Arc<dyn Fn(Committed) + Send + Sync>;
 
+/// Told the duration and the number of writes of every group commit (for metrics).
+pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+
+/// What a store calls back into.
+#[derive(Clone, Default)]
+pub struct StoreHooks {
+    pub committed: Option<CommittedSink>,
+    pub observe_commit: Option<CommitObserver>,
+}
+
 /// The events a write's result carries.
 pub trait HasEvents {
     fn events(&self) -> &[Event];

@@ -39,7 +39,7 @@ fn text(sender: Option<UserId>, text: &str) -> NewMessage {
 
 async fn open_with_conversation() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite::SqliteStore::open(dir.path(), None).unwrap());
+    let store: Arc<dyn Store> = Arc::new(sqlite::SqliteStore::open(dir.path(), StoreHooks::default()).unwrap());
     let patch = UserPatch { name: Some("Alice".into()), ..Default::default() };
     store.upsert_users(&app(), vec![(alice(), patch)], 1).await.unwrap();
     let patch = ConversationPatch { participants: vec![alice()], ..Default::default() };

@@ -4,6 +4,7 @@ mod helpers;
 mod schemas;
 
 mod durability;
+mod observability;
 mod openapi;
 mod realtime_auth;
 mod realtime_subscriptions;

@@ -363,6 +363,8 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     .await;
     assert!(events < total, "the slow consumer was cut off, not served everything ({events} events)");
     assert!(matches!(ended, Some(4000) | None), "closed with {ended:?}");
+    let metrics = gateway.client.get(format!("{}/metrics", gateway.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("natter_slow_consumer_disconnects_total 1"), "{metrics}");
     gateway.assert_frames_valid();
 }
 

@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    Appended, CommittedSink, ConversationQuery, FileReceipt, HasEvents, MessageWindow, NewFile, Page, Store,
-    StoreError, StoreResult, StoredFile, UserConversation,
+    Appended, ConversationQuery, FileReceipt, HasEvents, MessageWindow, NewFile, Page, Store, StoreError, StoreHooks,
+    StoreResult, StoredFile, UserConversation,
 };
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
@@ -57,15 +57,15 @@ impl From<rusqlite::Error> for StoreError {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and runs pending migrations. Committed events go to
-    /// `committed_sink`, in commit order.
-    pub fn open(data_dir: &Path, committed_sink: Option<CommittedSink>) -> StoreResult<Self> {
+    /// `hooks.committed`, in commit order.
+    pub fn open(data_dir: &Path, hooks: StoreHooks) -> StoreResult<Self> {
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = open_connection(&path)?;
         migrate(&mut connection)?;
         // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
         connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-        let writer = writer::Writer::spawn(connection, committed_sink)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let writer =
+            writer::Writer::spawn(connection, hooks).map_err(|error| StoreError::Unavailable(error.to_string()))?;
         spawn_checkpointer(open_connection(&path)?, writer.downgrade())
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let readers = Arc::new(ReaderPool {

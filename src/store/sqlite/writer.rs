@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{Committed, CommittedSink, HasEvents, StoreError, StoreResult};
+use super::super::{Committed, CommittedSink, HasEvents, StoreError, StoreHooks, StoreResult};
 use crate::domain::ids::AppId;
 
 /// Jobs waiting for the writer. When full, callers wait on `send` (async), which is the store's backpressure.
@@ -41,11 +41,11 @@ impl Writer {
     }
 
     /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
-    pub fn spawn(connection: Connection, committed_sink: Option<CommittedSink>) -> std::io::Result<Self> {
+    pub fn spawn(connection: Connection, hooks: StoreHooks) -> std::io::Result<Self> {
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
-            .spawn(move || run(connection, jobs_rx, committed_sink))?;
+            .spawn(move || run(connection, jobs_rx, hooks))?;
         Ok(Self { jobs_tx })
     }
 
@@ -79,7 +79,7 @@ impl Writer {
     }
 }
 
-fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>, committed_sink: Option<CommittedSink>) {
+fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>, hooks: StoreHooks) {
     let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     while let Some(first) = jobs_rx.blocking_recv() {
         group.push(first);
@@ -89,7 +89,12 @@ fn run(connection: Connection, mut jobs_rx: mpsc::Receiver<Job>, committed_sink:
                 Err(_) => break,
             }
         }
-        commit_group(&connection, &mut group, committed_sink.as_ref());
+        let started = std::time::Instant::now();
+        let jobs = group.len();
+        commit_group(&connection, &mut group, hooks.committed.as_ref());
+        if let Some(observe) = &hooks.observe_commit {
+            observe(started.elapsed(), jobs);
+        }
     }
     tracing::debug!("sqlite writer stopped");
 }

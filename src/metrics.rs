@@ -1,0 +1,87 @@
+//! Prometheus metrics, in an explicit registry (no global recorder, so test gateways stay apart). `/metrics`
+//! renders them in the text format.
+
+use std::sync::Mutex;
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    /// The route template (`/v1/{appId}/users/{userId}`), never the path with its ids.
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub connections: Gauge,
+    pub subscriptions: Gauge,
+    pub events_published: Counter,
+    pub deliveries: Counter,
+    pub slow_consumer_disconnects: Counter,
+    pub rest_requests: Family<RouteLabels, Histogram>,
+    pub commit_seconds: Histogram,
+    pub commit_batch_jobs: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("natter");
+        let connections = Gauge::default();
+        let subscriptions = Gauge::default();
+        let events_published = Counter::default();
+        let deliveries = Counter::default();
+        let slow_consumer_disconnects = Counter::default();
+        let rest_requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        });
+        let commit_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]);
+        let commit_batch_jobs = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
+        registry.register("websocket_connections", "Open WebSocket sessions", connections.clone());
+        registry.register("subscriptions", "Conversations watched by sessions", subscriptions.clone());
+        registry.register("events_published", "Events published after commit", events_published.clone());
+        registry.register("deliveries", "Events handed to session outboxes", deliveries.clone());
+        registry.register(
+            "slow_consumer_disconnects",
+            "Sessions cut off because their outbox overflowed",
+            slow_consumer_disconnects.clone(),
+        );
+        registry.register("rest_request_duration_seconds", "REST request latency by route", rest_requests.clone());
+        registry.register(
+            "store_commit_duration_seconds",
+            "Group commit latency, fsync included",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_batch_jobs",
+            "Writes committed together in one transaction",
+            commit_batch_jobs.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            connections,
+            subscriptions,
+            events_published,
+            deliveries,
+            slow_consumer_disconnects,
+            rest_requests,
+            commit_seconds,
+            commit_batch_jobs,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().expect("metrics lock poisoned");
+        encode(&mut text, &registry).expect("writing to a String cannot fail");
+        text
+    }
+}
