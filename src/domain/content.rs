@@ -10,9 +10,9 @@ use super::ValidationError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MarkupKind {
-    Bold,
-    Italic,
-    Strikethrough,
+    Bold = 0,
+    Italic = 1,
+    Strikethrough = 2,
 }
 
 impl MarkupKind {
@@ -150,24 +150,28 @@ fn parse_block(text: &str, links: Links) -> Vec<TextNode> {
     nodes
 }
 
-/// Angle-bracket constructs: mentions, custom emoji, links, action links and buttons.
+/// Angle-bracket constructs: mentions, custom emoji, links, action links and buttons. A tag never holds another
+/// `<`, so each character is looked at a bounded number of times, whatever the input.
 fn parse_tags(text: &str, links: Links) -> Vec<TextNode> {
     let mut nodes = Vec::new();
     let mut plain_start = 0;
     let mut search = 0;
     while let Some(offset) = text[search..].find('<') {
         let open = search + offset;
-        let Some(close_offset) = text[open..].find('>') else { break };
-        let close = open + close_offset;
-        let inner = &text[open + 1..close];
-        match parse_tag(inner, links) {
+        let Some(end_offset) = text[open + 1..].find(['<', '>']) else { break };
+        let end = open + 1 + end_offset;
+        if text.as_bytes()[end] == b'<' {
+            search = end;
+            continue;
+        }
+        match parse_tag(&text[open + 1..end], links) {
             Some(node) => {
                 push_all(&mut nodes, parse_emphasis(&text[plain_start..open]));
                 nodes.push(node);
-                plain_start = close + 1;
-                search = close + 1;
+                plain_start = end + 1;
+                search = end + 1;
             }
-            None => search = open + 1,
+            None => search = end + 1,
         }
     }
     push_all(&mut nodes, parse_emphasis(&text[plain_start..]));
@@ -238,33 +242,68 @@ fn is_boundary(c: Option<char>) -> bool {
     c.is_none_or(|c| c.is_whitespace() || (c.is_ascii_punctuation() && !matches!(c, '*' | '_' | '~')))
 }
 
+/// How deep bold, italic and strikethrough may nest; deeper markup stays text. Bounds the work on crafted input.
+const MAX_EMPHASIS_DEPTH: usize = 8;
+
 /// Bold, italic and strikethrough, which nest; then autolinks in what stays plain.
 fn parse_emphasis(text: &str) -> Vec<TextNode> {
+    emphasis(text, 0)
+}
+
+/// Scans once: the positions that can close each kind of span are found up front, so an opening delimiter finds
+/// its close by binary search instead of by scanning the rest of the text.
+fn emphasis(text: &str, depth: usize) -> Vec<TextNode> {
+    if depth >= MAX_EMPHASIS_DEPTH {
+        return parse_autolinks(text);
+    }
     let chars: Vec<(usize, char)> = text.char_indices().collect();
-    for (position, &(start, c)) in chars.iter().enumerate() {
-        let Some(kind) = MarkupKind::from_delimiter(c) else { continue };
-        let before = position.checked_sub(1).map(|p| chars[p].1);
-        let first_inside = chars.get(position + 1).map(|&(_, c)| c);
-        if !is_boundary(before) || first_inside.is_none_or(|f| f.is_whitespace() || f == c) {
+    let n = chars.len();
+    let byte_at = |index: usize| chars.get(index).map_or(text.len(), |&(byte, _)| byte);
+    let mut next_newline = vec![n; n + 1];
+    for index in (0..n).rev() {
+        next_newline[index] = if chars[index].1 == '\n' { index } else { next_newline[index + 1] };
+    }
+    // A close: the delimiter, after a character that is neither space nor the delimiter, before a boundary.
+    let closes_of = |delimiter: char| -> Vec<usize> {
+        (1..n)
+            .filter(|&p| {
+                let last_inside = chars[p - 1].1;
+                chars[p].1 == delimiter
+                    && !last_inside.is_whitespace()
+                    && last_inside != delimiter
+                    && is_boundary(chars.get(p + 1).map(|&(_, c)| c))
+            })
+            .collect()
+    };
+    let closes = [closes_of('*'), closes_of('_'), closes_of('~')];
+    let mut nodes = Vec::new();
+    // Where the current plain run began; like the start of the text, it counts as a boundary.
+    let mut segment_start = 0;
+    let mut position = 0;
+    while position < n {
+        let c = chars[position].1;
+        let Some(kind) = MarkupKind::from_delimiter(c) else {
+            position += 1;
             continue;
-        }
-        let close = (position + 2..chars.len()).find(|&p| {
-            let (_, candidate) = chars[p];
-            let last_inside = chars[p - 1].1;
-            let after = chars.get(p + 1).map(|&(_, c)| c);
-            candidate == c && !last_inside.is_whitespace() && last_inside != c && is_boundary(after)
-        });
-        let newline_before_close = |end: usize| chars[position + 1..end].iter().any(|&(_, ch)| ch == '\n');
-        if let Some(end) = close.filter(|&end| !newline_before_close(end)) {
-            let inner_start = start + c.len_utf8();
-            let inner_end = chars[end].0;
-            let mut nodes = parse_autolinks(&text[..start]);
-            nodes.push(TextNode::Markup { kind, children: parse_emphasis(&text[inner_start..inner_end]) });
-            push_all(&mut nodes, parse_emphasis(&text[inner_end + c.len_utf8()..]));
-            return nodes;
+        };
+        let before = (position > segment_start).then(|| chars[position - 1].1);
+        let first_inside = chars.get(position + 1).map(|&(_, c)| c);
+        let opens = is_boundary(before) && first_inside.is_some_and(|f| !f.is_whitespace() && f != c);
+        let list = &closes[kind as usize];
+        let close = list.get(list.partition_point(|&p| p < position + 2)).copied();
+        match close.filter(|&end| opens && next_newline[position + 1] > end) {
+            Some(end) => {
+                push_all(&mut nodes, parse_autolinks(&text[byte_at(segment_start)..byte_at(position)]));
+                let inner = &text[byte_at(position + 1)..byte_at(end)];
+                nodes.push(TextNode::Markup { kind, children: emphasis(inner, depth + 1) });
+                position = end + 1;
+                segment_start = position;
+            }
+            None => position += 1,
         }
     }
-    parse_autolinks(text)
+    push_all(&mut nodes, parse_autolinks(&text[byte_at(segment_start)..]));
+    nodes
 }
 
 /// Bare URLs, `www.` hosts, email addresses and `+`-prefixed phone numbers become autolinks.

@@ -4,8 +4,10 @@ mod helpers;
 mod schemas;
 
 mod durability;
+mod limits;
 mod observability;
 mod openapi;
+mod parsers;
 mod realtime_auth;
 mod realtime_subscriptions;
 mod realtime_writes;
