@@ -30,6 +30,7 @@ pub struct AppState {
     /// Recent events, for sessions that resume.
     pub history: Arc<History>,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// Encodes committed events once and hands them to the broker. The store calls it from its writer, in commit order,

@@ -29,6 +29,7 @@ pub struct Config {
     pub max_upload_bytes: usize,
     /// Events queued for one WebSocket session before it is cut off as a slow consumer.
     pub outbox_events: usize,
+    pub limits: crate::limits::LimitConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -17,6 +17,8 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod hub;
+pub mod limits;
+
 pub mod metrics;
 pub mod realtime;
 pub mod store;
@@ -56,6 +58,7 @@ pub async fn run(
         .map(|app| Ok((AppId::parse(&app.app_id)?, app.secret.clone())))
         .collect::<Result<HashMap<_, _>, domain::ValidationError>>()
         .context("invalid app id")?;
+    let limit_config = config.limits;
     let metrics = Arc::new(metrics::Metrics::default());
     let hub = Hub::with_metrics(metrics.clone());
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
@@ -91,6 +94,7 @@ pub async fn run(
         sessions: TaskTracker::new(),
         history,
         metrics,
+        limits: Arc::new(limits::Limits::new(limit_config)),
     };
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use natter::config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS};
+use natter::{
+    config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS},
+    limits::LimitConfig,
+};
 
 /// Many long-lived connections interleave small allocations with short-lived buffers (handshakes, frames); mimalloc
 /// returns the freed space where the system allocator keeps it, which keeps resident memory per connection low.
@@ -50,6 +53,15 @@ struct ServeArgs {
     /// Events queued for one WebSocket session before it is closed as a slow consumer (close code 4000).
     #[arg(long, env = "NATTER_OUTBOX_EVENTS", default_value_t = DEFAULT_OUTBOX_EVENTS)]
     outbox_events: usize,
+    /// Sustained REST requests per second per app (bursts to twice that); past it, 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "NATTER_REST_REQUESTS_PER_SECOND", default_value_t = LimitConfig::default().rest_requests_per_second)]
+    rest_requests_per_second: u32,
+    /// Open WebSocket connections per app; past it, the upgrade is refused with 429. 0: no limit.
+    #[arg(long, env = "NATTER_CONNECTIONS_PER_APP", default_value_t = LimitConfig::default().connections_per_app)]
+    connections_per_app: usize,
+    /// Sustained client frames per second per connection (bursts to twice that); past it, an error frame. 0: no limit.
+    #[arg(long, env = "NATTER_FRAMES_PER_SECOND", default_value_t = LimitConfig::default().frames_per_second)]
+    frames_per_second: u32,
 }
 
 #[tokio::main]
@@ -80,6 +92,11 @@ async fn main() -> anyhow::Result<()> {
         public_url: args.public_url.clone(),
         max_upload_bytes: args.max_upload_bytes,
         outbox_events: args.outbox_events.max(1),
+        limits: LimitConfig {
+            rest_requests_per_second: args.rest_requests_per_second,
+            connections_per_app: args.connections_per_app,
+            frames_per_second: args.frames_per_second,
+        },
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -38,6 +38,7 @@ pub async fn require_app(
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()))?
         .trim();
     check_app_credential(&app_id, secret, token)?;
+    state.limits.check_rest(&app_id).map_err(ApiError::RateLimited)?;
     request.extensions_mut().insert(AuthenticatedApp(app_id));
     Ok(next.run(request).await)
 }

@@ -28,6 +28,10 @@ pub enum ApiError {
     Rejected(#[from] Rejection),
     #[error("the store is unavailable")]
     Unavailable(String),
+    #[error("too many requests for this app; retry after the time in Retry-After")]
+    RateLimited(std::time::Duration),
+    #[error("this app has as many WebSocket connections open as it may")]
+    TooManyConnections,
 }
 
 impl ApiError {
@@ -48,6 +52,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ApiError::TooManyConnections => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_CONNECTIONS"),
             ApiError::Rejected(rejection) => match rejection {
                 Rejection::Invalid(_) | Rejection::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
                 Rejection::TooManyReactions { .. } => (StatusCode::BAD_REQUEST, "TOO_MANY_REACTIONS"),
@@ -104,8 +110,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_code) = self.status_and_code();
         let mut response = (status, Json(ErrorBody { error_code, reasons: self.reasons() })).into_response();
-        if let ApiError::Unavailable(cause) = self {
-            response.extensions_mut().insert(InternalCause(cause));
+        match self {
+            ApiError::Unavailable(cause) => {
+                response.extensions_mut().insert(InternalCause(cause));
+            }
+            ApiError::RateLimited(wait) => {
+                let seconds = crate::limits::retry_after_seconds(wait);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+            }
+            ApiError::TooManyConnections => {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
+            }
+            _ => {}
         }
         response
     }

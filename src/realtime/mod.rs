@@ -56,11 +56,13 @@ pub async fn upgrade(
     })?;
     let claims = verify_user_token(&app_id, secret, &token).map_err(ApiError::Unauthorized)?;
     let upgrade = upgrade.map_err(|rejection| ApiError::bad_request("INVALID_UPGRADE", rejection.body_text()))?;
+    let guard = state.limits.open_connection(&app_id).ok_or(ApiError::TooManyConnections)?;
     let connection = socket::Connection {
         state: state.clone(),
         app_id,
         user_id: claims.user_id,
         expires_at: socket::expires_at(claims.expires_at),
+        _guard: guard,
     };
     let sessions = state.sessions.clone();
     Ok(upgrade

@@ -39,10 +39,13 @@ pub struct Connection {
     pub app_id: AppId,
     pub user_id: UserId,
     pub expires_at: Option<Instant>,
+    /// Counts this connection against its app's limit until the session ends.
+    pub _guard: crate::limits::ConnectionGuard,
 }
 
 pub async fn run(socket: WebSocket, connection: Connection) {
-    let Connection { state, app_id, user_id, expires_at } = connection;
+    let Connection { state, app_id, user_id, expires_at, _guard } = connection;
+    let frame_limiter = state.limits.frame_limiter();
     let (mut sink, mut stream) = socket.split();
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
     let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
@@ -138,7 +141,13 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                 let reply = match incoming {
                     Some(Ok(Message::Text(text))) => {
                         session.handle_activity(Instant::now());
-                        handle_text(&text, &mut session, &state, &app_id, &user_id, &writes_in_flight, &done_tx)
+                                                if frame_limiter.as_ref().is_some_and(|limiter| !limiter.allow()) {
+                            let id = frames::parse_client_frame(&text).ok().map(|(id, _)| id);
+                            let reason = "too many frames per second on this connection; slow down".to_owned();
+                            Some(frames::error_frame(id.as_ref(), "TOO_MANY_REQUESTS", &[reason]))
+                        } else {
+                            handle_text(&text, &mut session, &state, &app_id, &user_id, &writes_in_flight, &done_tx)
+                        }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         session.handle_activity(Instant::now());

@@ -59,6 +59,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         public_url: None,
         max_upload_bytes: 1024 * 1024,
         outbox_events: OUTBOX_EVENTS,
+        limits: natter::limits::LimitConfig::default(),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -3,6 +3,7 @@
 mod helpers;
 mod schemas;
 
+mod abuse;
 mod durability;
 mod limits;
 mod observability;
