@@ -4,6 +4,7 @@ mod helpers;
 mod schemas;
 
 mod abuse;
+mod authorization;
 mod durability;
 mod limits;
 mod observability;

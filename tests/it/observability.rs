@@ -46,3 +46,84 @@ async fn readyz_answers_once_the_store_is_open() {
     let reply = gateway.send(Method::GET, &format!("{}/readyz", gateway.base), None, None).await;
     assert_eq!(reply.expect(200)["status"], json!("ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_tokens_and_message_text_never_reach_the_logs() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("NATTER_APPS", format!("{APP}:{SECRET}"))
+        .env("RUST_LOG", "natter=trace,tower_http=trace,axum=trace")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let collect = |stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            let mut all = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push(line);
+            }
+            all
+        })
+    };
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stdout_lines = tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut all = Vec::new();
+        let mut address_tx = Some(address_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("local_addr=") {
+                let addr: String =
+                    line[at + 11..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+                if let Some(tx) = address_tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+            all.push(line);
+        }
+        all
+    });
+    let stderr_lines = collect(Box::new(child.stderr.take().unwrap()));
+    let addr = within(address_rx).await.unwrap();
+    let base = format!("http://{addr}/v1/{APP}");
+    let http = reqwest::Client::new();
+    let text = "a very private message 5b2e";
+    http.put(format!("{base}/users/alice")).bearer_auth(SECRET).json(&json!({ "name": "Alice" })).send().await.unwrap();
+    http.put(format!("{base}/conversations/c"))
+        .bearer_auth(SECRET)
+        .json(&json!({ "participants": ["alice"] }))
+        .send()
+        .await
+        .unwrap();
+    let token = user_token("alice", None);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/v1/{APP}/realtime?token={token}")).await.unwrap();
+    use futures::{SinkExt, StreamExt};
+    let send = json!({ "type": "sendMessage", "id": "1", "conversationId": "c", "text": text }).to_string();
+    socket.send(tokio_tungstenite::tungstenite::Message::text(send)).await.unwrap();
+    let _ = within(socket.next()).await;
+    // Failures log too: a wrong secret, a bad token.
+    http.get(format!("{base}/users")).bearer_auth("sk_wrong_secret_value").send().await.unwrap();
+    let _ = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/{APP}/realtime?token=not.a.token")).await;
+    drop(socket);
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    within(child.wait()).await.unwrap();
+    let mut logs = within(stdout_lines).await.unwrap();
+    logs.extend(within(stderr_lines).await.unwrap());
+    let logs = logs.join("\n");
+    assert!(logs.contains("request"), "the trace logs were produced:\n{logs}");
+    for secret in [SECRET, token.as_str(), text, "sk_wrong_secret_value", "not.a.token"] {
+        assert!(!logs.contains(secret), "{secret:?} appears in the logs:\n{logs}");
+    }
+}
