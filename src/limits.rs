@@ -20,11 +20,18 @@ pub struct LimitConfig {
     pub connections_per_app: usize,
     /// Sustained client frames per second per connection; bursts may reach twice that.
     pub frames_per_second: u32,
+    /// Subscriptions one connection may hold.
+    pub subscriptions_per_connection: usize,
 }
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self { rest_requests_per_second: 20_000, connections_per_app: 100_000, frames_per_second: 100 }
+        Self {
+            rest_requests_per_second: 20_000,
+            connections_per_app: 100_000,
+            frames_per_second: 100,
+            subscriptions_per_connection: crate::realtime::session::MAX_SUBSCRIPTIONS_PER_SESSION,
+        }
     }
 }
 
@@ -68,6 +75,13 @@ impl Limits {
         }
         *open += 1;
         Some(ConnectionGuard { limits: Arc::clone(self), app: app.clone() })
+    }
+
+    pub fn subscriptions_per_connection(&self) -> usize {
+        match self.config.subscriptions_per_connection {
+            0 => usize::MAX,
+            limit => limit,
+        }
     }
 
     /// A bucket for one connection's frames, if frames are limited.

@@ -62,6 +62,9 @@ struct ServeArgs {
     /// Sustained client frames per second per connection (bursts to twice that); past it, an error frame. 0: no limit.
     #[arg(long, env = "NATTER_FRAMES_PER_SECOND", default_value_t = LimitConfig::default().frames_per_second)]
     frames_per_second: u32,
+    /// Subscriptions one WebSocket connection may hold; past it, TOO_MANY_SUBSCRIPTIONS. 0: no limit.
+    #[arg(long, env = "NATTER_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = LimitConfig::default().subscriptions_per_connection)]
+    subscriptions_per_connection: usize,
 }
 
 #[tokio::main]
@@ -96,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             rest_requests_per_second: args.rest_requests_per_second,
             connections_per_app: args.connections_per_app,
             frames_per_second: args.frames_per_second,
+            subscriptions_per_connection: args.subscriptions_per_connection,
         },
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

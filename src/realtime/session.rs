@@ -29,7 +29,7 @@ use crate::{
 pub const DEFAULT_WINDOW_MESSAGES: usize = 30;
 /// The largest `limit` and `loadMore` count.
 pub const MAX_PAGE_MESSAGES: usize = 100;
-/// Subscriptions one session may hold.
+/// Subscriptions one session may hold, unless configured otherwise (`--subscriptions-per-connection`).
 pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1000;
 /// Events one subscription may hold while a read is in flight; more means the session cannot keep up and it is
 /// closed as slow, like a full outbox.
@@ -201,6 +201,7 @@ pub struct Session {
     next_fetch: u64,
     outputs: VecDeque<Output>,
     token_expires_at: Option<Instant>,
+    max_subscriptions: usize,
     last_activity: Instant,
     next_ping: Instant,
     closed: bool,
@@ -252,7 +253,17 @@ impl InFlight {
 
 impl Session {
     pub fn new(user_id: UserId, token_expires_at: Option<Instant>, now: Instant) -> Self {
+        Self::with_max_subscriptions(user_id, token_expires_at, now, MAX_SUBSCRIPTIONS_PER_SESSION)
+    }
+
+    pub fn with_max_subscriptions(
+        user_id: UserId,
+        token_expires_at: Option<Instant>,
+        now: Instant,
+        max_subscriptions: usize,
+    ) -> Self {
         Self {
+            max_subscriptions,
             user_id,
             subscriptions: HashMap::new(),
             fetches: HashMap::new(),
@@ -316,7 +327,7 @@ impl Session {
             self.outputs.push_back(Output::Error { id, error: SessionError::AlreadySubscribed });
             return;
         }
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_SESSION {
+        if self.subscriptions.len() >= self.max_subscriptions {
             self.outputs.push_back(Output::Error { id, error: SessionError::TooManySubscriptions });
             return;
         }

@@ -55,7 +55,12 @@ pub async fn run(socket: WebSocket, connection: Connection) {
     let mut watched: HashMap<ConversationId, SubscriberId> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_TASKS_IN_FLIGHT);
     let writes_in_flight = Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT));
-    let mut session = Session::new(user_id.clone(), expires_at, Instant::now());
+    let mut session = Session::with_max_subscriptions(
+        user_id.clone(),
+        expires_at,
+        Instant::now(),
+        state.limits.subscriptions_per_connection(),
+    );
     state.metrics.connections.inc();
     let conversation_key = |conversation_id: &ConversationId| HubKey::Conversation {
         app_id: app_id.clone(),

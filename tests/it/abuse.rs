@@ -10,7 +10,12 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::*;
 
 fn limits(rest: u32, connections: usize, frames: u32) -> LimitConfig {
-    LimitConfig { rest_requests_per_second: rest, connections_per_app: connections, frames_per_second: frames }
+    LimitConfig {
+        rest_requests_per_second: rest,
+        connections_per_app: connections,
+        frames_per_second: frames,
+        ..LimitConfig::default()
+    }
 }
 
 #[tokio::test]
@@ -81,5 +86,22 @@ async fn frames_past_the_connection_rate_get_error_frames_and_the_socket_stays_o
     tokio::time::sleep(Duration::from_millis(1200)).await;
     socket.send(Message::text(r#"{"type":"subscribeMessages","id":"later","conversationId":"c"}"#)).await.unwrap();
     assert_eq!(crate::realtime_auth::read_frame(&mut socket, &gateway).await["type"], "snapshot");
+    gateway.assert_frames_valid();
+}
+
+#[tokio::test]
+async fn subscriptions_past_the_connection_limit_are_refused() {
+    let gateway = spawn_gateway_with(|config| config.limits.subscriptions_per_connection = 2).await;
+    let session = gateway.connect("u").await;
+    for conversation in ["a", "b"] {
+        let subscription = session.conversation(conversation).subscribe_messages().await.unwrap();
+        within(subscription.connected()).await.unwrap();
+    }
+    let third = session.conversation("c").subscribe_messages().await.unwrap();
+    let ended = within(third.terminated()).await;
+    assert!(
+        matches!(ended, natter::client::SubscriptionState::Error(ref reason) if reason.contains("TOO_MANY_SUBSCRIPTIONS")),
+        "{ended:?}"
+    );
     gateway.assert_frames_valid();
 }
