@@ -12,7 +12,7 @@ use crate::{
         content::{self, ContentBlock, FileBlock, MarkupKind, TextNode},
         event::{Event, EventKind},
         ids::{AppId, ConversationId, MessageId, Seq, UserId},
-        message::{Location, Message, MessageBody, MessageView, ReferencedView},
+        message::{Location, Message, MessageBody, MessageView},
         reaction::ReactionSummary,
         user::User,
         Custom, CustomPatch, ValidationError,
@@ -470,47 +470,29 @@ struct ReactionJson<'a> {
     current_user_reacted: bool,
 }
 
+/// A message in a snapshot: its own fields, the reply target one level deep, and (outside event frames, which must
+/// not depend on who receives them) the reactions as this user sees them.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageSnapshotJson<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
+    #[serde(flatten)]
+    fields: MessageFieldsJson<'a>,
     seq: i64,
-    sender: Option<UserSnapshotJson<'a>>,
-    content: Vec<BlockJson>,
-    plaintext: String,
-    custom: &'a Custom,
-    created_at: i64,
-    edited_at: Option<i64>,
-    origin: &'static str,
-    referenced_message_id: Option<&'a str>,
-    referenced_message: Option<ReferencedSnapshotJson<'a>>,
+    referenced_message: Option<MessageFieldsJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reactions: Option<Vec<ReactionJson<'a>>>,
 }
 
 impl<'a> MessageSnapshotJson<'a> {
     fn new(view: &'a MessageView, context: &SnapshotContext<'_>, with_reactions: bool) -> Self {
-        let message = &view.message;
-        let blocks = content_blocks(message, context);
         Self {
-            id: message.id.as_str(),
-            kind: message.kind.as_str(),
-            seq: message.seq.0,
-            sender: view.sender.as_ref().map(UserSnapshotJson::new),
-            plaintext: content::plaintext(&blocks),
-            content: blocks.into_iter().map(BlockJson::from).collect(),
-            custom: &message.custom,
-            created_at: message.created_at,
-            edited_at: message.edited_at,
-            origin: message.origin.as_str(),
-            referenced_message_id: message.referenced_message_id.as_ref().map(MessageId::as_str),
+            fields: MessageFieldsJson::new(&view.message, view.sender.as_ref(), context),
+            seq: view.message.seq.0,
             referenced_message: view
                 .referenced
                 .as_deref()
-                .map(|referenced| ReferencedSnapshotJson::new(referenced, context)),
-            reactions: with_reactions.then(|| reactions(&message.reactions, context.me)),
+                .map(|referenced| MessageFieldsJson::new(&referenced.message, referenced.sender.as_ref(), context)),
+            reactions: with_reactions.then(|| reactions(&view.message.reactions, context.me)),
         }
     }
 }
@@ -526,10 +508,10 @@ fn reactions<'a>(summaries: &'a [ReactionSummary], me: Option<&UserId>) -> Vec<R
         .collect()
 }
 
-/// A reply's target, expanded one level: it names its own reference by id only.
+/// What every message snapshot shows, and all a reply's target shows: it names its own reference by id only.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ReferencedSnapshotJson<'a> {
+struct MessageFieldsJson<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -543,14 +525,13 @@ struct ReferencedSnapshotJson<'a> {
     referenced_message_id: Option<&'a str>,
 }
 
-impl<'a> ReferencedSnapshotJson<'a> {
-    fn new(view: &'a ReferencedView, context: &SnapshotContext<'_>) -> Self {
-        let message = &view.message;
+impl<'a> MessageFieldsJson<'a> {
+    fn new(message: &'a Message, sender: Option<&'a User>, context: &SnapshotContext<'_>) -> Self {
         let blocks = content_blocks(message, context);
         Self {
             id: message.id.as_str(),
             kind: message.kind.as_str(),
-            sender: view.sender.as_ref().map(UserSnapshotJson::new),
+            sender: sender.map(UserSnapshotJson::new),
             plaintext: content::plaintext(&blocks),
             content: blocks.into_iter().map(BlockJson::from).collect(),
             custom: &message.custom,
