@@ -121,6 +121,26 @@ pub fn participant(
         .optional()?)
 }
 
+/// Whether `user` takes part, and with which settings: a primary-key lookup, for rule checks that do not need the
+/// unread count `participant` computes.
+pub fn membership(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+) -> StoreResult<Option<(Access, Notify)>> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT access, notify FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+        )?
+        .query_row(params![app.as_str(), conversation.as_str(), user.as_str()], |row| {
+            let access: String = row.get(0)?;
+            let notify: String = row.get(1)?;
+            Ok((if access == "Read" { Access::Read } else { Access::ReadWrite }, Notify::from_stored(&notify)))
+        })
+        .optional()?)
+}
+
 pub fn conversation_view(
     connection: &Connection,
     app: &AppId,
@@ -448,7 +468,7 @@ fn read_window(
         .optional()?;
     let seq = Seq(seq.unwrap_or(0));
     let is_participant = self::conversation(connection, app, conversation)?.is_some()
-        && participant(connection, app, conversation, user)?.is_some();
+        && membership(connection, app, conversation, user)?.is_some();
     if !is_participant {
         return Ok(MessageWindow { seq, participant: false, messages: Vec::new(), loaded_all: true });
     }

@@ -136,7 +136,7 @@ pub fn upsert_conversation(
         events.push(event(connection, app, id, EventKind::ConversationUpdated)?);
     }
     for user in participants {
-        if reads::participant(connection, app, id, &user)?.is_none() {
+        if reads::membership(connection, app, id, &user)?.is_none() {
             let settings = ParticipantSettings::default();
             events.push(join(connection, app, id, &user, settings, now)?);
         }
@@ -195,13 +195,13 @@ pub fn put_participant(
 ) -> StoreResult<Option<Event>> {
     reads::require_conversation(connection, app, conversation)?;
     require_user(connection, app, user)?;
-    match reads::participant(connection, app, conversation, user)? {
+    match reads::membership(connection, app, conversation, user)? {
         None => Ok(Some(join(connection, app, conversation, user, settings, now)?)),
         Some(current) => {
             // PUT overwrites: what is not given goes back to the default.
             let access = settings.access.unwrap_or(Access::ReadWrite);
             let notify = settings.notify.unwrap_or(Notify::All);
-            update_participant(connection, app, conversation, user, (current.access, current.notify), (access, notify))
+            update_participant(connection, app, conversation, user, current, (access, notify))
         }
     }
 }
@@ -214,11 +214,11 @@ pub fn patch_participant(
     settings: ParticipantSettings,
 ) -> StoreResult<Option<Event>> {
     reads::require_conversation(connection, app, conversation)?;
-    let current = reads::participant(connection, app, conversation, user)?
+    let current = reads::membership(connection, app, conversation, user)?
         .ok_or_else(|| Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() })?;
-    let access = settings.access.unwrap_or(current.access);
-    let notify = settings.notify.unwrap_or(current.notify);
-    update_participant(connection, app, conversation, user, (current.access, current.notify), (access, notify))
+    let access = settings.access.unwrap_or(current.0);
+    let notify = settings.notify.unwrap_or(current.1);
+    update_participant(connection, app, conversation, user, current, (access, notify))
 }
 
 fn update_participant(
@@ -267,7 +267,7 @@ pub fn set_read_state(
 ) -> StoreResult<()> {
     reads::require_conversation(connection, app, conversation)?;
     require_user(connection, app, user)?;
-    if reads::participant(connection, app, conversation, user)?.is_none() {
+    if reads::membership(connection, app, conversation, user)?.is_none() {
         return Err(Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() }.into());
     }
     let args = params![app.as_str(), conversation.as_str(), user.as_str()];
@@ -359,9 +359,9 @@ fn append_one(
     };
     if let Some(sender) = &message.sender_id {
         let field = format!("{place}.sender");
-        match reads::participant(connection, app, conversation, sender)? {
+        match reads::membership(connection, app, conversation, sender)? {
             None => return Err(Rejection::NotAParticipant { field, user: sender.clone() }.into()),
-            Some(participant) if participant.access == Access::Read => {
+            Some((Access::Read, _)) => {
                 return Err(Rejection::ReadOnlyAccess { field, user: sender.clone() }.into());
             }
             Some(_) => {}
@@ -500,7 +500,7 @@ fn check_author(
     actor: &Actor,
 ) -> StoreResult<()> {
     if let Actor::User(user) = actor {
-        if reads::participant(connection, app, conversation, user)?.is_none() {
+        if reads::membership(connection, app, conversation, user)?.is_none() {
             return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
         }
         if message.sender_id.as_ref() != Some(user) {
@@ -575,7 +575,7 @@ pub fn delete_message(
     let message = match (require_message(connection, app, conversation, id), actor) {
         (Ok(message), _) => message,
         (Err(StoreError::Rejected(Rejection::MessageNotFound(_))), Actor::User(user)) => {
-            if reads::participant(connection, app, conversation, user)?.is_none() {
+            if reads::membership(connection, app, conversation, user)?.is_none() {
                 return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
             }
             return Ok(None);
@@ -615,7 +615,7 @@ fn require_reactor(
 ) -> StoreResult<()> {
     require_message(connection, app, conversation, message)?;
     require_user(connection, app, user)?;
-    if reads::participant(connection, app, conversation, user)?.is_none() {
+    if reads::membership(connection, app, conversation, user)?.is_none() {
         return Err(Rejection::NotAParticipant { field: "userId".into(), user: user.clone() }.into());
     }
     Ok(())
