@@ -80,3 +80,31 @@ async fn an_upload_over_the_limit_is_413() {
     let form = Form::new().part("file", Part::bytes(&BIG[..]).file_name("big.bin")).text("filename", "big.bin");
     upload(&gateway, form).await.expect_error(413, "PAYLOAD_TOO_LARGE");
 }
+
+#[tokio::test]
+async fn editing_an_attachment_message_to_text_removes_its_file() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    let token = upload(&gateway, file_form(b"bytes", "a.txt")).await.expect(200)["attachmentToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = gateway
+        .post(
+            "/conversations/c/messages",
+            json!([{ "type": "UserMessage", "sender": "alice", "attachmentToken": token }]),
+        )
+        .await;
+    let id = sent.expect(200)[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/conversations/c/messages/{id}");
+    let url = gateway.get(&path).await.expect(200)["attachment"]["url"].as_str().unwrap().to_owned();
+
+    gateway.put(&path, json!({ "text": "now words", "custom": { "k": "v" } })).await.expect(200);
+    let message = gateway.get(&path).await;
+    assert_eq!(message.expect(200)["text"], "now words");
+    assert_eq!(message.expect(200)["attachment"], serde_json::Value::Null);
+    assert_eq!(gateway.client.get(&url).send().await.unwrap().status(), 404);
+    // An edit that leaves the body alone keeps it.
+    gateway.put(&path, json!({ "custom": { "k": "w" } })).await.expect(200);
+    assert_eq!(gateway.get(&path).await.expect(200)["text"], "now words");
+}

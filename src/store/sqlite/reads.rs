@@ -235,7 +235,8 @@ pub fn n_participants(connection: &Connection, app: &AppId, conversation: &Conve
     Ok(n as usize)
 }
 
-pub fn message(
+/// A message as its row holds it: no reactions, no `readBy`.
+fn message_row(
     connection: &Connection,
     app: &AppId,
     conversation: &ConversationId,
@@ -245,11 +246,19 @@ pub fn message(
         "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN files f ON f.app_id = m.app_id AND f.id = m.file_id \
          WHERE m.app_id = ?1 AND m.conversation_id = ?2 AND m.id = ?3"
     );
-    let found = connection
+    Ok(connection
         .prepare_cached(&sql)?
         .query_row(params![app.as_str(), conversation.as_str(), id.as_str()], message_from_row)
-        .optional()?;
-    match found {
+        .optional()?)
+}
+
+pub fn message(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    id: &MessageId,
+) -> StoreResult<Option<Message>> {
+    match message_row(connection, app, conversation, id)? {
         Some(message) => {
             let n = n_participants(connection, app, conversation)?;
             Ok(Some(complete_message(connection, app, message, n)?))
@@ -423,14 +432,15 @@ pub fn message_view(connection: &Connection, app: &AppId, message: Message) -> S
     Ok(MessageView { message, sender, referenced })
 }
 
-/// The message a reply points at, with its sender; `None` once it is deleted.
+/// The message a reply points at, with its sender; `None` once it is deleted. A reply's target shows neither
+/// reactions nor `readBy`, so they are not read.
 pub fn referenced_view(
     connection: &Connection,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
 ) -> StoreResult<Option<Box<ReferencedView>>> {
-    let Some(message) = self::message(connection, app, conversation, id)? else { return Ok(None) };
+    let Some(message) = message_row(connection, app, conversation, id)? else { return Ok(None) };
     let sender = match &message.sender_id {
         Some(sender) => user(connection, app, sender)?,
         None => None,

@@ -367,20 +367,18 @@ fn append_one(
             Some(_) => {}
         }
     }
-    if let Some(referenced) = &message.referenced_message_id {
-        let exists: bool = connection
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3)",
-            )?
-            .query_row(params![app.as_str(), conversation.as_str(), referenced.as_str()], |row| row.get(0))?;
-        if !exists {
-            return Err(Rejection::Invalid(ValidationError::new(
-                format!("{place}.referencedMessageId"),
-                format!("no message \"{referenced}\" in this conversation"),
-            ))
-            .into());
+    // The reply target must exist; read once, it also expands the new message's snapshot.
+    let referenced = match &message.referenced_message_id {
+        Some(referenced) => {
+            Some(reads::referenced_view(connection, app, conversation, referenced)?.ok_or_else(|| {
+                Rejection::Invalid(ValidationError::new(
+                    format!("{place}.referencedMessageId"),
+                    format!("no message \"{referenced}\" in this conversation"),
+                ))
+            })?)
         }
-    }
+        None => None,
+    };
     let id = MessageId::generate();
     let (text, attachment, location) = match &message.body {
         MessageBody::Text(text) => (text.as_str(), None, None),
@@ -468,10 +466,6 @@ fn append_one(
         read_by: Vec::new(),
         reactions: Vec::new(),
     };
-    let referenced = match &stored.referenced_message_id {
-        Some(referenced) => reads::referenced_view(connection, app, conversation, referenced)?,
-        None => None,
-    };
     let stored = MessageView { message: stored, sender, referenced };
     let event = Event {
         conversation_id: conversation.clone(),
@@ -521,11 +515,12 @@ pub fn edit_message(
 ) -> StoreResult<Event> {
     let mut message = require_message(connection, app, conversation, id)?;
     check_author(connection, app, conversation, &message, actor)?;
+    let mut removed_file = None;
     if let Some((text, links)) = edit.text {
         message.text = text;
         message.links = links;
         // Text replaces an attachment or a location: the message becomes a text message.
-        message.attachment = None;
+        removed_file = message.attachment.take();
         message.location = None;
     }
     if edit.clear_custom {
@@ -537,16 +532,15 @@ pub fn edit_message(
     if edit.mark_edited {
         message.edited_at = Some(now);
     }
-    connection.execute(
-        "DELETE FROM files WHERE app_id = ?1 AND message_id = ?2 AND ?3",
-        params![app.as_str(), id.as_str(), message.attachment.is_none()],
-    )?;
+    if let Some(file) = removed_file {
+        connection
+            .prepare_cached("DELETE FROM files WHERE app_id = ?1 AND id = ?2")?
+            .execute(params![app.as_str(), file.file_id])?;
+    }
     connection
         .prepare_cached(
-            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6, links_allowed = ?7, \
-             file_id = CASE WHEN ?8 THEN file_id ELSE NULL END, \
-             latitude = CASE WHEN ?9 THEN latitude ELSE NULL END, longitude = CASE WHEN ?9 THEN longitude ELSE NULL END \
-             WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
+            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6, links_allowed = ?7, file_id = ?8, \
+             latitude = ?9, longitude = ?10 WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
         )?
         .execute(params![
             app.as_str(),
@@ -556,8 +550,9 @@ pub fn edit_message(
             to_json(&message.custom),
             message.edited_at,
             message.links == Links::Allowed,
-            message.attachment.is_some(),
-            message.location.is_some(),
+            message.attachment.as_ref().map(|file| file.file_id.as_str()),
+            message.location.map(|location| location.latitude),
+            message.location.map(|location| location.longitude),
         ])?;
     let view = reads::message_view(connection, app, message)?;
     event(connection, app, conversation, EventKind::MessageEdited { message: Box::new(view) })
