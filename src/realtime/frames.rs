@@ -118,23 +118,44 @@ pub struct FrameError {
 /// Parses a text frame. A frame that is JSON with a string `id` but otherwise wrong still yields that id, so the
 /// error reply can name the request.
 pub fn parse_client_frame(text: &str) -> Result<(RequestId, ClientFrame), FrameError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|error| FrameError { id: None, reason: format!("the frame is not valid JSON: {error}") })?;
-    let id = match value.get("id") {
-        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_REQUEST_ID_CHARS => {
-            Some(RequestId(id.clone()))
+    let bad_id = || FrameError {
+        id: None,
+        reason: format!("\"id\" must be a string of 1 to {MAX_REQUEST_ID_CHARS} characters"),
+    };
+    let valid = |id: &str| !id.is_empty() && id.chars().count() <= MAX_REQUEST_ID_CHARS;
+    match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) if valid(frame.id()) => Ok((RequestId(frame.id().to_owned()), frame)),
+        Ok(_) => Err(bad_id()),
+        // Only a refused frame is read a second time, to find the id its error reply should carry.
+        Err(error) => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|error| FrameError { id: None, reason: format!("the frame is not valid JSON: {error}") })?;
+            match value.get("id").and_then(Value::as_str) {
+                Some(id) if valid(id) => {
+                    Err(FrameError { id: Some(RequestId(id.to_owned())), reason: error.to_string() })
+                }
+                _ => Err(bad_id()),
+            }
         }
-        _ => None,
-    };
-    let Some(id) = id else {
-        return Err(FrameError {
-            id: None,
-            reason: format!("\"id\" must be a string of 1 to {MAX_REQUEST_ID_CHARS} characters"),
-        });
-    };
-    match serde_json::from_value::<ClientFrame>(value) {
-        Ok(frame) => Ok((id, frame)),
-        Err(error) => Err(FrameError { id: Some(id), reason: error.to_string() }),
+    }
+}
+
+impl ClientFrame {
+    /// The client-chosen request id every frame carries.
+    pub fn id(&self) -> &str {
+        match self {
+            ClientFrame::SubscribeMessages { id, .. }
+            | ClientFrame::LoadMore { id, .. }
+            | ClientFrame::Unsubscribe { id, .. }
+            | ClientFrame::UpdateToken { id, .. }
+            | ClientFrame::SendMessage { id, .. }
+            | ClientFrame::EditMessage { id, .. }
+            | ClientFrame::DeleteMessage { id, .. }
+            | ClientFrame::DeleteMessageFields { id, .. }
+            | ClientFrame::AddReaction { id, .. }
+            | ClientFrame::RemoveReaction { id, .. }
+            | ClientFrame::MarkAsRead { id, .. } => id,
+        }
     }
 }
 
