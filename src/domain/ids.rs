@@ -79,11 +79,6 @@ fn check_id(raw: &str, field: &str) -> Result<(), ValidationError> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub i64);
 
-impl Seq {
-    pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
-    }
-}
 
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -276,9 +276,6 @@ impl Session {
         }
     }
 
-    pub fn user_id(&self) -> &UserId {
-        &self.user_id
-    }
 
     /// Any frame from the client (including a pong) proves it is alive.
     pub fn handle_activity(&mut self, now: Instant) {
@@ -653,10 +650,6 @@ impl Session {
         self.outputs.pop_front()
     }
 
-    /// The conversations currently watched on the hub, for cleanup when the socket ends.
-    pub fn watched(&self) -> impl Iterator<Item = &ConversationId> {
-        self.subscriptions.iter().filter(|(_, s)| s.watching).map(|(id, _)| id)
-    }
 }
 
 fn page_size(requested: Option<u32>) -> Option<usize> {
