@@ -105,8 +105,10 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                     continue;
                 }
                 Output::Watch(conversation_id) => {
-                    let subscriber = state.hub.subscribe(conversation_key(&conversation_id), outbox.clone());
-                    if watched.insert(conversation_id, subscriber).is_none() {
+                    // Watching twice would deliver every event twice into this outbox.
+                    if let std::collections::hash_map::Entry::Vacant(entry) = watched.entry(conversation_id) {
+                        let subscriber = state.hub.subscribe(conversation_key(entry.key()), outbox.clone());
+                        entry.insert(subscriber);
                         state.metrics.subscriptions.inc();
                     }
                     continue;
