@@ -276,7 +276,6 @@ impl Session {
         }
     }
 
-
     /// Any frame from the client (including a pong) proves it is alive.
     pub fn handle_activity(&mut self, now: Instant) {
         self.last_activity = now;
@@ -649,7 +648,6 @@ impl Session {
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
-
 }
 
 fn page_size(requested: Option<u32>) -> Option<usize> {

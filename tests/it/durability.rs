@@ -297,3 +297,76 @@ async fn rest_and_socket_writes_survive_repeated_sigkills_and_keys_still_dedupe(
     process.child.start_kill().unwrap();
     process.child.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_first_start_creates_an_app_prints_it_and_keeps_it_across_restarts() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let run = |dir: std::path::PathBuf| async move {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env_remove("NATTER_APPS")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "natter=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(at) = line.find("local_addr=") {
+                    return line[at + 11..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>();
+                }
+                printed.push(line);
+            }
+            panic!("natter exited before listening");
+        })
+        .await
+        .unwrap();
+        (child, addr, printed.join("\n"))
+    };
+
+    let (mut child, addr, printed) = run(data_dir.path().to_owned()).await;
+    let field = |name: &str| {
+        printed.lines().find_map(|line| line.trim().strip_prefix(name)).map(|value| value.trim().to_owned())
+    };
+    let app = field("app id:").unwrap_or_else(|| panic!("no app id printed:\n{printed}"));
+    let secret = field("secret:").unwrap_or_else(|| panic!("no secret printed:\n{printed}"));
+    assert!(printed.contains("curl -X PUT"), "a ready-to-paste example is printed:\n{printed}");
+    let apps_file = data_dir.path().join("apps.json");
+    let mode = std::fs::metadata(&apps_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "apps.json holds a secret: only its owner may read it");
+
+    let client = reqwest::Client::new();
+    let put = |addr: String| {
+        let (client, app, secret) = (client.clone(), app.clone(), secret.clone());
+        async move {
+            client
+                .put(format!("http://{addr}/v1/{app}/users/u"))
+                .bearer_auth(secret)
+                .json(&json!({ "name": "U" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(put(addr).await, 200);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // A restart keeps the same app and secret, and says nothing about creating one.
+    let (mut child, addr, printed) = run(data_dir.path().to_owned()).await;
+    assert!(!printed.contains("Created app"), "{printed}");
+    assert_eq!(put(addr).await, 200);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
