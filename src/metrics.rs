@@ -1,8 +1,6 @@
 //! Prometheus metrics, in an explicit registry (no global recorder, so test gateways stay apart). `/metrics`
 //! renders them in the text format.
 
-use std::sync::Mutex;
-
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -18,7 +16,7 @@ pub struct RouteLabels {
 }
 
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    registry: Registry,
     pub connections: Gauge,
     pub subscriptions: Gauge,
     pub events_published: Counter,
@@ -63,7 +61,7 @@ impl Default for Metrics {
             commit_batch_jobs.clone(),
         );
         Self {
-            registry: Mutex::new(registry),
+            registry,
             connections,
             subscriptions,
             events_published,
@@ -80,8 +78,7 @@ impl Metrics {
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        let registry = self.registry.lock().expect("metrics lock poisoned");
-        encode(&mut text, &registry).expect("writing to a String cannot fail");
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
 }
