@@ -15,6 +15,12 @@ use tokio::{
 
 use crate::helpers::{APP, SECRET};
 
+/// The address in the gateway's "natter is listening" log line (`local_addr=127.0.0.1:PORT`), if this is it.
+pub fn listening_address(line: &str) -> Option<String> {
+    let at = line.find("local_addr=")? + "local_addr=".len();
+    Some(line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect())
+}
+
 pub struct Process {
     pub child: Child,
     /// `http://127.0.0.1:PORT/v1/APP`.
@@ -43,11 +49,7 @@ pub async fn start_on(data_dir: &std::path::Path, listen: &str) -> Process {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("local_addr=") {
-                let addr: String = line[at + "local_addr=".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
+            if let Some(addr) = listening_address(&line) {
                 return addr;
             }
         }
@@ -319,11 +321,8 @@ async fn a_first_start_creates_an_app_prints_it_and_keeps_it_across_restarts() {
         let mut printed = Vec::new();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(at) = line.find("local_addr=") {
-                    return line[at + 11..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect::<String>();
+                if let Some(addr) = listening_address(&line) {
+                    return addr;
                 }
                 printed.push(line);
             }

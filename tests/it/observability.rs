@@ -81,9 +81,7 @@ async fn secrets_tokens_and_message_text_never_reach_the_logs() {
         let mut all = Vec::new();
         let mut address_tx = Some(address_tx);
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(at) = line.find("local_addr=") {
-                let addr: String =
-                    line[at + 11..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+            if let Some(addr) = crate::durability::listening_address(&line) {
                 if let Some(tx) = address_tx.take() {
                     let _ = tx.send(addr);
                 }
