@@ -21,6 +21,16 @@ pub struct History {
     capacity: usize,
 }
 
+/// What the history holds of one conversation after some seq.
+#[derive(Clone, Debug, Default)]
+pub struct Recent {
+    pub events: Vec<SharedEvent>,
+    /// The newest seq recorded for the conversation; `None` when nothing of it is retained (a restart, or all of it
+    /// evicted). Events committed after it have not been published yet, so a session that already watches the
+    /// conversation will receive them.
+    pub last_recorded: Option<Seq>,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Each conversation's retained events, oldest first.
@@ -57,17 +67,20 @@ impl History {
             .push_back(SharedEvent::clone(event));
     }
 
-    /// The retained events of one conversation with a `seq` above `after`, in order. Whether they are complete is
-    /// for the caller to judge (they must run without a hole up to the seq it read).
-    pub fn since(&self, app_id: &AppId, conversation_id: &ConversationId, after: Seq) -> Vec<SharedEvent> {
+    /// The retained events of one conversation with a `seq` above `after`, in order, and the last `seq` recorded for
+    /// it. Whether they are complete is for the caller to judge.
+    pub fn since(&self, app_id: &AppId, conversation_id: &ConversationId, after: Seq) -> Recent {
         let inner = self.inner.lock().expect("history lock poisoned");
         let Some(events) = inner.conversations.get(app_id).and_then(|conversations| conversations.get(conversation_id))
         else {
-            return Vec::new();
+            return Recent::default();
         };
         // Events are in seq order: take the tail above `after`.
         let newer = events.iter().rev().take_while(|event| event.seq > after).count();
-        events.iter().skip(events.len() - newer).cloned().collect()
+        Recent {
+            events: events.iter().skip(events.len() - newer).cloned().collect(),
+            last_recorded: events.back().map(|event| event.seq),
+        }
     }
 }
 
@@ -104,8 +117,8 @@ mod tests {
         })
     }
 
-    fn seqs(events: Vec<SharedEvent>) -> Vec<i64> {
-        events.iter().map(|event| event.seq.0).collect()
+    fn seqs(recent: Recent) -> Vec<i64> {
+        recent.events.iter().map(|event| event.seq.0).collect()
     }
 
     #[test]
@@ -123,6 +136,7 @@ mod tests {
         assert_eq!(seqs(history.since(&app, &a, Seq(0))), vec![2, 3]);
         history.record(&event("a", 4));
         assert_eq!(seqs(history.since(&app, &b, Seq(0))), vec![2]);
-        assert!(history.since(&app, &ConversationId::parse("c").unwrap(), Seq(0)).is_empty());
+        assert_eq!(history.since(&app, &b, Seq(5)).last_recorded, Some(Seq(2)));
+        assert!(history.since(&app, &ConversationId::parse("c").unwrap(), Seq(0)).last_recorded.is_none());
     }
 }

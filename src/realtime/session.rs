@@ -20,7 +20,7 @@ use std::{
 
 use crate::{
     domain::ids::{ConversationId, Seq, UserId},
-    hub::{Membership, SharedEvent},
+    hub::{history::Recent, Membership, SharedEvent},
     realtime::frames::RequestId,
     store::MessageWindow,
 };
@@ -410,7 +410,7 @@ impl Session {
 
     /// A page read for `fetch` came back.
     /// With a resume, `history` holds the recent events the fetch asked for.
-    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow, history: Vec<SharedEvent>) {
+    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow, history: Recent) {
         let Some(conversation_id) = self.fetches.remove(&fetch) else { return };
         let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else { return };
         if subscription.in_flight.as_ref().map(InFlight::fetch) != Some(fetch) {
@@ -420,16 +420,21 @@ impl Session {
             InFlight::Snapshot { waiting, .. } => {
                 let resume = subscription.resume.take();
                 if let Some(resume) = resume.filter(|_| window.participant) {
-                    // Everything the client missed must be here, without a hole: from history, or held meanwhile.
-                    let missed: BTreeMap<Seq, SharedEvent> = history
+                    // What the client missed, from history or held meanwhile, must run without a hole from `fromSeq`:
+                    // to the seq the read saw, or at least to the last one history has recorded. Events committed
+                    // after that are not published yet, and will arrive here since this session already watches.
+                    let available: BTreeMap<Seq, SharedEvent> = history
+                        .events
                         .iter()
                         .chain(subscription.held.iter())
                         .filter(|event| event.seq > resume.from_seq && event.seq <= window.seq)
                         .map(|event| (event.seq, event.clone()))
                         .collect();
-                    let complete =
-                        resume.from_seq <= window.seq && missed.len() as i64 == window.seq.0 - resume.from_seq.0;
-                    if complete {
+                    let run_end = Seq(resume.from_seq.0 + available.len() as i64);
+                    let without_hole = available.keys().next_back().is_none_or(|&last| last == run_end);
+                    let reaches = run_end == window.seq || history.last_recorded.is_some_and(|last| last <= run_end);
+                    if resume.from_seq <= window.seq && without_hole && reaches {
+                        let missed = available;
                         subscription.active = true;
                         subscription.last_seq = resume.from_seq;
                         subscription.window = Some(Bounds { oldest: resume.oldest, loaded_all: resume.loaded_all });

@@ -30,7 +30,7 @@ const MAX_TASKS_IN_FLIGHT: usize = 32;
 
 /// Results of tasks the loop started.
 enum Done {
-    Window { fetch: FetchId, result: StoreResult<MessageWindow>, history: Vec<crate::hub::SharedEvent> },
+    Window { fetch: FetchId, result: StoreResult<MessageWindow>, history: crate::hub::history::Recent },
     Reply(Utf8Bytes),
 }
 
@@ -98,7 +98,7 @@ pub async fn run(socket: WebSocket, connection: Connection) {
                         // After the read: history then holds everything up to the seq it read, or has lost it.
                         let history = match history_after {
                             Some(after) => history.since(&app_id, &conversation_id, after),
-                            None => Vec::new(),
+                            None => Default::default(),
                         };
                         let _ = done_tx.send(Done::Window { fetch, result, history }).await;
                     });

@@ -11,7 +11,7 @@ use crate::{
         message::{Message, MessageType, MessageView, Origin},
         Custom,
     },
-    hub::EncodedEvent,
+    hub::{history::Recent, EncodedEvent},
 };
 
 fn user(id: &str) -> UserId {
@@ -73,6 +73,11 @@ fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
         membership,
         frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
     })
+}
+
+/// What history would hold: these seqs, the last of them the newest recorded.
+fn recent(seqs: &[i64]) -> Recent {
+    Recent { events: seqs.iter().map(|&seq| event(seq, None)).collect(), last_recorded: seqs.last().map(|&s| Seq(s)) }
 }
 
 fn render(output: &Output) -> String {
@@ -164,7 +169,7 @@ fn subscribe_watches_before_it_reads_and_answers_with_the_snapshot() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     check(&mut session, "watch c\nfetch#0 c before=none limit=30");
-    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), Vec::new());
+    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), Recent::default());
     check(&mut session, "snapshot c seq=7 [7,6,5] loadedAll=true\nok s");
     session.handle_event(&event(8, None));
     check(&mut session, "forward c seq=8");
@@ -180,7 +185,7 @@ fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
         session.handle_event(&event(seq, None));
     }
     check(&mut session, "");
-    session.handle_window(FetchId(0), window(6, &[6, 5], false), Vec::new());
+    session.handle_window(FetchId(0), window(6, &[6, 5], false), Recent::default());
     check(
         &mut session,
         "snapshot c seq=6 [6,5] loadedAll=false
@@ -198,7 +203,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     drain(&mut session);
-    session.handle_window(FetchId(0), null_window(3), Vec::new());
+    session.handle_window(FetchId(0), null_window(3), Recent::default());
     check(&mut session, "unwatch c\nsnapshot c seq=3 null\nok s");
     // Nothing of the conversation reaches a non-participant.
     session.handle_event(&event(4, None));
@@ -208,7 +213,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     session.handle_event(&event(6, Some(Membership::Joined(user("me")))));
     check(&mut session, "watch c\nfetch#1 c before=none limit=30");
     session.handle_event(&event(7, None));
-    session.handle_window(FetchId(1), window(6, &[2, 1], true), Vec::new());
+    session.handle_window(FetchId(1), window(6, &[2, 1], true), Recent::default());
     check(&mut session, "snapshot c seq=6 [2,1] loadedAll=true\nforward c seq=7");
     session.handle_event(&event(8, Some(Membership::Left(user("me")))));
     check(&mut session, "unwatch c\nsnapshot c seq=8 null");
@@ -218,7 +223,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
 fn deleting_the_conversation_turns_the_snapshot_null() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(2, &[2], true), Vec::new());
+    session.handle_window(FetchId(0), window(2, &[2], true), Recent::default());
     drain(&mut session);
     session.handle_event(&event(3, Some(Membership::ConversationDeleted)));
     check(&mut session, "unwatch c\nsnapshot c seq=3 null");
@@ -228,17 +233,17 @@ fn deleting_the_conversation_turns_the_snapshot_null() {
 fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(2));
-    session.handle_window(FetchId(0), window(10, &[10, 9], false), Vec::new());
+    session.handle_window(FetchId(0), window(10, &[10, 9], false), Recent::default());
     drain(&mut session);
     load_more(&mut session, "l1", Some(3));
     check(&mut session, "fetch#1 c before=9 limit=3");
     // Events during the read wait behind the page.
     session.handle_event(&event(11, None));
-    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), Vec::new());
+    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), Recent::default());
     check(&mut session, "page c seq=11 [8,7,6] loadedAll=false\nok l1\nforward c seq=11");
     load_more(&mut session, "l2", None);
     check(&mut session, "fetch#2 c before=6 limit=30");
-    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true), Vec::new());
+    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true), Recent::default());
     check(&mut session, "page c seq=11 [5,4,3,2,1] loadedAll=true\nok l2");
     load_more(&mut session, "l3", None);
     check(&mut session, "ok l3");
@@ -248,14 +253,14 @@ fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
 fn concurrent_load_more_calls_coalesce_into_the_largest() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(1));
-    session.handle_window(FetchId(0), window(20, &[20], false), Vec::new());
+    session.handle_window(FetchId(0), window(20, &[20], false), Recent::default());
     drain(&mut session);
     load_more(&mut session, "a", Some(5));
     load_more(&mut session, "b", Some(10));
     check(&mut session, "fetch#1 c before=20 limit=5");
-    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false), Vec::new());
+    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false), Recent::default());
     check(&mut session, "page c seq=20 [19,18,17,16,15] loadedAll=false\nfetch#2 c before=15 limit=5");
-    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false), Vec::new());
+    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false), Recent::default());
     check(&mut session, "page c seq=20 [14,13,12,11,10] loadedAll=false\nok a\nok b");
 }
 
@@ -280,7 +285,7 @@ fn unsubscribe_stops_updates_and_ignores_late_reads() {
     drain(&mut session);
     session.handle_request(Request::Unsubscribe { id: request_id("u"), conversation_id: conversation("c") });
     check(&mut session, "unwatch c\nok u");
-    session.handle_window(FetchId(0), window(1, &[1], true), Vec::new());
+    session.handle_window(FetchId(0), window(1, &[1], true), Recent::default());
     session.handle_event(&event(2, None));
     check(&mut session, "");
 }
@@ -290,7 +295,7 @@ fn an_expired_token_ends_every_subscription_in_error_and_closes() {
     let start = Instant::now();
     let mut session = Session::new(user("me"), Some(start + Duration::from_secs(10)), start);
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(1, &[1], true), Vec::new());
+    session.handle_window(FetchId(0), window(1, &[1], true), Recent::default());
     drain(&mut session);
     session.handle_request(Request::TokenRefreshed {
         id: request_id("t"),
@@ -345,8 +350,7 @@ fn a_resume_with_complete_history_replays_exactly_the_missed_events() {
     check(&mut session, "watch c\nfetch#0 c before=none limit=2 history>5");
     // 9 arrived during the read; history holds 6 to 8.
     session.handle_event(&event(9, None));
-    let history = vec![event(6, None), event(7, None), event(8, None)];
-    session.handle_window(FetchId(0), window(9, &[9, 8], false), history);
+    session.handle_window(FetchId(0), window(9, &[9, 8], false), recent(&[6, 7, 8]));
     check(
         &mut session,
         "resumed c from=5 seq=9
@@ -367,7 +371,7 @@ fn a_resume_across_a_hole_in_history_gets_a_fresh_snapshot_marked_so() {
     resume(&mut session, 5);
     drain(&mut session);
     // Event 6 has fallen out of history (or the gateway restarted).
-    session.handle_window(FetchId(0), window(8, &[8, 7], false), vec![event(7, None), event(8, None)]);
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), recent(&[7, 8]));
     check(&mut session, "snapshot c seq=8 [8,7] loadedAll=false resumed=false\nok r");
 }
 
@@ -376,7 +380,7 @@ fn a_resume_with_nothing_missed_needs_no_history() {
     let mut session = new_session(Instant::now());
     resume(&mut session, 8);
     drain(&mut session);
-    session.handle_window(FetchId(0), window(8, &[8, 7], false), Vec::new());
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), Recent::default());
     check(&mut session, "resumed c from=8 seq=8\nok r");
     session.handle_event(&event(9, None));
     check(&mut session, "forward c seq=9");
@@ -390,7 +394,33 @@ fn a_resume_by_someone_who_is_no_longer_a_participant_gets_a_null_snapshot() {
     session.handle_window(
         FetchId(0),
         null_window(7),
-        vec![event(6, None), event(7, Some(Membership::Left(user("me"))))],
+        Recent {
+            events: vec![event(6, None), event(7, Some(Membership::Left(user("me"))))],
+            last_recorded: Some(Seq(7)),
+        },
     );
     check(&mut session, "unwatch c\nsnapshot c seq=7 null resumed=false\nok r");
+}
+
+#[test]
+fn a_resume_whose_newest_events_are_not_recorded_yet_waits_for_them_from_the_hub() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 5);
+    drain(&mut session);
+    // The read saw seq 9, but history has recorded only up to 7: 8 and 9 are committed and not published yet.
+    session.handle_window(FetchId(0), window(9, &[9, 8], false), recent(&[6, 7]));
+    check(&mut session, "resumed c from=5 seq=9\nok r\nforward c seq=6\nforward c seq=7");
+    session.handle_event(&event(8, None));
+    session.handle_event(&event(9, None));
+    check(&mut session, "forward c seq=8\nforward c seq=9");
+}
+
+#[test]
+fn a_resume_with_no_record_of_the_conversation_needs_everything_up_to_the_read() {
+    let mut session = new_session(Instant::now());
+    resume(&mut session, 5);
+    drain(&mut session);
+    // Nothing retained (a restart, or all of it evicted): 6 and 7 cannot be told apart from events that are lost.
+    session.handle_window(FetchId(0), window(7, &[7, 6], false), Recent::default());
+    check(&mut session, "snapshot c seq=7 [7,6] loadedAll=false resumed=false\nok r");
 }
