@@ -30,6 +30,12 @@ pub struct Config {
     /// Events queued for one WebSocket session before it is cut off as a slow consumer.
     pub outbox_events: usize,
     pub limits: crate::limits::LimitConfig,
+    /// What the store's event log keeps (resumes and hole repairs reach back this far).
+    pub retention: crate::store::Retention,
+    /// Bytes of recent encoded events this node keeps in memory in front of the event log.
+    pub history_bytes: usize,
+    /// How events travel between nodes. Not on the command line yet: one node, in-process.
+    pub broker: crate::hub::broker::BrokerConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,29 +1,39 @@
 //! Natter: a self-hostable real-time chat gateway that speaks the TalkJS REST API.
 //!
-//! # Layout
+//! # Layout, from the bottom up
+//! No module imports one above it (`tests/it/layers.rs` checks it).
 //! - `domain`: plain data and rules (ids, users, conversations, messages, reactions, filters, events); no I/O.
-//! - `store`: the `Store` trait and its SQLite backend; the only durable truth, and the only source of `seq`.
-//! - `hub`: local fan-out of encoded event frames to session outboxes, behind the `broker` seam.
-//! - `wire`: JSON shapes of domain types.
-//! - `api`: the REST routes, authentication and the one error-to-response mapping.
-//! - `realtime`: the WebSocket gateway: frames, the sans-IO session, the socket shell, socket writes.
-//! - `app`: `AppState`, the wiring; `config`, `telemetry`.
+//! - `store`: the `Store` trait, `open`, the event log, and the SQLite backend; the durable truth, and the only
+//!   source of `seq`. `wire`: JSON shapes of domain types. `metrics`, `limits`, `token` (user tokens).
+//! - `hub`: local fan-out of encoded events to session outboxes; `hub::Node`, through which sessions watch keys
+//!   and the `broker` delivers. `config`. `http`: the HTTP error mapping and extractors.
+//! - `app`: `AppState`, what every handler and session holds.
+//! - `api`: the REST routes. `realtime`: the WebSocket gateway (frames, the sans-IO session and subscriptions, the
+//!   socket shell, socket writes, the publisher).
+//! - `gateway`: both routers and the layers around them; `run`, here.
 //!
-//! Start reading at `run`, then `api::router`, then `store::Store`.
+//! Start reading at `run`, then `gateway::router`, then `store::Store` and `realtime::session`.
 
-pub mod api;
-pub mod app;
-pub mod client;
-pub mod config;
 pub mod domain;
-pub mod hub;
-pub mod limits;
 
 pub mod metrics;
-pub mod realtime;
 pub mod store;
 pub mod telemetry;
 pub mod wire;
+
+pub mod hub;
+pub mod limits;
+pub mod token;
+
+pub mod config;
+pub mod http;
+
+pub mod app;
+
+pub mod api;
+pub mod realtime;
+
+pub mod gateway;
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
@@ -35,7 +45,8 @@ use crate::{
     app::AppState,
     config::{default_public_url, Config},
     domain::ids::AppId,
-    hub::{broker::LocalBroker, Hub},
+    hub::{Hub, Node},
+    realtime::publisher::Publisher,
     wire::Links,
 };
 
@@ -50,8 +61,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local_addr = listener.local_addr().context("listener has no local address")?;
-    let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let apps = config
         .apps
         .iter()
@@ -60,39 +69,27 @@ pub async fn run(
         .context("invalid app id")?;
     let limit_config = config.limits;
     let metrics = Arc::new(metrics::Metrics::default());
-    let hub = Hub::with_metrics(metrics.clone());
+    let node = Node::new(Hub::with_metrics(metrics.clone()), &config.broker, config.history_bytes);
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
-    let history = Arc::new(hub::history::History::default());
-    let publisher = app::Publisher {
-        broker: Arc::new(LocalBroker::new(hub.clone())),
-        links: links.clone(),
-        history: history.clone(),
-        metrics: metrics.clone(),
-    };
-    let sink: store::CommittedSink = Arc::new(move |committed: store::Committed| {
-        publisher.publish(&committed.app, &committed.events);
-    });
+    let publisher = Arc::new(Publisher::new(node.clone(), links.clone(), metrics.clone()));
     let commit_metrics = metrics.clone();
     let hooks = store::StoreHooks {
-        committed: Some(sink),
+        listener: Some(publisher),
         observe_commit: Some(Arc::new(move |took: std::time::Duration, jobs: usize| {
             commit_metrics.commit_seconds.observe(took.as_secs_f64());
             commit_metrics.commit_batch_jobs.observe(jobs as f64);
         })),
     };
-    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&data_dir, hooks))
-        .await
-        .context("store open task failed")?
-        .context("cannot open the store")?;
+    let store_config = store::StoreConfig { data_dir: config.data_dir.clone(), retention: config.retention };
+    let store = store::open(&store_config, hooks).await.context("cannot open the store")?;
     let state = AppState {
-        store: Arc::new(store),
-        hub,
+        store,
+        node,
         apps: Arc::new(apps),
         links,
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
-        history,
         metrics,
         limits: Arc::new(limits::Limits::new(limit_config)),
     };
@@ -110,7 +107,7 @@ pub async fn run(
             tracing::debug!(cause = %error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(stop).await.context("server failed")?;
+    axum::serve(listener, gateway::router(state)).with_graceful_shutdown(stop).await.context("server failed")?;
     sessions.close();
     if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
         tracing::warn!("sessions did not close in time");

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use natter::{
     config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS},
+    hub::history::DEFAULT_HISTORY_BYTES,
     limits::LimitConfig,
+    store::{log, Retention},
 };
 
 /// Many long-lived connections interleave small allocations with short-lived buffers (handshakes, frames); mimalloc
@@ -65,6 +67,15 @@ struct ServeArgs {
     /// Subscriptions one WebSocket connection may hold; past it, TOO_MANY_SUBSCRIPTIONS. 0: no limit.
     #[arg(long, env = "NATTER_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = LimitConfig::default().subscriptions_per_connection)]
     subscriptions_per_connection: usize,
+    /// Hours the event log keeps events for resuming clients; older events are pruned.
+    #[arg(long, env = "NATTER_EVENT_RETENTION_HOURS", default_value_t = log::DEFAULT_RETENTION_AGE.as_secs() / 3600)]
+    event_retention_hours: u64,
+    /// Events the event log keeps per conversation; a client that missed more gets a fresh snapshot.
+    #[arg(long, env = "NATTER_EVENT_RETENTION_PER_CONVERSATION", default_value_t = log::DEFAULT_RETENTION_EVENTS_PER_CONVERSATION)]
+    event_retention_per_conversation: u64,
+    /// Bytes of recent encoded events kept in memory in front of the event log, for resumes.
+    #[arg(long, env = "NATTER_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    history_bytes: usize,
 }
 
 #[tokio::main]
@@ -101,6 +112,12 @@ async fn main() -> anyhow::Result<()> {
             frames_per_second: args.frames_per_second,
             subscriptions_per_connection: args.subscriptions_per_connection,
         },
+        retention: Retention {
+            max_age: std::time::Duration::from_secs(args.event_retention_hours.saturating_mul(3600)),
+            max_events_per_conversation: args.event_retention_per_conversation,
+        },
+        history_bytes: args.history_bytes,
+        broker: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

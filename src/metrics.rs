@@ -22,6 +22,12 @@ pub struct Metrics {
     pub events_published: Counter,
     pub deliveries: Counter,
     pub slow_consumer_disconnects: Counter,
+    /// Committed events whose log position did not follow the previous one's (should stay 0).
+    pub commit_order_violations: Counter,
+    /// Holes sessions found in what the broker delivered, and fetched from the event log.
+    pub hole_fetches: Counter,
+    /// Replays (resumes, holes) the recent-events cache could not serve, read from the event log.
+    pub replay_log_reads: Counter,
     pub rest_requests: Family<RouteLabels, Histogram>,
     pub commit_seconds: Histogram,
     pub commit_batch_jobs: Histogram,
@@ -35,6 +41,9 @@ impl Default for Metrics {
         let events_published = Counter::default();
         let deliveries = Counter::default();
         let slow_consumer_disconnects = Counter::default();
+        let commit_order_violations = Counter::default();
+        let hole_fetches = Counter::default();
+        let replay_log_reads = Counter::default();
         let rest_requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
@@ -48,6 +57,17 @@ impl Default for Metrics {
             "slow_consumer_disconnects",
             "Sessions cut off because their outbox overflowed",
             slow_consumer_disconnects.clone(),
+        );
+        registry.register(
+            "commit_order_violations",
+            "Committed events whose log position did not follow the previous one",
+            commit_order_violations.clone(),
+        );
+        registry.register("hole_fetches", "Holes in delivered events, filled from the event log", hole_fetches.clone());
+        registry.register(
+            "replay_log_reads",
+            "Replays (resumes and holes) read from the event log rather than the recent-events cache",
+            replay_log_reads.clone(),
         );
         registry.register("rest_request_duration_seconds", "REST request latency by route", rest_requests.clone());
         registry.register(
@@ -67,6 +87,9 @@ impl Default for Metrics {
             events_published,
             deliveries,
             slow_consumer_disconnects,
+            commit_order_violations,
+            hole_fetches,
+            replay_log_reads,
             rest_requests,
             commit_seconds,
             commit_batch_jobs,

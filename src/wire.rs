@@ -1,7 +1,10 @@
-//! The JSON shapes of domain types, for REST responses and event frames. The only place (with `api` request
-//! bodies) that knows how a domain value looks on the wire.
+//! The JSON shapes of domain types: REST responses here, message snapshots for the socket in `snapshot`, content a
+//! client sends in `content`, filters in `filter`. The only place (with `api` request bodies and
+//! `realtime::frames`) that knows how a domain value looks on the wire.
 
+pub mod content;
 pub mod filter;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 

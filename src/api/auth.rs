@@ -13,7 +13,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use crate::{app::AppState, domain::ids::AppId};
 
 /// The authenticated app, put in the request extensions for handlers.
@@ -78,40 +78,4 @@ fn check_app_credential(app_id: &AppId, secret: &str, token: &str) -> Result<(),
     } else {
         Err(ApiError::Unauthorized("invalid secret for this app".into()))
     }
-}
-
-/// What a verified user token says.
-#[derive(Clone, Debug)]
-pub struct UserClaims {
-    pub user_id: crate::domain::ids::UserId,
-    /// `exp`, in Unix seconds, if the token has one.
-    pub expires_at: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserTokenClaims {
-    token_type: String,
-    sub: String,
-    exp: Option<u64>,
-}
-
-/// Verifies a user token: HS256 signed with the app's secret, `tokenType: "user"`, `iss` = appId, `sub` = the
-/// user id; `exp` is optional and `nbf` is honoured.
-pub fn verify_user_token(app_id: &AppId, secret: &str, token: &str) -> Result<UserClaims, String> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[app_id.as_str()]);
-    validation.set_required_spec_claims(&["iss", "sub"]);
-    validation.validate_nbf = true;
-    validation.leeway = 0;
-    let claims =
-        jsonwebtoken::decode::<UserTokenClaims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
-            .map_err(|error| format!("invalid user token: {error}"))?
-            .claims;
-    if claims.token_type != "user" {
-        return Err("invalid user token: tokenType must be \"user\"".into());
-    }
-    let user_id =
-        crate::domain::ids::UserId::parse(&claims.sub).map_err(|error| format!("invalid user token: {error}"))?;
-    Ok(UserClaims { user_id, expires_at: claims.exp })
 }

@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 use super::{
     auth::AuthenticatedApp,
-    error::ApiError,
-    extract::{AppJson, AppPath, AppQuery},
     listing::{conversation_query, ListParams},
     Empty,
+};
+use crate::http::{
+    error::ApiError,
+    extract::{AppJson, AppPath, AppQuery},
 };
 use crate::{
     app::{now_millis, AppState},

@@ -11,7 +11,8 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{auth::AuthenticatedApp, error::ApiError, extract::AppPath};
+use super::auth::AuthenticatedApp;
+use crate::http::{error::ApiError, extract::AppPath};
 use crate::{
     app::{now_millis, AppState},
     domain::ids::AppId,

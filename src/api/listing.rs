@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use crate::{
     domain::limits::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT},
     domain::{ids::ConversationId, Millis},

@@ -1,12 +1,11 @@
-//! The REST API of seeds 000 and 001 under `/v1/{appId}`, plus `/healthz`.
+//! The REST API of seeds 000 and 001 under `/v1/{appId}`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Routes are registered through `Routes`, which also records each (method, path) pair: `route_list()` is what the
-//! OpenAPI test compares with `proto/openapi.yaml`, so a route cannot exist without being specified.
+//! OpenAPI test compares with `proto/openapi.yaml`, so a route cannot exist without being specified. `gateway`
+//! puts these routes together with the realtime one and the layers around both.
 
 pub mod auth;
 mod conversations;
-pub mod error;
-pub mod extract;
 mod files;
 mod listing;
 mod messages;
@@ -14,26 +13,19 @@ mod participants;
 mod reactions;
 mod users;
 
-use std::time::Duration;
-
 use axum::{
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, State},
     handler::Handler,
-    http::{StatusCode, Uri},
-    middleware::{self, Next},
+    middleware,
     response::{IntoResponse, Response},
     routing, Json, Router,
 };
 use serde_json::json;
-use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
-use crate::app::AppState;
-use error::{ApiError, InternalCause};
+use crate::{app::AppState, http::error::ApiError};
 
 /// A JSON body larger than this is refused with 413 (a full send batch of 10 maximal texts fits).
 pub const MAX_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
-/// A request that takes longer than this is answered 408; the store's own work still completes or rolls back.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `{}` body of a successful write.
 pub struct Empty;
@@ -45,9 +37,9 @@ impl IntoResponse for Empty {
 }
 
 /// A router that remembers what it routes.
-struct Routes {
-    router: Router<AppState>,
-    list: Vec<(&'static str, &'static str)>,
+pub struct Routes {
+    pub router: Router<AppState>,
+    pub list: Vec<(&'static str, &'static str)>,
 }
 
 macro_rules! method {
@@ -64,12 +56,25 @@ macro_rules! method {
     };
 }
 
+impl Default for Routes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Routes {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self { router: Router::new(), list: Vec::new() }
     }
 
     method!(get, "GET");
+
+    /// Adds `other`'s routes to these.
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.list.extend(other.list);
+        self
+    }
     method!(put, "PUT");
     method!(post, "POST");
     method!(patch, "PATCH");
@@ -119,8 +124,6 @@ fn public() -> Routes {
         .get("/readyz", readyz)
         .get("/metrics", metrics)
         .get("/v1/{appId}/files/{fileId}/{filename}", files::download_file)
-        // Authenticated by a user token, not the app secret.
-        .get("/v1/{appId}/realtime", crate::realtime::upgrade)
 }
 
 /// Uploads have their own, larger, body limit.
@@ -130,7 +133,7 @@ fn uploads(max_upload_bytes: usize) -> Routes {
     routes
 }
 
-/// Every (method, path) the gateway serves.
+/// Every (method, path) of the REST API.
 pub fn route_list() -> Vec<(&'static str, &'static str)> {
     let mut list = authenticated().list;
     list.extend(uploads(0).list);
@@ -138,24 +141,18 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
     list
 }
 
-pub fn router(state: AppState) -> Router {
-    let authenticated = authenticated()
+/// Every REST route with its layers: the app's credential on the authenticated ones, body limits.
+pub fn routes(state: &AppState) -> Routes {
+    let authenticated = authenticated();
+    let uploads = uploads(state.config.max_upload_bytes);
+    let mut list = authenticated.list;
+    list.extend(uploads.list);
+    let router = authenticated
         .router
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
-        .merge(uploads(state.config.max_upload_bytes).router)
+        .merge(uploads.router)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_app));
-    Router::new()
-        .merge(authenticated)
-        .merge(public().router)
-        .fallback(route_not_found)
-                .layer(middleware::from_fn(log_internal_errors))
-        .layer(middleware::from_fn_with_state(state.clone(), observe_requests))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        // Spans name the method and the path only: query strings carry user tokens (`?token=`).
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
-        .with_state(state)
+    Routes { router, list }.merge(public())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -176,33 +173,4 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let headers = [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     (headers, state.metrics.render()).into_response()
-}
-
-/// Records each request's latency under its route template, never its concrete path.
-async fn observe_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let labels = crate::metrics::RouteLabels { method, route, status: response.status().as_u16() };
-    state.metrics.rest_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    response
-}
-
-async fn route_not_found(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound(uri.path().to_owned())
-}
-
-/// Logs the internal cause of a failed request once, here, rather than where the error was made.
-async fn log_internal_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(%method, %path, %cause, status = %response.status(), "request failed");
-    }
-    response
 }

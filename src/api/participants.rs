@@ -4,11 +4,10 @@
 use axum::{extract::State, Extension};
 use serde::Deserialize;
 
-use super::{
-    auth::AuthenticatedApp,
+use super::{auth::AuthenticatedApp, Empty};
+use crate::http::{
     error::ApiError,
     extract::{AppPath, OptionalJson},
-    Empty,
 };
 use crate::{
     app::{now_millis, AppState},

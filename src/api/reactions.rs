@@ -3,7 +3,8 @@
 
 use axum::{extract::State, Extension};
 
-use super::{auth::AuthenticatedApp, error::ApiError, extract::AppPath, Empty};
+use super::{auth::AuthenticatedApp, Empty};
+use crate::http::{error::ApiError, extract::AppPath};
 use crate::{
     app::{now_millis, AppState},
     domain::{

@@ -3,7 +3,7 @@
 use super::{
     ids::{ConversationId, Seq, UserId},
     message::Message,
-    Custom, CustomPatch, Field, Millis, ValidationError,
+    Custom, CustomPatch, Field, Millis, Rejection, ValidationError,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,4 +152,10 @@ impl ConversationView {
     pub fn participant(&self, user_id: &UserId) -> Option<&Participant> {
         self.participants.iter().find(|participant| &participant.user_id == user_id)
     }
+}
+
+/// A user acting in a conversation must take part in it. `access` is their participation as the store read it
+/// (`None`: not a participant); `field` names where the user came from, for the error.
+pub fn check_participant(field: &str, user: &UserId, access: Option<Access>) -> Result<Access, Rejection> {
+    access.ok_or_else(|| Rejection::NotAParticipant { field: field.to_owned(), user: user.clone() })
 }

@@ -2,11 +2,14 @@
 
 use super::{
     content::Links,
+    conversation::{check_participant, Access},
     ids::{ConversationId, MessageId, Seq, UserId},
-    limits::{MAX_CUSTOM_ENTRY_BYTES, MAX_CUSTOM_KEYS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TEXT_BYTES},
+    limits::{
+        IDEMPOTENCY_WINDOW_MS, MAX_CUSTOM_ENTRY_BYTES, MAX_CUSTOM_KEYS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TEXT_BYTES,
+    },
     reaction::ReactionSummary,
     user::User,
-    Custom, CustomPatch, Millis, ValidationError,
+    Actor, Custom, CustomPatch, Millis, Rejection, ValidationError,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,6 +246,43 @@ pub fn validate_custom<'a>(
     Ok(())
 }
 
+// ---- Rules that need stored facts. Backends read the facts inside their write transaction and call these, so
+// every backend applies the same rules. ----
+
+/// A sender must take part in the conversation with ReadWrite access.
+pub fn check_sender(field: &str, sender: &UserId, access: Option<Access>) -> Result<(), Rejection> {
+    match check_participant(field, sender, access)? {
+        Access::ReadWrite => Ok(()),
+        Access::Read => Err(Rejection::ReadOnlyAccess { field: field.to_owned(), user: sender.clone() }),
+    }
+}
+
+/// A user may change (edit, delete) only their own messages, in a conversation they take part in; the app may
+/// change any message. `access` is the actor's participation.
+pub fn check_author(actor: &Actor, access: Option<Access>, message: &Message) -> Result<(), Rejection> {
+    if let Actor::User(user) = actor {
+        check_participant("conversationId", user, access)?;
+        if message.sender_id.as_ref() != Some(user) {
+            return Err(Rejection::NotMessageOwner { user: user.clone(), message: message.id.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// What deleting a message that does not exist means: an error for the app, and for a participant a success that
+/// changes nothing (seed 004: a user's delete is idempotent).
+pub fn check_delete_missing(actor: &Actor, access: Option<Access>, id: &MessageId) -> Result<(), Rejection> {
+    match actor {
+        Actor::App => Err(Rejection::MessageNotFound(id.clone())),
+        Actor::User(user) => check_participant("conversationId", user, access).map(drop),
+    }
+}
+
+/// Whether an idempotency key recorded at `recorded_at` still names its message at `now` (seed 000: 24 hours).
+pub fn idempotency_key_holds(recorded_at: Millis, now: Millis) -> bool {
+    now - recorded_at < IDEMPOTENCY_WINDOW_MS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +313,65 @@ mod tests {
         let mut message = text_message(MessageType::SystemMessage, None);
         message.body = MessageBody::Location(Location::parse(51.4, -3.1).unwrap());
         assert_eq!(message.validate().unwrap_err().field, "location");
+    }
+
+    fn stored(sender: Option<&str>) -> Message {
+        Message {
+            id: MessageId::parse("m").unwrap(),
+            conversation_id: ConversationId::parse("c").unwrap(),
+            seq: Seq(1),
+            kind: MessageType::UserMessage,
+            sender_id: sender.map(|s| UserId::parse(s).unwrap()),
+            text: "hi".into(),
+            links: Links::Allowed,
+            custom: Custom::new(),
+            referenced_message_id: None,
+            attachment: None,
+            location: None,
+            origin: Origin::Rest,
+            created_at: 0,
+            edited_at: None,
+            read_by: Vec::new(),
+            reactions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn senders_need_read_write_participation() {
+        let alice = UserId::parse("alice").unwrap();
+        assert!(check_sender("sender", &alice, Some(Access::ReadWrite)).is_ok());
+        assert!(matches!(check_sender("sender", &alice, Some(Access::Read)), Err(Rejection::ReadOnlyAccess { .. })));
+        assert!(matches!(check_sender("sender", &alice, None), Err(Rejection::NotAParticipant { .. })));
+    }
+
+    #[test]
+    fn users_change_only_their_own_messages_and_the_app_changes_any() {
+        let alice = Actor::User(UserId::parse("alice").unwrap());
+        let message = stored(Some("alice"));
+        assert!(check_author(&Actor::App, None, &message).is_ok());
+        assert!(check_author(&alice, Some(Access::Read), &message).is_ok());
+        assert!(matches!(check_author(&alice, None, &message), Err(Rejection::NotAParticipant { .. })));
+        let theirs = stored(Some("bob"));
+        assert!(matches!(
+            check_author(&alice, Some(Access::ReadWrite), &theirs),
+            Err(Rejection::NotMessageOwner { .. })
+        ));
+        assert!(check_author(&alice, Some(Access::ReadWrite), &stored(None)).is_err(), "nor system messages");
+    }
+
+    #[test]
+    fn deleting_a_missing_message_fails_for_the_app_and_succeeds_for_a_participant() {
+        let id = MessageId::parse("gone").unwrap();
+        let alice = Actor::User(UserId::parse("alice").unwrap());
+        assert_eq!(check_delete_missing(&Actor::App, None, &id), Err(Rejection::MessageNotFound(id.clone())));
+        assert!(check_delete_missing(&alice, Some(Access::Read), &id).is_ok());
+        assert!(check_delete_missing(&alice, None, &id).is_err());
+    }
+
+    #[test]
+    fn an_idempotency_key_holds_for_24_hours() {
+        assert!(idempotency_key_holds(1000, 1000 + IDEMPOTENCY_WINDOW_MS - 1));
+        assert!(!idempotency_key_holds(1000, 1000 + IDEMPOTENCY_WINDOW_MS));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Emoji reactions: which emoji are valid, their normal form, and the per-message summary.
 
-use super::{ids::UserId, ValidationError};
+use super::{
+    conversation::{check_participant, Access},
+    ids::UserId,
+    Rejection, ValidationError,
+};
 
 /// A message carries at most this many distinct emoji (reference §1.7).
 pub const MAX_DISTINCT_EMOJI_PER_MESSAGE: usize = 50;
@@ -55,6 +59,24 @@ pub struct ReactionSummary {
     pub users: Vec<UserId>,
 }
 
+/// Reactions are made and removed by participants (read-only ones too).
+pub fn check_reactor(user: &UserId, access: Option<Access>) -> Result<(), Rejection> {
+    check_participant("userId", user, access).map(drop)
+}
+
+/// Whether adding a reaction changes anything, given what the store holds: the same user's reaction with this
+/// emoji (`already`), anyone's reaction with this emoji (`emoji_present`), and the message's distinct emoji.
+/// Adding one that exists is a no-op; a new emoji beyond the cap is refused.
+pub fn check_add(already: bool, emoji_present: bool, n_distinct_emoji: usize) -> Result<bool, Rejection> {
+    if already {
+        return Ok(false);
+    }
+    if !emoji_present && n_distinct_emoji >= MAX_DISTINCT_EMOJI_PER_MESSAGE {
+        return Err(Rejection::TooManyReactions { max: MAX_DISTINCT_EMOJI_PER_MESSAGE });
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +105,20 @@ mod tests {
         assert!(Emoji::parse(&format!(":{}:", "a".repeat(49))).is_err());
         assert!(Emoji::parse("::").is_err());
         assert!(Emoji::parse(":a b:").is_err());
+    }
+
+    #[test]
+    fn adding_an_existing_reaction_changes_nothing_and_a_51st_emoji_is_refused() {
+        assert_eq!(check_add(true, true, MAX_DISTINCT_EMOJI_PER_MESSAGE), Ok(false));
+        assert_eq!(check_add(false, false, MAX_DISTINCT_EMOJI_PER_MESSAGE - 1), Ok(true));
+        assert_eq!(check_add(false, true, MAX_DISTINCT_EMOJI_PER_MESSAGE), Ok(true), "an emoji already there");
+        assert!(check_add(false, false, MAX_DISTINCT_EMOJI_PER_MESSAGE).is_err());
+    }
+
+    #[test]
+    fn only_participants_react() {
+        let alice = UserId::parse("alice").unwrap();
+        assert!(check_reactor(&alice, Some(Access::Read)).is_ok());
+        assert!(matches!(check_reactor(&alice, None), Err(Rejection::NotAParticipant { .. })));
     }
 }

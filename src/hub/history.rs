@@ -1,101 +1,107 @@
-//! The recent past: the last events published on this node, so a session that reconnects can receive exactly what
-//! it missed. Bounded by count; an event that has fallen out means a fresh snapshot, never a silent gap.
+//! The recent past, in memory: the last events this node delivered, already encoded, so that a session that
+//! resumes or fills a hole usually needs no store read. It is a cache in front of the store's event log: what it
+//! does not hold is read from there.
 //!
-//! Kept per conversation, so a resume reads only its own conversation's events: the writer records every event
-//! under the same lock, and must not wait while a reconnect storm scans.
+//! Bounded in bytes (`--history-bytes`), not in events: one event may be a large message. Events may arrive out of
+//! order and twice (a broker does not promise more); each is kept once, by `seq`. Kept per conversation, so a
+//! lookup reads only its own conversation's events under the lock every delivery takes.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Mutex,
 };
 
 use super::SharedEvent;
 use crate::domain::ids::{AppId, ConversationId, Seq};
 
-/// Events kept, across all conversations (about 60 MiB at 600 bytes an event).
-pub const HISTORY_EVENTS: usize = 100_000;
+/// Bytes of encoded events kept, unless configured otherwise.
+pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+/// What an event costs beyond its frame: its entries in the maps and the eviction queue.
+const EVENT_OVERHEAD_BYTES: usize = 160;
 
 pub struct History {
-    /// A std mutex: held only to record or to copy one conversation's tail, never across an await.
+    /// A std mutex: held only to record or to copy a run of one conversation, never across an await.
     inner: Mutex<Inner>,
-    capacity: usize,
-}
-
-/// What the history holds of one conversation after some seq.
-#[derive(Clone, Debug, Default)]
-pub struct Recent {
-    pub events: Vec<SharedEvent>,
-    /// The newest seq recorded for the conversation; `None` when nothing of it is retained (a restart, or all of it
-    /// evicted). Events committed after it have not been published yet, so a session that already watches the
-    /// conversation will receive them.
-    pub last_recorded: Option<Seq>,
+    max_bytes: usize,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Each conversation's retained events, oldest first.
-    conversations: HashMap<AppId, HashMap<ConversationId, VecDeque<SharedEvent>>>,
-    /// Every retained event, oldest first: the eviction order.
+    /// Each conversation's retained events, by seq.
+    conversations: HashMap<(AppId, ConversationId), BTreeMap<Seq, SharedEvent>>,
+    /// Every retained event in the order it was recorded: the eviction order.
     order: VecDeque<SharedEvent>,
+    bytes: usize,
 }
 
 impl Default for History {
     fn default() -> Self {
-        Self::with_capacity(HISTORY_EVENTS)
+        Self::with_max_bytes(DEFAULT_HISTORY_BYTES)
     }
 }
 
+fn cost(event: &SharedEvent) -> usize {
+    event.frame.len() + EVENT_OVERHEAD_BYTES
+}
+
 impl History {
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity: capacity.max(1) }
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), max_bytes }
     }
 
+    /// Keeps an event, evicting the oldest recorded ones past the byte bound. An event larger than the whole bound
+    /// is not kept.
     pub fn record(&self, event: &SharedEvent) {
-        let mut inner = self.inner.lock().expect("history lock poisoned");
-        if inner.order.len() == self.capacity {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.forget(&oldest);
-            }
+        if cost(event) > self.max_bytes {
+            return;
         }
+        let mut inner = self.inner.lock().expect("history lock poisoned");
+        let key = (event.app_id.clone(), event.conversation_id.clone());
+        let events = inner.conversations.entry(key).or_default();
+        if events.contains_key(&event.seq) {
+            return;
+        }
+        events.insert(event.seq, SharedEvent::clone(event));
         inner.order.push_back(SharedEvent::clone(event));
-        inner
-            .conversations
-            .entry(event.app_id.clone())
-            .or_default()
-            .entry(event.conversation_id.clone())
-            .or_default()
-            .push_back(SharedEvent::clone(event));
+        inner.bytes += cost(event);
+        while inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            inner.bytes -= cost(&oldest);
+            inner.forget(&oldest);
+        }
     }
 
-    /// The retained events of one conversation with a `seq` above `after`, in order, and the last `seq` recorded for
-    /// it. Whether they are complete is for the caller to judge.
-    pub fn since(&self, app_id: &AppId, conversation_id: &ConversationId, after: Seq) -> Recent {
-        let inner = self.inner.lock().expect("history lock poisoned");
-        let Some(events) = inner.conversations.get(app_id).and_then(|conversations| conversations.get(conversation_id))
-        else {
-            return Recent::default();
-        };
-        // Events are in seq order: take the tail above `after`.
-        let newer = events.iter().rev().take_while(|event| event.seq > after).count();
-        Recent {
-            events: events.iter().skip(events.len() - newer).cloned().collect(),
-            last_recorded: events.back().map(|event| event.seq),
+    /// The events of one conversation with `after < seq <= up_to`, in order, if every one of them is held.
+    pub fn run(
+        &self,
+        app_id: &AppId,
+        conversation_id: &ConversationId,
+        after: Seq,
+        up_to: Seq,
+    ) -> Option<Vec<SharedEvent>> {
+        if up_to <= after {
+            return Some(Vec::new());
         }
+        let inner = self.inner.lock().expect("history lock poisoned");
+        let events = inner.conversations.get(&(app_id.clone(), conversation_id.clone()))?;
+        let run: Vec<SharedEvent> = events.range(Seq(after.0 + 1)..=up_to).map(|(_, event)| event.clone()).collect();
+        (run.len() as i64 == up_to.0 - after.0).then_some(run)
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().expect("history lock poisoned").bytes
     }
 }
 
 impl Inner {
-    /// Drops the oldest event of its conversation, which is `event`: both queues are oldest first.
     fn forget(&mut self, event: &SharedEvent) {
-        let Some(conversations) = self.conversations.get_mut(&event.app_id) else { return };
-        if let Some(events) = conversations.get_mut(&event.conversation_id) {
-            events.pop_front();
+        let key = (event.app_id.clone(), event.conversation_id.clone());
+        if let Some(events) = self.conversations.get_mut(&key) {
+            events.remove(&event.seq);
             if events.is_empty() {
-                conversations.remove(&event.conversation_id);
+                self.conversations.remove(&key);
             }
-        }
-        if conversations.is_empty() {
-            self.conversations.remove(&event.app_id);
         }
     }
 }
@@ -107,36 +113,52 @@ mod tests {
     use super::*;
     use crate::hub::EncodedEvent;
 
-    fn event(conversation: &str, seq: i64) -> SharedEvent {
+    fn event(conversation: &str, seq: i64, frame_bytes: usize) -> SharedEvent {
         Arc::new(EncodedEvent {
             app_id: AppId::parse("app").unwrap(),
             conversation_id: ConversationId::parse(conversation).unwrap(),
             seq: Seq(seq),
             membership: None,
-            frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+            frame: axum::extract::ws::Utf8Bytes::from("x".repeat(frame_bytes)),
         })
     }
 
-    fn seqs(recent: Recent) -> Vec<i64> {
-        recent.events.iter().map(|event| event.seq.0).collect()
+    fn seqs(run: Option<Vec<SharedEvent>>) -> Option<Vec<i64>> {
+        run.map(|events| events.iter().map(|event| event.seq.0).collect())
     }
 
     #[test]
-    fn since_returns_one_conversations_events_after_a_seq_and_evicts_the_oldest_overall() {
-        let history = History::with_capacity(4);
-        let (app, a, b) =
-            (AppId::parse("app").unwrap(), ConversationId::parse("a").unwrap(), ConversationId::parse("b").unwrap());
-        for (conversation, seq) in [("a", 1), ("b", 1), ("a", 2), ("a", 3)] {
-            history.record(&event(conversation, seq));
+    fn a_run_is_given_only_when_whole_whatever_order_and_repeats_it_was_recorded_in() {
+        let history = History::default();
+        let (app, a) = (AppId::parse("app").unwrap(), ConversationId::parse("a").unwrap());
+        for seq in [3, 1, 2, 2, 5] {
+            history.record(&event("a", seq, 10));
         }
-        assert_eq!(seqs(history.since(&app, &a, Seq(1))), vec![2, 3]);
-        assert_eq!(seqs(history.since(&app, &b, Seq(0))), vec![1]);
-        // Full: the oldest event overall (a/1) goes first, then b/1.
-        history.record(&event("b", 2));
-        assert_eq!(seqs(history.since(&app, &a, Seq(0))), vec![2, 3]);
-        history.record(&event("a", 4));
-        assert_eq!(seqs(history.since(&app, &b, Seq(0))), vec![2]);
-        assert_eq!(history.since(&app, &b, Seq(5)).last_recorded, Some(Seq(2)));
-        assert!(history.since(&app, &ConversationId::parse("c").unwrap(), Seq(0)).last_recorded.is_none());
+        assert_eq!(seqs(history.run(&app, &a, Seq(0), Seq(3))), Some(vec![1, 2, 3]));
+        assert_eq!(seqs(history.run(&app, &a, Seq(1), Seq(2))), Some(vec![2]));
+        assert_eq!(seqs(history.run(&app, &a, Seq(2), Seq(5))), None, "4 is missing");
+        assert_eq!(seqs(history.run(&app, &a, Seq(5), Seq(5))), Some(vec![]));
+        assert_eq!(seqs(history.run(&app, &ConversationId::parse("b").unwrap(), Seq(0), Seq(1))), None);
+    }
+
+    #[test]
+    fn the_bound_is_in_bytes_and_the_oldest_recorded_go_first() {
+        let per_event = 1000 + EVENT_OVERHEAD_BYTES;
+        let history = History::with_max_bytes(3 * per_event);
+        let app = AppId::parse("app").unwrap();
+        let (a, b) = (ConversationId::parse("a").unwrap(), ConversationId::parse("b").unwrap());
+        history.record(&event("a", 1, 1000));
+        history.record(&event("b", 1, 1000));
+        history.record(&event("a", 2, 1000));
+        assert_eq!(history.bytes(), 3 * per_event);
+        history.record(&event("a", 3, 1000));
+        assert_eq!(history.bytes(), 3 * per_event);
+        assert_eq!(seqs(history.run(&app, &a, Seq(1), Seq(3))), Some(vec![2, 3]));
+        assert_eq!(seqs(history.run(&app, &a, Seq(0), Seq(3))), None, "a/1 was evicted first");
+        assert_eq!(seqs(history.run(&app, &b, Seq(0), Seq(1))), Some(vec![1]));
+        // One event larger than the bound is never kept, and evicts nothing.
+        history.record(&event("b", 2, 4 * per_event));
+        assert_eq!(seqs(history.run(&app, &b, Seq(0), Seq(1))), Some(vec![1]));
+        assert_eq!(history.bytes(), 3 * per_event);
     }
 }

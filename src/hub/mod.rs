@@ -1,13 +1,16 @@
-//! The local fan-out: which sessions on this node listen to which key (a conversation, or a user for membership
+//! The local fan-out: which sessions on this node watch which key (a conversation, or a user for membership
 //! changes), and the synchronous `publish` that hands one shared encoded event to each of their outboxes.
 //!
 //! `publish` is a plain `fn`: it cannot await, so no DashMap guard is ever held across an await point. A full
 //! outbox marks a slow consumer: its session is cancelled (it closes and resynchronises) and it is removed after
-//! the loop, never waited for. Entries are removed when their last subscriber leaves.
-//! Cross-node delivery goes through `broker`, which feeds each node's hub.
+//! the loop, never waited for. Entries are removed when their last watcher leaves.
+//!
+//! Sessions do not use the hub directly: they go through `node::Node`, which also tells the `broker` when this
+//! node starts and stops watching a key, and takes what the broker delivers.
 
 pub mod broker;
 pub mod history;
+pub mod node;
 pub mod outbox;
 
 use std::sync::{
@@ -15,9 +18,10 @@ use std::sync::{
     Arc,
 };
 
-use dashmap::DashMap;
+use dashmap::{mapref::entry::Entry, DashMap};
 
 use crate::domain::ids::{AppId, ConversationId, Seq, UserId};
+pub use node::Node;
 pub use outbox::{Outbox, OutboxError};
 
 /// What the hub and the broker route by. Conversation events go to the conversation's key; membership changes
@@ -50,8 +54,9 @@ pub enum Membership {
 /// Cloning shares the bytes: the hub hands the same allocation to every outbox.
 pub type SharedEvent = Arc<EncodedEvent>;
 
+/// One session's registration on one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SubscriberId(u64);
+pub struct WatcherId(u64);
 
 #[derive(Clone, Default)]
 pub struct Hub {
@@ -60,7 +65,7 @@ pub struct Hub {
 
 #[derive(Default)]
 struct HubInner {
-    conversations: DashMap<HubKey, Vec<(SubscriberId, Outbox)>>,
+    watchers: DashMap<HubKey, Vec<(WatcherId, Outbox)>>,
     next_id: AtomicU64,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
@@ -70,55 +75,61 @@ impl Hub {
         Self { inner: Arc::new(HubInner { metrics: Some(metrics), ..Default::default() }) }
     }
 
-    /// Registers an outbox for the events of a key.
-    pub fn subscribe(&self, key: HubKey, outbox: Outbox) -> SubscriberId {
-        let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        self.inner.conversations.entry(key).or_default().push((id, outbox));
+    /// Registers an outbox for the events of a key. `first` runs when the key had no watcher, while the key's
+    /// entry is locked, so that it and `last` of `unwatch` run in the order the entry changed.
+    pub fn watch(&self, key: HubKey, outbox: Outbox, first: impl FnOnce(&HubKey)) -> WatcherId {
+        let id = WatcherId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        match self.inner.watchers.entry(key) {
+            Entry::Occupied(mut entry) => entry.get_mut().push((id, outbox)),
+            Entry::Vacant(entry) => {
+                first(entry.key());
+                entry.insert(vec![(id, outbox)]);
+            }
+        }
         id
     }
 
-    /// Removes a subscriber, and the conversation's entry once it has none left.
-    pub fn unsubscribe(&self, key: &HubKey, id: SubscriberId) {
-        let now_empty = match self.inner.conversations.get_mut(key) {
-            Some(mut subscribers) => {
-                subscribers.retain(|(subscriber, _)| *subscriber != id);
-                subscribers.is_empty()
+    /// Removes a watcher, and the key's entry once it has none left; `last` runs then, under the entry's lock.
+    pub fn unwatch(&self, key: &HubKey, id: WatcherId, last: impl FnOnce(&HubKey)) {
+        if let Entry::Occupied(mut entry) = self.inner.watchers.entry(key.clone()) {
+            entry.get_mut().retain(|(watcher, _)| *watcher != id);
+            if entry.get().is_empty() {
+                last(entry.key());
+                entry.remove();
             }
-            None => false,
-        };
-        // The guard above is dropped before this second lookup: DashMap deadlocks on re-entry.
-        if now_empty {
-            self.inner.conversations.remove_if(key, |_, subscribers| subscribers.is_empty());
         }
     }
 
-    /// Hands the event to every subscriber of the key without waiting. Returns how many took it.
-    pub fn publish(&self, key: &HubKey, event: &SharedEvent) -> usize {
+    /// Hands the event to every watcher of the key without waiting. Watchers found full or gone are removed
+    /// afterwards (`last` runs if that empties the key). Returns how many took it.
+    pub fn publish(&self, key: &HubKey, event: &SharedEvent, last: impl Fn(&HubKey)) -> usize {
         let mut delivered = 0;
-        let mut slow = Vec::new();
-        if let Some(subscribers) = self.inner.conversations.get(key) {
-            for (id, outbox) in subscribers.iter() {
+        let mut gone = Vec::new();
+        if let Some(watchers) = self.inner.watchers.get(key) {
+            for (id, outbox) in watchers.iter() {
                 match outbox.try_send(Arc::clone(event)) {
                     Ok(()) => delivered += 1,
                     Err(OutboxError::Full) => {
                         outbox.cancel_slow();
-                        slow.push(*id);
+                        gone.push(*id);
                     }
-                    Err(OutboxError::Closed) => slow.push(*id),
+                    Err(OutboxError::Closed) => gone.push(*id),
                 }
             }
         }
         if let Some(metrics) = &self.inner.metrics {
             metrics.deliveries.inc_by(delivered as u64);
         }
-        for id in slow {
-            self.unsubscribe(key, id);
+        // The read guard above is dropped before these lookups: DashMap deadlocks on re-entry.
+        for id in gone {
+            self.unwatch(key, id, &last);
         }
         delivered
     }
 
-    pub fn n_conversations(&self) -> usize {
-        self.inner.conversations.len()
+    /// How many keys have at least one watcher.
+    pub fn n_keys(&self) -> usize {
+        self.inner.watchers.len()
     }
 }
 
@@ -144,16 +155,16 @@ mod tests {
     }
 
     #[test]
-    fn publish_reaches_every_subscriber_of_that_conversation_only() {
+    fn publish_reaches_every_watcher_of_that_key_only() {
         let hub = Hub::default();
         let (a, mut a_rx) = outbox::channel(4);
         let (b, mut b_rx) = outbox::channel(4);
         let (c, mut c_rx) = outbox::channel(4);
-        hub.subscribe(key("one"), a);
-        hub.subscribe(key("one"), b);
-        hub.subscribe(key("two"), c);
+        hub.watch(key("one"), a, |_| {});
+        hub.watch(key("one"), b, |_| {});
+        hub.watch(key("two"), c, |_| {});
         let frame = event("{}");
-        assert_eq!(hub.publish(&key("one"), &frame), 2);
+        assert_eq!(hub.publish(&key("one"), &frame, |_| {}), 2);
         assert!(Arc::ptr_eq(&a_rx.try_recv().unwrap(), &frame), "the same allocation reaches every outbox");
         assert!(Arc::ptr_eq(&b_rx.try_recv().unwrap(), &frame));
         assert!(c_rx.try_recv().is_err());
@@ -165,13 +176,13 @@ mod tests {
         let (slow, _slow_rx) = outbox::channel(1);
         let slow_cancelled = slow.cancelled_token();
         let (fast, mut fast_rx) = outbox::channel(8);
-        hub.subscribe(key("one"), slow);
-        hub.subscribe(key("one"), fast);
+        hub.watch(key("one"), slow, |_| {});
+        hub.watch(key("one"), fast, |_| {});
         for _ in 0..3 {
-            hub.publish(&key("one"), &event("x"));
+            hub.publish(&key("one"), &event("x"), |_| panic!("the fast watcher is still there"));
         }
         assert!(slow_cancelled.is_cancelled());
-        assert_eq!(hub.publish(&key("one"), &event("y")), 1);
+        assert_eq!(hub.publish(&key("one"), &event("y"), |_| {}), 1);
         let mut received = 0;
         while fast_rx.try_recv().is_ok() {
             received += 1;
@@ -180,12 +191,19 @@ mod tests {
     }
 
     #[test]
-    fn the_entry_goes_when_its_last_subscriber_leaves() {
+    fn first_and_last_run_when_a_key_gains_its_first_watcher_and_loses_its_last() {
         let hub = Hub::default();
+        let calls = std::sync::Mutex::new(Vec::new());
         let (a, _a_rx) = outbox::channel(1);
-        let id = hub.subscribe(key("one"), a);
-        assert_eq!(hub.n_conversations(), 1);
-        hub.unsubscribe(&key("one"), id);
-        assert_eq!(hub.n_conversations(), 0);
+        let (b, _b_rx) = outbox::channel(1);
+        let first = |_: &HubKey| calls.lock().unwrap().push("first");
+        let id_a = hub.watch(key("one"), a, first);
+        let id_b = hub.watch(key("one"), b, first);
+        assert_eq!(hub.n_keys(), 1);
+        let last = |_: &HubKey| calls.lock().unwrap().push("last");
+        hub.unwatch(&key("one"), id_a, last);
+        hub.unwatch(&key("one"), id_b, last);
+        assert_eq!(hub.n_keys(), 0);
+        assert_eq!(*calls.lock().unwrap(), vec!["first", "last"]);
     }
 }

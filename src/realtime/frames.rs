@@ -1,7 +1,6 @@
-//! The JSON shapes of the WebSocket protocol (`proto/PROTOCOL.md`): client frames parsed into requests, and server
-//! frames encoded from domain values. The only place in `realtime` that knows JSON.
-
-use std::collections::BTreeMap;
+//! The frames of the WebSocket protocol (`proto/PROTOCOL.md`): client frames parsed into requests, and server
+//! frames encoded around the JSON of domain values (`wire::snapshot`). The only place in `realtime` that knows
+//! JSON.
 
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
@@ -9,17 +8,16 @@ use serde_json::Value;
 
 use crate::{
     domain::{
-        content::{self, ContentBlock, FileBlock, MarkupKind, TextNode},
         event::{Event, EventKind},
-        ids::{AppId, ConversationId, MessageId, Seq, UserId},
-        message::{Location, Message, MessageBody, MessageView},
-        reaction::ReactionSummary,
-        user::User,
-        Custom, CustomPatch, ValidationError,
+        ids::{AppId, ConversationId, Seq},
+        Custom, CustomPatch,
     },
     hub::{EncodedEvent, Membership},
     store::MessageWindow,
-    wire::{Links as UrlLinks, NotifyJson},
+    wire::{
+        snapshot::{MessageSnapshotJson, SnapshotContext},
+        Links, NotifyJson,
+    },
 };
 
 /// A client-chosen request id, echoed in the reply: 1 to 64 characters.
@@ -158,117 +156,6 @@ impl ClientFrame {
         }
     }
 }
-
-/// Parses the content blocks a client sends (a single block today). File blocks carry a `fileToken` from
-/// `POST /files`.
-pub fn parse_send_content(blocks: &[Value]) -> Result<SendContent, ValidationError> {
-    let [block] = blocks else {
-        return Err(ValidationError::new("content", "must hold exactly one block"));
-    };
-    let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
-    match kind {
-        "text" => {
-            let children = block
-                .get("children")
-                .and_then(Value::as_array)
-                .ok_or_else(|| ValidationError::new("content[0].children", "must be an array of text nodes"))?;
-            let nodes = children
-                .iter()
-                .enumerate()
-                .map(|(index, node)| parse_node(node, &format!("content[0].children[{index}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(SendContent::Text(nodes))
-        }
-        "file" => {
-            let token = block
-                .get("fileToken")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ValidationError::new("content[0].fileToken", "is required for a file block"))?;
-            Ok(SendContent::File(token.to_owned()))
-        }
-        "location" => {
-            let number = |field: &str| {
-                block
-                    .get(field)
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| ValidationError::new(format!("content[0].{field}"), "must be a number"))
-            };
-            Ok(SendContent::Location(Location::parse(number("latitude")?, number("longitude")?)?))
-        }
-        other => Err(ValidationError::new("content[0].type", format!("unknown block type {other:?}"))),
-    }
-}
-
-/// What a client's content blocks amount to.
-#[derive(Debug, PartialEq)]
-pub enum SendContent {
-    Text(Vec<TextNode>),
-    File(String),
-    Location(Location),
-}
-
-impl SendContent {
-    /// The stored body: text nodes are written back as markup, parsed without links on the way out.
-    pub fn into_body(self) -> Result<MessageBody, ValidationError> {
-        match self {
-            SendContent::Text(nodes) => {
-                content::check_user_nodes(&nodes)?;
-                let text = content::to_markup(&nodes);
-                if text.is_empty() {
-                    return Err(ValidationError::new("content", "a text block must not be empty"));
-                }
-                Ok(MessageBody::Text(text))
-            }
-            SendContent::File(token) => Ok(MessageBody::Attachment { token }),
-            SendContent::Location(location) => Ok(MessageBody::Location(location)),
-        }
-    }
-}
-
-fn parse_node(node: &Value, at: &str) -> Result<TextNode, ValidationError> {
-    if let Some(text) = node.as_str() {
-        return Ok(TextNode::Plain(text.to_owned()));
-    }
-    let kind = node
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ValidationError::new(at, "a text node is a string or an object with a \"type\""))?;
-    let string = |field: &str| {
-        node.get(field)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| ValidationError::new(format!("{at}.{field}"), "must be a string"))
-    };
-    let children = || -> Result<Vec<TextNode>, ValidationError> {
-        let children = node
-            .get("children")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ValidationError::new(format!("{at}.children"), "must be an array"))?;
-        children.iter().enumerate().map(|(i, child)| parse_node(child, &format!("{at}.children[{i}]"))).collect()
-    };
-    let params = || -> BTreeMap<String, String> {
-        node.get("params")
-            .and_then(Value::as_object)
-            .map(|params| params.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
-            .unwrap_or_default()
-    };
-    Ok(match kind {
-        "bold" => TextNode::Markup { kind: MarkupKind::Bold, children: children()? },
-        "italic" => TextNode::Markup { kind: MarkupKind::Italic, children: children()? },
-        "strikethrough" => TextNode::Markup { kind: MarkupKind::Strikethrough, children: children()? },
-        "bulletList" => TextNode::BulletList { children: children()? },
-        "bulletPoint" => TextNode::BulletPoint { children: children()? },
-        "codeSpan" => TextNode::CodeSpan { text: string("text")? },
-        "link" => TextNode::Link { url: string("url")?, children: children()? },
-        "actionLink" => TextNode::ActionLink { action: string("action")?, params: params(), children: children()? },
-        "actionButton" => TextNode::ActionButton { action: string("action")?, params: params(), children: children()? },
-        "autoLink" => TextNode::AutoLink { url: string("url")?, text: string("text")? },
-        "customEmoji" => TextNode::CustomEmoji { text: string("text")? },
-        "mention" => TextNode::Mention { id: string("id")?, text: string("text")? },
-        other => return Err(ValidationError::new(format!("{at}.type"), format!("unknown text node type {other:?}"))),
-    })
-}
-
 // ---- server frames ----
 
 #[derive(Serialize)]
@@ -331,13 +218,6 @@ pub fn subscription_error_frame(conversation: &ConversationId, error_code: &str,
     encode(&ServerFrame::SubscriptionError { conversation_id: conversation.as_str(), error_code, reasons })
 }
 
-/// Context for encoding messages: where files are served, and who `currentUserReacted` is about.
-pub struct SnapshotContext<'a> {
-    pub app: &'a AppId,
-    pub links: &'a UrlLinks,
-    pub me: Option<&'a UserId>,
-}
-
 /// A whole window (subscribe, join, leave): `messages` is null when the user may not see the conversation.
 pub fn snapshot_frame(
     conversation: &ConversationId,
@@ -373,7 +253,7 @@ pub fn page_frame(conversation: &ConversationId, window: &MessageWindow, context
 }
 
 /// Encodes an event once, for every subscriber of its conversation.
-pub fn event_frame(event: &Event, app: &AppId, links: &UrlLinks) -> EncodedEvent {
+pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedEvent {
     let context = SnapshotContext { app, links, me: None };
     let (event_json, membership) = match &event.kind {
         EventKind::ConversationUpdated => (EventJson::ConversationUpdated, None),
@@ -454,200 +334,4 @@ enum EventJson<'a> {
     AllMessagesDeleted,
     ReactionAdded { message_id: &'a str, emoji: &'a str, user_id: &'a str },
     ReactionRemoved { message_id: &'a str, emoji: &'a str, user_id: &'a str },
-}
-
-/// The public fields of a user (no email, phone or push tokens).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UserSnapshotJson<'a> {
-    id: &'a str,
-    name: &'a str,
-    custom: &'a Custom,
-    photo_url: &'a Option<String>,
-    role: &'a str,
-    locale: &'a Option<String>,
-    welcome_message: &'a Option<String>,
-}
-
-impl<'a> UserSnapshotJson<'a> {
-    fn new(user: &'a User) -> Self {
-        Self {
-            id: user.id.as_str(),
-            name: &user.name,
-            custom: &user.custom,
-            photo_url: &user.photo_url,
-            role: user.role.as_deref().unwrap_or("default"),
-            locale: &user.locale,
-            welcome_message: &user.welcome_message,
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReactionJson<'a> {
-    emoji: &'a str,
-    count: usize,
-    current_user_reacted: bool,
-}
-
-/// A message in a snapshot: its own fields, the reply target one level deep, and (outside event frames, which must
-/// not depend on who receives them) the reactions as this user sees them.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageSnapshotJson<'a> {
-    #[serde(flatten)]
-    fields: MessageFieldsJson<'a>,
-    seq: i64,
-    referenced_message: Option<MessageFieldsJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reactions: Option<Vec<ReactionJson<'a>>>,
-}
-
-impl<'a> MessageSnapshotJson<'a> {
-    fn new(view: &'a MessageView, context: &SnapshotContext<'_>, with_reactions: bool) -> Self {
-        Self {
-            fields: MessageFieldsJson::new(&view.message, view.sender.as_ref(), context),
-            seq: view.message.seq.0,
-            referenced_message: view
-                .referenced
-                .as_deref()
-                .map(|referenced| MessageFieldsJson::new(&referenced.message, referenced.sender.as_ref(), context)),
-            reactions: with_reactions.then(|| reactions(&view.message.reactions, context.me)),
-        }
-    }
-}
-
-fn reactions<'a>(summaries: &'a [ReactionSummary], me: Option<&UserId>) -> Vec<ReactionJson<'a>> {
-    summaries
-        .iter()
-        .map(|summary| ReactionJson {
-            emoji: summary.emoji.as_str(),
-            count: summary.users.len(),
-            current_user_reacted: me.is_some_and(|me| summary.users.contains(me)),
-        })
-        .collect()
-}
-
-/// What every message snapshot shows, and all a reply's target shows: it names its own reference by id only.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageFieldsJson<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sender: Option<UserSnapshotJson<'a>>,
-    content: Vec<BlockJson>,
-    plaintext: String,
-    custom: &'a Custom,
-    created_at: i64,
-    edited_at: Option<i64>,
-    origin: &'static str,
-    referenced_message_id: Option<&'a str>,
-}
-
-impl<'a> MessageFieldsJson<'a> {
-    fn new(message: &'a Message, sender: Option<&'a User>, context: &SnapshotContext<'_>) -> Self {
-        let blocks = content_blocks(message, context);
-        Self {
-            id: message.id.as_str(),
-            kind: message.kind.as_str(),
-            sender: sender.map(UserSnapshotJson::new),
-            plaintext: content::plaintext(&blocks),
-            content: blocks.into_iter().map(BlockJson::from).collect(),
-            custom: &message.custom,
-            created_at: message.created_at,
-            edited_at: message.edited_at,
-            origin: message.origin.as_str(),
-            referenced_message_id: message.referenced_message_id.as_ref().map(MessageId::as_str),
-        }
-    }
-}
-
-/// The content of a stored message: its text parsed with the rules it was sent under, or its file or location.
-pub fn content_blocks(message: &Message, context: &SnapshotContext<'_>) -> Vec<ContentBlock> {
-    if let Some(attachment) = &message.attachment {
-        return vec![ContentBlock::File(FileBlock {
-            url: context.links.file_url(context.app, &attachment.file_id, &attachment.filename),
-            size: attachment.size,
-            filename: attachment.filename.clone(),
-        })];
-    }
-    if let Some(location) = message.location {
-        return vec![ContentBlock::Location { latitude: location.latitude, longitude: location.longitude }];
-    }
-    vec![ContentBlock::Text { children: content::parse_markup(&message.text, message.links) }]
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-enum BlockJson {
-    Text { children: Vec<NodeJson> },
-    File { url: String, size: u64, filename: String },
-    Location { latitude: f64, longitude: f64 },
-}
-
-impl From<ContentBlock> for BlockJson {
-    fn from(block: ContentBlock) -> Self {
-        match block {
-            ContentBlock::Text { children } => {
-                BlockJson::Text { children: children.into_iter().map(NodeJson::from).collect() }
-            }
-            ContentBlock::File(file) => BlockJson::File { url: file.url, size: file.size, filename: file.filename },
-            ContentBlock::Location { latitude, longitude } => BlockJson::Location { latitude, longitude },
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum NodeJson {
-    Plain(String),
-    Node(TaggedNodeJson),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-enum TaggedNodeJson {
-    Bold { children: Vec<NodeJson> },
-    Italic { children: Vec<NodeJson> },
-    Strikethrough { children: Vec<NodeJson> },
-    BulletList { children: Vec<NodeJson> },
-    BulletPoint { children: Vec<NodeJson> },
-    CodeSpan { text: String },
-    Link { url: String, children: Vec<NodeJson> },
-    ActionLink { action: String, params: BTreeMap<String, String>, children: Vec<NodeJson> },
-    ActionButton { action: String, params: BTreeMap<String, String>, children: Vec<NodeJson> },
-    AutoLink { url: String, text: String },
-    CustomEmoji { text: String },
-    Mention { id: String, text: String },
-}
-
-impl From<TextNode> for NodeJson {
-    fn from(node: TextNode) -> Self {
-        let nodes = |children: Vec<TextNode>| children.into_iter().map(NodeJson::from).collect();
-        NodeJson::Node(match node {
-            TextNode::Plain(text) => return NodeJson::Plain(text),
-            TextNode::Markup { kind: MarkupKind::Bold, children } => TaggedNodeJson::Bold { children: nodes(children) },
-            TextNode::Markup { kind: MarkupKind::Italic, children } => {
-                TaggedNodeJson::Italic { children: nodes(children) }
-            }
-            TextNode::Markup { kind: MarkupKind::Strikethrough, children } => {
-                TaggedNodeJson::Strikethrough { children: nodes(children) }
-            }
-            TextNode::BulletList { children } => TaggedNodeJson::BulletList { children: nodes(children) },
-            TextNode::BulletPoint { children } => TaggedNodeJson::BulletPoint { children: nodes(children) },
-            TextNode::CodeSpan { text } => TaggedNodeJson::CodeSpan { text },
-            TextNode::Link { url, children } => TaggedNodeJson::Link { url, children: nodes(children) },
-            TextNode::ActionLink { action, params, children } => {
-                TaggedNodeJson::ActionLink { action, params, children: nodes(children) }
-            }
-            TextNode::ActionButton { action, params, children } => {
-                TaggedNodeJson::ActionButton { action, params, children: nodes(children) }
-            }
-            TextNode::AutoLink { url, text } => TaggedNodeJson::AutoLink { url, text },
-            TextNode::CustomEmoji { text } => TaggedNodeJson::CustomEmoji { text },
-            TextNode::Mention { id, text } => TaggedNodeJson::Mention { id, text },
-        })
-    }
 }

@@ -1,11 +1,18 @@
 //! The WebSocket gateway: `GET /v1/{appId}/realtime` upgrades an authenticated user to a session
 //! (`proto/PROTOCOL.md`).
 //!
-//! `frames` knows the JSON, `session` holds the protocol logic without I/O, `socket` is the thin shell that runs
-//! it, and `writes` carries out what users write over the socket. Start with `session.rs`.
+//! `frames` knows the JSON and `error` the error codes; `subscription` and `session` hold the protocol logic
+//! without I/O; `socket` is the thin shell that runs a session; `writes` carries out what users write over the
+//! socket; `publisher` turns committed events into frames for the node, and reads runs of them back for replays.
+//! Start with `session.rs`.
 
+pub mod error;
 pub mod frames;
+pub mod subscription;
+
 pub mod session;
+
+pub mod publisher;
 pub mod socket;
 pub mod writes;
 
@@ -20,10 +27,14 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    api::{auth::verify_user_token, error::ApiError, extract::AppPath},
     app::AppState,
     domain::ids::AppId,
+    http::{error::ApiError, extract::AppPath},
+    token::verify_user_token,
 };
+
+/// Where clients connect.
+pub const ROUTE: &str = "/v1/{appId}/realtime";
 
 /// The largest frame or message a client may send; larger ones close the connection with 1009.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;

@@ -1,56 +1,39 @@
-//! One WebSocket session's protocol logic, without sockets, clocks or the store (sans-IO).
+//! One WebSocket session's protocol logic, without sockets, clocks or the store (sans-IO): its subscriptions
+//! (`subscription.rs`), the token's expiry, pings and the idle timeout, and closing.
 //!
 //! The shell (`socket.rs`) feeds it requests, hub events, store answers and the time, and carries out what
-//! `poll_output` asks for: send a frame, fetch a window page, watch or unwatch a conversation on the hub, ping,
-//! close. Start with `Session::handle_request`.
-//!
-//! The seam rule that makes windows exact: a subscription watches the conversation on the hub *before* it reads
-//! its first page, holds every event that arrives while a read is in flight, and after the read drops the held
-//! events the page already reflects (`seq <= page.seq`) and forwards the rest in order. Every event is forwarded
-//! at most once (`seq` only grows), so a client sees each change exactly once, in order.
-//!
-//! Resuming: a client that reconnects names the last `seq` it saw. If the recent history (plus what arrived during
-//! the read) holds every event after it up to the read's `seq`, the session sends `resumed` and exactly those
-//! events; otherwise a fresh snapshot marked `resumed: false`.
+//! `poll_output` asks for: send a frame, read a window page or a run of logged events, watch or unwatch a
+//! conversation on the hub, ping, close. Start with `Session::handle_request`.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
+use super::{
+    error::{RealtimeError, MAX_PAGE_MESSAGES},
+    frames::RequestId,
+    subscription::{Context, Resume, Subscription, TooManyHeld},
+};
 use crate::{
     domain::ids::{ConversationId, Seq, UserId},
-    hub::{history::Recent, Membership, SharedEvent},
-    realtime::frames::RequestId,
+    hub::SharedEvent,
     store::MessageWindow,
 };
 
 /// Messages in a new window unless the client asks for another `limit` (seed 004).
 pub const DEFAULT_WINDOW_MESSAGES: usize = 30;
-/// The largest `limit` and `loadMore` count.
-pub const MAX_PAGE_MESSAGES: usize = 100;
 /// Subscriptions one session may hold, unless configured otherwise (`--subscriptions-per-connection`).
 pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1000;
-/// Events one subscription may hold while a read is in flight; more means the session cannot keep up and it is
-/// closed as slow, like a full outbox.
-pub const MAX_HELD_EVENTS: usize = 4096;
 /// How often the server pings an otherwise quiet connection.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// A connection that sends nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FetchId(u64);
+pub struct FetchId(pub(crate) u64);
 
 /// What a client asks of its subscriptions (writes go straight from the shell to the store).
-/// Where a reconnecting client's window stood: the last `seq` it saw and its window's far end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Resume {
-    pub from_seq: Seq,
-    pub oldest: Option<Seq>,
-    pub loaded_all: bool,
-}
-
 #[derive(Debug)]
 pub enum Request {
     SubscribeMessages {
@@ -79,8 +62,8 @@ pub enum Request {
 pub enum Output {
     /// Send this event frame as it is.
     Forward(SharedEvent),
-    /// Send a whole window (subscribe, join, leave); not a participant means a null snapshot. `resumed` is
-    /// `Some(false)` when the client asked to resume and could not.
+    /// Send a whole window (subscribe, join, leave, repair); not a participant means a null snapshot. `resumed`
+    /// is `Some(false)` when the client asked to resume and could not, or a hole could not be filled.
     Snapshot {
         conversation_id: ConversationId,
         window: MessageWindow,
@@ -102,66 +85,35 @@ pub enum Output {
     },
     Error {
         id: RequestId,
-        error: SessionError,
+        error: RealtimeError,
     },
     /// The subscription ended in the error state.
     SubscriptionError {
         conversation_id: ConversationId,
-        error: SessionError,
+        error: RealtimeError,
     },
-    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`. With `history_after`, also
-    /// pass the recent events after that seq.
+    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`. With `replay_after`, also
+    /// read the logged events after that seq up to the window's, and pass them if they are all there.
     Fetch {
         fetch: FetchId,
         conversation_id: ConversationId,
         before: Option<Seq>,
         limit: usize,
-        history_after: Option<Seq>,
+        replay_after: Option<Seq>,
+    },
+    /// Read the logged events with `after < seq <= up_to`; answer with `handle_events` (`None` when the run is
+    /// not whole) or `handle_fetch_failed`.
+    FetchEvents {
+        fetch: FetchId,
+        conversation_id: ConversationId,
+        after: Seq,
+        up_to: Seq,
     },
     /// Start or stop receiving the conversation's events from the hub.
     Watch(ConversationId),
     Unwatch(ConversationId),
     Ping,
     Close(CloseReason),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionError {
-    AlreadySubscribed,
-    NotSubscribed,
-    NotActive,
-    TooManySubscriptions,
-    InvalidCount(&'static str),
-    TokenExpired,
-    StoreUnavailable,
-}
-
-impl SessionError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            SessionError::AlreadySubscribed => "ALREADY_SUBSCRIBED",
-            SessionError::NotSubscribed => "NOT_SUBSCRIBED",
-            SessionError::NotActive => "SUBSCRIPTION_NOT_ACTIVE",
-            SessionError::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
-            SessionError::InvalidCount(_) => "INVALID_REQUEST",
-            SessionError::TokenExpired => "TOKEN_EXPIRED",
-            SessionError::StoreUnavailable => "SERVICE_UNAVAILABLE",
-        }
-    }
-
-    pub fn reason(&self) -> String {
-        match self {
-            SessionError::AlreadySubscribed => "this session already subscribes to that conversation".into(),
-            SessionError::NotSubscribed => "this session does not subscribe to that conversation".into(),
-            SessionError::NotActive => "the subscription has no snapshot yet; wait for it before loadMore".into(),
-            SessionError::TooManySubscriptions => {
-                format!("a session holds at most {MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions")
-            }
-            SessionError::InvalidCount(field) => format!("{field} must be from 1 to {MAX_PAGE_MESSAGES}"),
-            SessionError::TokenExpired => "the token expired and was not replaced".into(),
-            SessionError::StoreUnavailable => "the store is unavailable; subscribe again".into(),
-        }
-    }
 }
 
 /// Why the server closes a connection, with the close codes of `proto/PROTOCOL.md`.
@@ -172,12 +124,15 @@ pub enum CloseReason {
     TokenExpired,
     IdleTimeout,
     ShuttingDown,
+    /// The client broke the WebSocket protocol (a frame too large, or malformed).
+    ProtocolError,
 }
 
 impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::ShuttingDown => 1001,
+            CloseReason::ProtocolError => 1009,
             CloseReason::SlowConsumer => 4000,
             CloseReason::TokenExpired => 4001,
             CloseReason::IdleTimeout => 4002,
@@ -187,6 +142,7 @@ impl CloseReason {
     pub fn reason(self) -> &'static str {
         match self {
             CloseReason::ShuttingDown => "server shutting down",
+            CloseReason::ProtocolError => "frame too large or malformed",
             CloseReason::SlowConsumer => "slow consumer: reconnect and resubscribe",
             CloseReason::TokenExpired => "token expired",
             CloseReason::IdleTimeout => "idle timeout",
@@ -205,50 +161,6 @@ pub struct Session {
     last_activity: Instant,
     next_ping: Instant,
     closed: bool,
-}
-
-struct Subscription {
-    /// The window size asked for, reused when the window is read again (after a join).
-    limit: usize,
-    active: bool,
-    watching: bool,
-    /// The highest seq the client's view reflects: the last snapshot's or the last forwarded event's.
-    last_seq: Seq,
-    /// `Some` while the user takes part (the snapshot is a list), `None` while it is null.
-    window: Option<Bounds>,
-    in_flight: Option<InFlight>,
-    /// Events that arrived while a read was in flight.
-    held: Vec<SharedEvent>,
-    /// What the client asked to resume from, until the first read answers.
-    resume: Option<Resume>,
-}
-
-struct Bounds {
-    /// The seq of the oldest message loaded: `loadMore` reads before it.
-    oldest: Option<Seq>,
-    loaded_all: bool,
-}
-
-enum InFlight {
-    Snapshot {
-        fetch: FetchId,
-        waiting: Vec<RequestId>,
-    },
-    /// `fetched` is how many this read asks for; `wanted` is the most any coalesced `loadMore` asked for.
-    Page {
-        fetch: FetchId,
-        fetched: usize,
-        wanted: usize,
-        waiting: Vec<RequestId>,
-    },
-}
-
-impl InFlight {
-    fn fetch(&self) -> FetchId {
-        match self {
-            InFlight::Snapshot { fetch, .. } | InFlight::Page { fetch, .. } => *fetch,
-        }
-    }
 }
 
 impl Session {
@@ -276,6 +188,18 @@ impl Session {
         }
     }
 
+    /// Runs `handle` on one subscription with the context it needs.
+    fn with_subscription<T>(
+        &mut self,
+        conversation_id: &ConversationId,
+        handle: impl FnOnce(&mut Subscription, &mut Context<'_>) -> T,
+    ) -> Option<T> {
+        let subscription = self.subscriptions.get_mut(conversation_id)?;
+        let mut new_fetch = fetch_allocator(&mut self.fetches, &mut self.next_fetch);
+        let mut context = Context { user_id: &self.user_id, outputs: &mut self.outputs, new_fetch: &mut new_fetch };
+        Some(handle(subscription, &mut context))
+    }
+
     /// Any frame from the client (including a pong) proves it is alive.
     pub fn handle_activity(&mut self, now: Instant) {
         self.last_activity = now;
@@ -289,15 +213,23 @@ impl Session {
             Request::SubscribeMessages { id, conversation_id, limit, resume } => {
                 self.subscribe(id, conversation_id, limit, resume)
             }
-            Request::LoadMore { id, conversation_id, count } => self.load_more(id, conversation_id, count),
+            Request::LoadMore { id, conversation_id, count } => {
+                let Some(count) = page_size(count) else {
+                    let error = RealtimeError::InvalidCount { field: "count" };
+                    self.outputs.push_back(Output::Error { id, error });
+                    return;
+                };
+                let handled = self.with_subscription(&conversation_id, |subscription, context| {
+                    subscription.load_more(context, id.clone(), count)
+                });
+                if handled.is_none() {
+                    self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
+                }
+            }
             Request::Unsubscribe { id, conversation_id } => {
                 if let Some(subscription) = self.subscriptions.remove(&conversation_id) {
-                    if let Some(in_flight) = &subscription.in_flight {
-                        self.fetches.remove(&in_flight.fetch());
-                    }
-                    if subscription.watching {
-                        self.outputs.push_back(Output::Unwatch(conversation_id));
-                    }
+                    self.fetches.retain(|_, fetching| *fetching != conversation_id);
+                    subscription.unsubscribe(&mut self.outputs);
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
@@ -316,232 +248,55 @@ impl Session {
         resume: Option<Resume>,
     ) {
         let Some(limit) = page_size(limit) else {
-            self.outputs.push_back(Output::Error { id, error: SessionError::InvalidCount("limit") });
+            self.outputs.push_back(Output::Error { id, error: RealtimeError::InvalidCount { field: "limit" } });
             return;
         };
         if self.subscriptions.contains_key(&conversation_id) {
-            self.outputs.push_back(Output::Error { id, error: SessionError::AlreadySubscribed });
+            self.outputs.push_back(Output::Error { id, error: RealtimeError::AlreadySubscribed });
             return;
         }
         if self.subscriptions.len() >= self.max_subscriptions {
-            self.outputs.push_back(Output::Error { id, error: SessionError::TooManySubscriptions });
+            let error = RealtimeError::TooManySubscriptions { max: self.max_subscriptions };
+            self.outputs.push_back(Output::Error { id, error });
             return;
         }
-        let subscription = Subscription {
-            limit,
-            active: false,
-            watching: true,
-            last_seq: Seq(0),
-            window: None,
-            in_flight: None,
-            held: Vec::new(),
-            resume,
-        };
-        self.subscriptions.insert(conversation_id.clone(), subscription);
-        // Watch first, read second: nothing committed after the read can be missed.
-        self.outputs.push_back(Output::Watch(conversation_id.clone()));
-        self.read_snapshot(&conversation_id, vec![id]);
+        let mut new_fetch = fetch_allocator(&mut self.fetches, &mut self.next_fetch);
+        let mut context = Context { user_id: &self.user_id, outputs: &mut self.outputs, new_fetch: &mut new_fetch };
+        let subscription = Subscription::start(&mut context, id, conversation_id.clone(), limit, resume);
+        self.subscriptions.insert(conversation_id, subscription);
     }
 
-    fn read_snapshot(&mut self, conversation_id: &ConversationId, waiting: Vec<RequestId>) {
-        let fetch = self.new_fetch(conversation_id);
-        let subscription = self.subscriptions.get_mut(conversation_id).expect("caller checked");
-        subscription.in_flight = Some(InFlight::Snapshot { fetch, waiting });
-        let limit = subscription.limit;
-        let history_after = subscription.resume.map(|resume| resume.from_seq);
-        self.outputs.push_back(Output::Fetch {
-            fetch,
-            conversation_id: conversation_id.clone(),
-            before: None,
-            limit,
-            history_after,
+    /// The subscription that `fetch` was made for, if it still waits for it.
+    fn fetched_for(&mut self, fetch: FetchId) -> Option<ConversationId> {
+        let conversation_id = self.fetches.remove(&fetch)?;
+        self.subscriptions.get(&conversation_id).filter(|subscription| subscription.waits_for(fetch))?;
+        Some(conversation_id)
+    }
+
+    /// A window or page read for `fetch` came back. With a resume, `replay` holds the logged events the fetch
+    /// asked for, if they were all there.
+    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow, replay: Option<Vec<SharedEvent>>) {
+        let Some(conversation_id) = self.fetched_for(fetch) else { return };
+        self.with_subscription(&conversation_id, |subscription, context| {
+            subscription.handle_window(context, window, replay)
         });
     }
 
-    fn new_fetch(&mut self, conversation_id: &ConversationId) -> FetchId {
-        let fetch = FetchId(self.next_fetch);
-        self.next_fetch += 1;
-        self.fetches.insert(fetch, conversation_id.clone());
-        fetch
+    /// A run of logged events for `fetch` came back: the whole range asked for, or `None`.
+    pub fn handle_events(&mut self, fetch: FetchId, events: Option<Vec<SharedEvent>>) {
+        let Some(conversation_id) = self.fetched_for(fetch) else { return };
+        self.with_subscription(&conversation_id, |subscription, context| subscription.handle_events(context, events));
     }
 
-    fn load_more(&mut self, id: RequestId, conversation_id: ConversationId, count: Option<u32>) {
-        let Some(count) = page_size(count) else {
-            self.outputs.push_back(Output::Error { id, error: SessionError::InvalidCount("count") });
-            return;
-        };
-        let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else {
-            self.outputs.push_back(Output::Error { id, error: SessionError::NotSubscribed });
-            return;
-        };
-        match &mut subscription.in_flight {
-            // Concurrent loadMore calls coalesce: one read, extended to the largest count asked for.
-            Some(InFlight::Page { wanted, waiting, .. }) => {
-                *wanted = (*wanted).max(count);
-                waiting.push(id);
-            }
-            Some(InFlight::Snapshot { .. }) => {
-                self.outputs.push_back(Output::Error { id, error: SessionError::NotActive });
-            }
-            None if !subscription.active => {
-                self.outputs.push_back(Output::Error { id, error: SessionError::NotActive });
-            }
-            None => match &subscription.window {
-                Some(bounds) if !bounds.loaded_all => {
-                    let before = bounds.oldest;
-                    let fetch = FetchId(self.next_fetch);
-                    self.next_fetch += 1;
-                    self.fetches.insert(fetch, conversation_id.clone());
-                    subscription.in_flight =
-                        Some(InFlight::Page { fetch, fetched: count, wanted: count, waiting: vec![id] });
-                    self.outputs.push_back(Output::Fetch {
-                        fetch,
-                        conversation_id,
-                        before,
-                        limit: count,
-                        history_after: None,
-                    });
-                }
-                // Nothing more to load: a null snapshot, or everything is loaded already.
-                _ => self.outputs.push_back(Output::Ok { id }),
-            },
-        }
-    }
-
-    /// A page read for `fetch` came back.
-    /// With a resume, `history` holds the recent events the fetch asked for.
-    pub fn handle_window(&mut self, fetch: FetchId, window: MessageWindow, history: Recent) {
-        let Some(conversation_id) = self.fetches.remove(&fetch) else { return };
-        let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else { return };
-        if subscription.in_flight.as_ref().map(InFlight::fetch) != Some(fetch) {
-            return;
-        }
-        match subscription.in_flight.take().expect("checked above") {
-            InFlight::Snapshot { waiting, .. } => {
-                let resume = subscription.resume.take();
-                if let Some(resume) = resume.filter(|_| window.participant) {
-                    // What the client missed, from history or held meanwhile, must run without a hole from `fromSeq`:
-                    // to the seq the read saw, or at least to the last one history has recorded. Events committed
-                    // after that are not published yet, and will arrive here since this session already watches.
-                    let available: BTreeMap<Seq, SharedEvent> = history
-                        .events
-                        .iter()
-                        .chain(subscription.held.iter())
-                        .filter(|event| event.seq > resume.from_seq && event.seq <= window.seq)
-                        .map(|event| (event.seq, event.clone()))
-                        .collect();
-                    let run_end = Seq(resume.from_seq.0 + available.len() as i64);
-                    let without_hole = available.keys().next_back().is_none_or(|&last| last == run_end);
-                    let reaches = run_end == window.seq || history.last_recorded.is_some_and(|last| last <= run_end);
-                    if resume.from_seq <= window.seq && without_hole && reaches {
-                        let missed = available;
-                        subscription.active = true;
-                        subscription.last_seq = resume.from_seq;
-                        subscription.window = Some(Bounds { oldest: resume.oldest, loaded_all: resume.loaded_all });
-                        self.outputs.push_back(Output::Resumed {
-                            conversation_id: conversation_id.clone(),
-                            from_seq: resume.from_seq,
-                            seq: window.seq,
-                        });
-                        self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
-                        for event in missed.values() {
-                            self.route(&conversation_id, event);
-                        }
-                        self.replay_held(&conversation_id);
-                        return;
-                    }
-                }
-                let resumed = resume.map(|_| false);
-                subscription.active = true;
-                subscription.last_seq = window.seq;
-                if window.participant {
-                    let oldest = window.messages.last().map(|view| view.message.seq);
-                    subscription.window = Some(Bounds { oldest, loaded_all: window.loaded_all });
-                } else {
-                    subscription.window = None;
-                    if subscription.watching {
-                        // Someone who may not read the conversation must not receive its events.
-                        subscription.watching = false;
-                        self.outputs.push_back(Output::Unwatch(conversation_id.clone()));
-                    }
-                }
-                self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window, resumed });
-                self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
-                self.replay_held(&conversation_id);
-            }
-            InFlight::Page { fetched, wanted, waiting, .. } => {
-                if window.participant {
-                    if let Some(bounds) = &mut subscription.window {
-                        if let Some(last) = window.messages.last() {
-                            bounds.oldest = Some(last.message.seq);
-                        }
-                        bounds.loaded_all = window.loaded_all;
-                    }
-                }
-                let more = wanted.saturating_sub(fetched);
-                let loaded_all = !window.participant || window.loaded_all;
-                if window.participant {
-                    self.outputs.push_back(Output::Page { conversation_id: conversation_id.clone(), window });
-                }
-                if more > 0 && !loaded_all {
-                    let before = subscription.window.as_ref().and_then(|bounds| bounds.oldest);
-                    let fetch = FetchId(self.next_fetch);
-                    self.next_fetch += 1;
-                    self.fetches.insert(fetch, conversation_id.clone());
-                    subscription.in_flight = Some(InFlight::Page { fetch, fetched: more, wanted: more, waiting });
-                    self.outputs.push_back(Output::Fetch {
-                        fetch,
-                        conversation_id,
-                        before,
-                        limit: more,
-                        history_after: None,
-                    });
-                } else {
-                    self.outputs.extend(waiting.into_iter().map(|id| Output::Ok { id }));
-                    self.replay_held(&conversation_id);
-                }
-            }
-        }
-    }
-
-    /// A page read failed (the store was unavailable).
+    /// A read failed (the store was unavailable).
     pub fn handle_fetch_failed(&mut self, fetch: FetchId) {
-        let Some(conversation_id) = self.fetches.remove(&fetch) else { return };
-        let Some(subscription) = self.subscriptions.get_mut(&conversation_id) else { return };
-        match subscription.in_flight.take() {
-            Some(InFlight::Snapshot { waiting, .. }) => {
-                // Without a window the subscription cannot go on: it ends in the error state.
-                let subscription = self.subscriptions.remove(&conversation_id).expect("looked up above");
-                if subscription.watching {
-                    self.outputs.push_back(Output::Unwatch(conversation_id.clone()));
-                }
-                for id in waiting {
-                    self.outputs.push_back(Output::Error { id, error: SessionError::StoreUnavailable });
-                }
-                self.outputs
-                    .push_back(Output::SubscriptionError { conversation_id, error: SessionError::StoreUnavailable });
-            }
-            Some(InFlight::Page { waiting, .. }) => {
-                for id in waiting {
-                    self.outputs.push_back(Output::Error { id, error: SessionError::StoreUnavailable });
-                }
-                self.replay_held(&conversation_id);
-            }
-            None => {}
-        }
-    }
-
-    fn replay_held(&mut self, conversation_id: &ConversationId) {
-        let Some(subscription) = self.subscriptions.get_mut(conversation_id) else { return };
-        let held = std::mem::take(&mut subscription.held);
-        for (index, event) in held.iter().enumerate() {
-            self.route(conversation_id, event);
-            // Routing may start a new read (a join); the rest waits for it.
-            let subscription = self.subscriptions.get_mut(conversation_id).expect("routing does not remove");
-            if subscription.in_flight.is_some() {
-                subscription.held.extend(held[index + 1..].iter().cloned());
-                return;
-            }
+        let Some(conversation_id) = self.fetched_for(fetch) else { return };
+        let ended = self.with_subscription(&conversation_id, |subscription, context| {
+            subscription.handle_fetch_failed(context, fetch)
+        });
+        if ended == Some(true) {
+            self.subscriptions.remove(&conversation_id);
+            self.fetches.retain(|_, fetching| *fetching != conversation_id);
         }
     }
 
@@ -550,52 +305,12 @@ impl Session {
         if self.closed {
             return;
         }
-        let Some(subscription) = self.subscriptions.get_mut(&event.conversation_id) else { return };
-        if subscription.in_flight.is_some() {
-            if subscription.held.len() >= MAX_HELD_EVENTS {
-                self.close(CloseReason::SlowConsumer);
-                return;
-            }
-            subscription.held.push(event.clone());
-            return;
+        let held = self.with_subscription(&event.conversation_id.clone(), |subscription, context| {
+            subscription.handle_event(context, event)
+        });
+        if held == Some(Err(TooManyHeld)) {
+            self.close(CloseReason::SlowConsumer);
         }
-        let conversation_id = event.conversation_id.clone();
-        self.route(&conversation_id, event);
-    }
-
-    fn route(&mut self, conversation_id: &ConversationId, event: &SharedEvent) {
-        let user_id = &self.user_id;
-        let subscription = self.subscriptions.get_mut(conversation_id).expect("caller checked");
-        if event.seq <= subscription.last_seq {
-            // Already reflected by the snapshot, or delivered twice (conversation and user keys).
-            return;
-        }
-        subscription.last_seq = event.seq;
-        let participant = subscription.window.is_some();
-        match &event.membership {
-            Some(Membership::Joined(joined)) if joined == user_id && !participant => {
-                if !subscription.watching {
-                    subscription.watching = true;
-                    self.outputs.push_back(Output::Watch(conversation_id.clone()));
-                }
-                self.read_snapshot(conversation_id, Vec::new());
-            }
-            Some(Membership::Left(left)) if left == user_id && participant => self.lose_access(conversation_id, event),
-            Some(Membership::ConversationDeleted) if participant => self.lose_access(conversation_id, event),
-            _ if participant => self.outputs.push_back(Output::Forward(event.clone())),
-            _ => {}
-        }
-    }
-
-    fn lose_access(&mut self, conversation_id: &ConversationId, event: &SharedEvent) {
-        let subscription = self.subscriptions.get_mut(conversation_id).expect("caller checked");
-        subscription.window = None;
-        if subscription.watching {
-            subscription.watching = false;
-            self.outputs.push_back(Output::Unwatch(conversation_id.clone()));
-        }
-        let window = MessageWindow { seq: event.seq, participant: false, messages: Vec::new(), loaded_all: true };
-        self.outputs.push_back(Output::Snapshot { conversation_id: conversation_id.clone(), window, resumed: None });
     }
 
     /// The hub found this session's outbox full.
@@ -607,6 +322,11 @@ impl Session {
         self.close(CloseReason::ShuttingDown);
     }
 
+    /// The client broke the WebSocket protocol.
+    pub fn handle_protocol_error(&mut self) {
+        self.close(CloseReason::ProtocolError);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
@@ -615,7 +335,7 @@ impl Session {
             let conversations: Vec<_> = self.subscriptions.keys().cloned().collect();
             for conversation_id in conversations {
                 self.outputs
-                    .push_back(Output::SubscriptionError { conversation_id, error: SessionError::TokenExpired });
+                    .push_back(Output::SubscriptionError { conversation_id, error: RealtimeError::TokenExpired });
             }
             self.close(CloseReason::TokenExpired);
             return;
@@ -652,6 +372,19 @@ impl Session {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+}
+
+/// Hands out fetch ids, remembering which conversation each was made for.
+fn fetch_allocator<'a>(
+    fetches: &'a mut HashMap<FetchId, ConversationId>,
+    next_fetch: &'a mut u64,
+) -> impl FnMut(&ConversationId) -> FetchId + 'a {
+    move |conversation_id| {
+        let fetch = FetchId(*next_fetch);
+        *next_fetch += 1;
+        fetches.insert(fetch, conversation_id.clone());
+        fetch
     }
 }
 

@@ -1,28 +1,37 @@
 //! The imperative shell around `Session`: reads frames and hub events, feeds the session, and carries out its
-//! outputs (send, fetch from the store, watch on the hub, close). Writes run as tasks beside the loop.
+//! outputs (send, read from the store, watch on the node, close). Reads and writes run as tasks beside the loop;
+//! their answers come back through one bounded channel. Every socket write, replies included, races the slow and
+//! shutdown tokens and a timeout, so a client that stops reading cannot stall its session.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{SinkExt, StreamExt};
+use futures::{stream::SplitSink, SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    frames::{self, ClientFrame, RequestId, SnapshotContext},
-    session::{CloseReason, FetchId, Output, Request, Resume, Session},
+    error::RealtimeError,
+    frames::{self, ClientFrame, RequestId},
+    publisher,
+    session::{CloseReason, FetchId, Output, Request, Session},
+    subscription::Resume,
     writes,
 };
 use crate::{
-    api::{auth::verify_user_token, error::ApiError},
     app::AppState,
     domain::ids::{AppId, ConversationId, Seq, UserId},
-    hub::{outbox, HubKey, SubscriberId},
+    hub::{outbox, HubKey, Outbox, SharedEvent, WatcherId},
     store::{MessageWindow, StoreResult},
+    token::verify_user_token,
+    wire::snapshot::SnapshotContext,
 };
 
 /// A write to the socket that takes longer than this means the client stopped reading: the session ends.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a closing session tries to deliver its close frame.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Events taken from the outbox per wakeup; bounds the latency one busy session adds to its own frames.
 const MAX_EVENTS_PER_FLUSH: usize = 64;
 /// Store reads and writes one session may have in flight; another write beyond that is refused.
@@ -30,7 +39,8 @@ const MAX_TASKS_IN_FLIGHT: usize = 32;
 
 /// Results of tasks the loop started.
 enum Done {
-    Window { fetch: FetchId, result: StoreResult<MessageWindow>, history: crate::hub::history::Recent },
+    Window { fetch: FetchId, result: StoreResult<MessageWindow>, replay: Option<Vec<SharedEvent>> },
+    Events { fetch: FetchId, result: StoreResult<Option<Vec<SharedEvent>>> },
     Reply(Utf8Bytes),
 }
 
@@ -44,194 +54,391 @@ pub struct Connection {
 }
 
 pub async fn run(socket: WebSocket, connection: Connection) {
+    let (sink, mut stream) = socket.split();
     let Connection { state, app_id, user_id, expires_at, _guard } = connection;
-    let frame_limiter = state.limits.frame_limiter();
-    let (mut sink, mut stream) = socket.split();
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
     let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
-    let slow = outbox.cancelled_token();
-    let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
-    let user_subscriber = state.hub.subscribe(user_key.clone(), outbox.clone());
-    let mut watched: HashMap<ConversationId, SubscriberId> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_TASKS_IN_FLIGHT);
-    let writes_in_flight = Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT));
-    let mut session = Session::with_max_subscriptions(
-        user_id.clone(),
-        expires_at,
-        Instant::now(),
-        state.limits.subscriptions_per_connection(),
-    );
-    state.metrics.connections.inc();
-    let conversation_key = |conversation_id: &ConversationId| HubKey::Conversation {
-        app_id: app_id.clone(),
-        conversation_id: conversation_id.clone(),
-    };
+    let (slow, shutdown) = (outbox.cancelled_token(), state.shutdown.clone());
+    let max_subscriptions = state.limits.subscriptions_per_connection();
+    let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions);
+    let mut shell = Shell::new(state, app_id, user_id, sink, outbox, done_tx);
 
-    'run: loop {
-        let mut sent = false;
-        while let Some(output) = session.poll_output() {
-            let context = SnapshotContext { app: &app_id, links: &state.links, me: Some(&user_id) };
-            let frame = match output {
-                Output::Forward(event) => Message::Text(event.frame.clone()),
-                Output::Snapshot { conversation_id, window, resumed } => {
-                    Message::Text(frames::snapshot_frame(&conversation_id, &window, &context, resumed))
-                }
-                Output::Resumed { conversation_id, from_seq, seq } => {
-                    Message::Text(frames::resumed_frame(&conversation_id, from_seq, seq))
-                }
-                Output::Page { conversation_id, window } => {
-                    Message::Text(frames::page_frame(&conversation_id, &window, &context))
-                }
-                Output::Ok { id } => Message::Text(frames::ok_frame(&id, json!({}))),
-                Output::Error { id, error } => {
-                    Message::Text(frames::error_frame(Some(&id), error.code(), &[error.reason()]))
-                }
-                Output::SubscriptionError { conversation_id, error } => {
-                    Message::Text(frames::subscription_error_frame(&conversation_id, error.code(), &[error.reason()]))
-                }
-                Output::Fetch { fetch, conversation_id, before, limit, history_after } => {
-                    let (store, history, app_id, user_id, done_tx) =
-                        (state.store.clone(), state.history.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
-                    // A read per subscription at most; its answer comes back through `done_rx`.
-                    tokio::spawn(async move {
-                        let result = store.message_window(&app_id, &conversation_id, &user_id, before, limit).await;
-                        // After the read: history then holds everything up to the seq it read, or has lost it.
-                        let history = match history_after {
-                            Some(after) => history.since(&app_id, &conversation_id, after),
-                            None => Default::default(),
-                        };
-                        let _ = done_tx.send(Done::Window { fetch, result, history }).await;
-                    });
-                    continue;
-                }
-                Output::Watch(conversation_id) => {
-                    // Watching twice would deliver every event twice into this outbox.
-                    if let std::collections::hash_map::Entry::Vacant(entry) = watched.entry(conversation_id) {
-                        let subscriber = state.hub.subscribe(conversation_key(entry.key()), outbox.clone());
-                        entry.insert(subscriber);
-                        state.metrics.subscriptions.inc();
-                    }
-                    continue;
-                }
-                Output::Unwatch(conversation_id) => {
-                    if let Some(subscriber) = watched.remove(&conversation_id) {
-                        state.metrics.subscriptions.dec();
-                        state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
-                    }
-                    continue;
-                }
-                Output::Ping => Message::Ping(bytes::Bytes::new()),
-                Output::Close(reason) => {
-                    if reason == CloseReason::SlowConsumer {
-                        state.metrics.slow_consumer_disconnects.inc();
-                    }
-                    let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
-                    // Best effort: a client that stopped reading may never take the close frame.
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
-                    break 'run;
-                }
-            };
-            // Queue without flushing: everything the session produced goes out in one flush below.
-            if !guarded(sink.feed(frame), &slow, &state.shutdown).await {
-                stalled(&mut session, &state);
-                continue;
-            }
-            sent = true;
-        }
-        if sent && !guarded(sink.flush(), &slow, &state.shutdown).await {
-            stalled(&mut session, &state);
-            continue;
-        }
+    while shell.carry_out(&mut session).await {
         let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
-            incoming = stream.next() => {
-                let reply = match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        session.handle_activity(Instant::now());
-                                                if frame_limiter.as_ref().is_some_and(|limiter| !limiter.allow()) {
-                            let id = frames::parse_client_frame(&text).ok().map(|(id, _)| id);
-                            let reason = "too many frames per second on this connection; slow down".to_owned();
-                            Some(frames::error_frame(id.as_ref(), "TOO_MANY_REQUESTS", &[reason]))
-                        } else {
-                            handle_text(&text, &mut session, &state, &app_id, &user_id, &writes_in_flight, &done_tx)
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        session.handle_activity(Instant::now());
-                        Some(frames::error_frame(None, "INVALID_FRAME", &["frames are JSON text; binary frames are not supported".into()]))
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        session.handle_activity(Instant::now());
-                        None
-                    }
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(error)) => {
-                        tracing::debug!(cause = %error, "socket read failed");
-                        let close = CloseFrame { code: 1009, reason: Utf8Bytes::from_static("frame too large or malformed") };
-                        let _ = sink.send(Message::Close(Some(close))).await;
-                        break;
-                    }
-                };
-                if let Some(reply) = reply {
-                    if sink.send(Message::Text(reply)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Some(event) = events_rx.recv() => {
-                session.handle_event(&event);
-                // Take whatever else is already queued, so one flush (one syscall) carries it all.
-                for _ in 1..MAX_EVENTS_PER_FLUSH {
-                    match events_rx.try_recv() {
-                        Ok(event) => session.handle_event(&event),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Some(done) = done_rx.recv() => match done {
-                Done::Window { fetch, result: Ok(window), history } => session.handle_window(fetch, window, history),
-                Done::Window { fetch, result: Err(error), .. } => {
-                    tracing::warn!(cause = %error, "window read failed");
-                    session.handle_fetch_failed(fetch);
-                }
-                Done::Reply(frame) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
-                        break;
-                    }
-                }
-            },
+            incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
+            Some(event) = events_rx.recv() => handle_events(&mut session, &event, &mut events_rx),
+            Some(done) = done_rx.recv() => shell.handle_done(&mut session, done),
             () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
             () = slow.cancelled() => session.handle_slow(),
-            () = state.shutdown.cancelled() => session.handle_shutdown(),
+            () = shutdown.cancelled() => session.handle_shutdown(),
+        }
+    }
+    shell.finish();
+}
+
+/// Feeds the session an event, and whatever else is already queued, so one flush (one syscall) carries it all.
+fn handle_events(session: &mut Session, first: &SharedEvent, events_rx: &mut mpsc::Receiver<SharedEvent>) {
+    session.handle_event(first);
+    for _ in 1..MAX_EVENTS_PER_FLUSH {
+        match events_rx.try_recv() {
+            Ok(event) => session.handle_event(&event),
+            Err(_) => break,
+        }
+    }
+}
+
+/// What the loop holds besides the session: the socket's writing half, the watches, the tasks' channel.
+struct Shell {
+    state: AppState,
+    app_id: AppId,
+    user_id: UserId,
+    sink: SplitSink<WebSocket, Message>,
+    outbox: Outbox,
+    slow: CancellationToken,
+    user_watcher: WatcherId,
+    watched: HashMap<ConversationId, WatcherId>,
+    done_tx: mpsc::Sender<Done>,
+    writes_in_flight: Arc<Semaphore>,
+    frame_limiter: Option<crate::limits::FrameLimiter>,
+    /// Replies to send with the next flush.
+    replies: Vec<Utf8Bytes>,
+    /// The client closed the connection, or it broke.
+    ended: bool,
+}
+
+impl Shell {
+    fn new(
+        state: AppState,
+        app_id: AppId,
+        user_id: UserId,
+        sink: SplitSink<WebSocket, Message>,
+        outbox: Outbox,
+        done_tx: mpsc::Sender<Done>,
+    ) -> Self {
+        let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
+        let user_watcher = state.node.watch(user_key, outbox.clone());
+        state.metrics.connections.inc();
+        Self {
+            frame_limiter: state.limits.frame_limiter(),
+            slow: outbox.cancelled_token(),
+            state,
+            app_id,
+            user_id,
+            sink,
+            outbox,
+            user_watcher,
+            watched: HashMap::new(),
+            done_tx,
+            writes_in_flight: Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT)),
+            replies: Vec::new(),
+            ended: false,
         }
     }
 
-    state.hub.unsubscribe(&user_key, user_subscriber);
-    for (conversation_id, subscriber) in watched {
-        state.metrics.subscriptions.dec();
-        state.hub.unsubscribe(&conversation_key(&conversation_id), subscriber);
+    fn conversation_key(&self, conversation_id: &ConversationId) -> HubKey {
+        HubKey::Conversation { app_id: self.app_id.clone(), conversation_id: conversation_id.clone() }
     }
-    state.metrics.connections.dec();
-}
 
-/// A write did not complete: the gateway is shutting down, or the client is too slow or gone.
-fn stalled(session: &mut Session, state: &AppState) {
-    if state.shutdown.is_cancelled() {
-        session.handle_shutdown();
-    } else {
-        session.handle_slow();
+    /// Carries out everything the session asked for and sends it in one flush. Returns whether the session goes
+    /// on.
+    async fn carry_out(&mut self, session: &mut Session) -> bool {
+        if self.ended {
+            return false;
+        }
+        loop {
+            let mut sent = false;
+            for reply in std::mem::take(&mut self.replies) {
+                if !self.feed(Message::Text(reply)).await {
+                    self.stalled(session);
+                    break;
+                }
+                sent = true;
+            }
+            while let Some(output) = session.poll_output() {
+                let frame = match output {
+                    Output::Close(reason) => {
+                        self.close(reason).await;
+                        return false;
+                    }
+                    other => self.perform(other),
+                };
+                let Some(frame) = frame else { continue };
+                // Queue without flushing: everything the session produced goes out in one flush below.
+                if !self.feed(frame).await {
+                    self.stalled(session);
+                    continue;
+                }
+                sent = true;
+            }
+            if !sent || self.guarded_flush().await {
+                return true;
+            }
+            // The flush stalled: the session now has a close to carry out.
+            self.stalled(session);
+        }
+    }
+
+    /// Turns an output into a frame to send, or does what it asks (read, watch) and returns none.
+    fn perform(&mut self, output: Output) -> Option<Message> {
+        let context = SnapshotContext { app: &self.app_id, links: &self.state.links, me: Some(&self.user_id) };
+        let text = match output {
+            Output::Forward(event) => event.frame.clone(),
+            Output::Snapshot { conversation_id, window, resumed } => {
+                frames::snapshot_frame(&conversation_id, &window, &context, resumed)
+            }
+            Output::Resumed { conversation_id, from_seq, seq } => {
+                frames::resumed_frame(&conversation_id, from_seq, seq)
+            }
+            Output::Page { conversation_id, window } => frames::page_frame(&conversation_id, &window, &context),
+            Output::Ok { id } => frames::ok_frame(&id, json!({})),
+            Output::Error { id, error } => frames::error_frame(Some(&id), error.code(), &error.reasons()),
+            Output::SubscriptionError { conversation_id, error } => {
+                frames::subscription_error_frame(&conversation_id, error.code(), &error.reasons())
+            }
+            Output::Fetch { fetch, conversation_id, before, limit, replay_after } => {
+                self.spawn_window_read(fetch, conversation_id, before, limit, replay_after);
+                return None;
+            }
+            Output::FetchEvents { fetch, conversation_id, after, up_to } => {
+                self.spawn_events_read(fetch, conversation_id, after, up_to);
+                return None;
+            }
+            Output::Watch(conversation_id) => {
+                self.watch(conversation_id);
+                return None;
+            }
+            Output::Unwatch(conversation_id) => {
+                self.unwatch(&conversation_id);
+                return None;
+            }
+            Output::Ping => return Some(Message::Ping(bytes::Bytes::new())),
+            Output::Close(_) => unreachable!("carry_out handles closes"),
+        };
+        Some(Message::Text(text))
+    }
+
+    /// Reads a window page (and, to resume, the events after `replay_after` up to it); the answer comes back
+    /// through `done_rx`. A read per subscription at most.
+    fn spawn_window_read(
+        &self,
+        fetch: FetchId,
+        conversation_id: ConversationId,
+        before: Option<Seq>,
+        limit: usize,
+        replay_after: Option<Seq>,
+    ) {
+        let (state, app_id, user_id, done_tx) =
+            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let result = state.store.message_window(&app_id, &conversation_id, &user_id, before, limit).await;
+            let replay = match (&result, replay_after) {
+                (Ok(window), Some(after)) if window.participant && after < window.seq => {
+                    // A replay that cannot be read is a fresh snapshot, not a failed subscription.
+                    publisher::replay(&state, &app_id, &conversation_id, after, window.seq).await.unwrap_or_else(
+                        |error| {
+                            tracing::debug!(cause = %error, "replay read failed");
+                            None
+                        },
+                    )
+                }
+                (Ok(window), Some(after)) if window.participant && after == window.seq => Some(Vec::new()),
+                _ => None,
+            };
+            let _ = done_tx.send(Done::Window { fetch, result, replay }).await;
+        });
+    }
+
+    /// Reads the events that fill a hole.
+    fn spawn_events_read(&self, fetch: FetchId, conversation_id: ConversationId, after: Seq, up_to: Seq) {
+        self.state.metrics.hole_fetches.inc();
+        let (state, app_id, done_tx) = (self.state.clone(), self.app_id.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let result = publisher::replay(&state, &app_id, &conversation_id, after, up_to).await;
+            let _ = done_tx.send(Done::Events { fetch, result }).await;
+        });
+    }
+
+    fn watch(&mut self, conversation_id: ConversationId) {
+        // Watching twice would deliver every event twice into this outbox.
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(conversation_id) {
+            let key = HubKey::Conversation { app_id: self.app_id.clone(), conversation_id: entry.key().clone() };
+            entry.insert(self.state.node.watch(key, self.outbox.clone()));
+            self.state.metrics.subscriptions.inc();
+        }
+    }
+
+    fn unwatch(&mut self, conversation_id: &ConversationId) {
+        if let Some(watcher) = self.watched.remove(conversation_id) {
+            self.state.metrics.subscriptions.dec();
+            self.state.node.unwatch(&self.conversation_key(conversation_id), watcher);
+        }
+    }
+
+    fn handle_incoming(&mut self, session: &mut Session, incoming: Option<Result<Message, axum::Error>>) {
+        match incoming {
+            Some(Ok(Message::Text(text))) => {
+                session.handle_activity(Instant::now());
+                if self.frame_limiter.as_ref().is_some_and(|limiter| !limiter.allow()) {
+                    let id = frames::parse_client_frame(&text).ok().map(|(id, _)| id);
+                    self.reply_error(id.as_ref(), &RealtimeError::TooManyFrames);
+                } else {
+                    self.handle_text(&text, session);
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                session.handle_activity(Instant::now());
+                let error = RealtimeError::InvalidFrame("frames are JSON text; binary frames are not supported".into());
+                self.reply_error(None, &error);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.handle_activity(Instant::now()),
+            Some(Ok(Message::Close(_))) | None => self.ended = true,
+            Some(Err(error)) => {
+                tracing::debug!(cause = %error, "socket read failed");
+                session.handle_protocol_error();
+            }
+        }
+    }
+
+    fn handle_done(&mut self, session: &mut Session, done: Done) {
+        match done {
+            Done::Window { fetch, result: Ok(window), replay } => session.handle_window(fetch, window, replay),
+            Done::Events { fetch, result: Ok(events) } => session.handle_events(fetch, events),
+            Done::Window { fetch, result: Err(error), .. } | Done::Events { fetch, result: Err(error) } => {
+                tracing::warn!(cause = %error, "store read failed");
+                session.handle_fetch_failed(fetch);
+            }
+            Done::Reply(frame) => self.replies.push(frame),
+        }
+    }
+
+    fn reply_error(&mut self, id: Option<&RequestId>, error: &RealtimeError) {
+        self.replies.push(frames::error_frame(id, error.code(), &error.reasons()));
+    }
+
+    /// Handles one text frame: a request for the session, a token, or a write to run beside the loop.
+    fn handle_text(&mut self, text: &str, session: &mut Session) {
+        let (id, frame) = match frames::parse_client_frame(text) {
+            Ok(parsed) => parsed,
+            Err(error) => return self.reply_error(error.id.as_ref(), &RealtimeError::InvalidFrame(error.reason)),
+        };
+        match self.request_of(&id, frame) {
+            Ok(Some(request)) => session.handle_request(request),
+            Ok(None) => {}
+            Err(error) => self.reply_error(Some(&id), &error),
+        }
+    }
+
+    /// What a frame asks of the session; `None` when the frame is a write, started here.
+    fn request_of(&mut self, id: &RequestId, frame: ClientFrame) -> Result<Option<Request>, RealtimeError> {
+        let conversation =
+            |raw: &str| ConversationId::parse(raw).map_err(|error| RealtimeError::InvalidRequest(error.to_string()));
+        let id = id.clone();
+        Ok(Some(match frame {
+            ClientFrame::SubscribeMessages { conversation_id, limit, resume, .. } => Request::SubscribeMessages {
+                id,
+                conversation_id: conversation(&conversation_id)?,
+                limit,
+                resume: resume.map(|resume| Resume {
+                    from_seq: Seq(resume.from_seq),
+                    oldest: resume.oldest_seq.map(Seq),
+                    loaded_all: resume.loaded_all,
+                }),
+            },
+            ClientFrame::LoadMore { conversation_id, count, .. } => {
+                Request::LoadMore { id, conversation_id: conversation(&conversation_id)?, count }
+            }
+            ClientFrame::Unsubscribe { conversation_id, .. } => {
+                Request::Unsubscribe { id, conversation_id: conversation(&conversation_id)? }
+            }
+            ClientFrame::UpdateToken { token, .. } => {
+                let secret = self.state.apps.get(&self.app_id).expect("the session's app exists");
+                let claims = verify_user_token(&self.app_id, secret, &token).map_err(RealtimeError::Unauthorized)?;
+                if claims.user_id != self.user_id {
+                    return Err(RealtimeError::TokenForAnotherUser);
+                }
+                Request::TokenRefreshed { id, expires_at: expires_at(claims.expires_at) }
+            }
+            write => {
+                self.spawn_write(id, write)?;
+                return Ok(None);
+            }
+        }))
+    }
+
+    /// Runs a write beside the loop, so that a commit never delays this session's event delivery.
+    fn spawn_write(&self, id: RequestId, write: ClientFrame) -> Result<(), RealtimeError> {
+        let permit =
+            Arc::clone(&self.writes_in_flight).try_acquire_owned().map_err(|_| RealtimeError::TooManyInFlight)?;
+        let (state, app_id, user_id, done_tx) =
+            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let reply = match writes::perform(&state, &app_id, &user_id, write).await {
+                Ok(result) => {
+                    let value = match result.message_id {
+                        Some(message_id) => json!({ "messageId": message_id.as_str() }),
+                        None => json!({}),
+                    };
+                    frames::ok_frame(&id, value)
+                }
+                Err(error) => {
+                    let error = RealtimeError::from(error);
+                    frames::error_frame(Some(&id), error.code(), &error.reasons())
+                }
+            };
+            drop(permit);
+            let _ = done_tx.send(Done::Reply(reply)).await;
+        });
+        Ok(())
+    }
+
+    /// A write did not complete: the gateway is shutting down, or the client is too slow or gone.
+    fn stalled(&self, session: &mut Session) {
+        if self.state.shutdown.is_cancelled() {
+            session.handle_shutdown();
+        } else {
+            session.handle_slow();
+        }
+    }
+
+    async fn feed(&mut self, frame: Message) -> bool {
+        let (slow, shutdown) = (self.slow.clone(), self.state.shutdown.clone());
+        guarded(self.sink.feed(frame), &slow, &shutdown).await
+    }
+
+    async fn guarded_flush(&mut self) -> bool {
+        let (slow, shutdown) = (self.slow.clone(), self.state.shutdown.clone());
+        guarded(self.sink.flush(), &slow, &shutdown).await
+    }
+
+    async fn close(&mut self, reason: CloseReason) {
+        if reason == CloseReason::SlowConsumer {
+            self.state.metrics.slow_consumer_disconnects.inc();
+        }
+        let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
+        // Best effort: a client that stopped reading may never take the close frame.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(close)))).await;
+    }
+
+    /// Stops every watch of the session.
+    fn finish(self) {
+        let user_key = HubKey::User { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
+        self.state.node.unwatch(&user_key, self.user_watcher);
+        for (conversation_id, watcher) in &self.watched {
+            self.state.metrics.subscriptions.dec();
+            self.state.node.unwatch(&self.conversation_key(conversation_id), *watcher);
+        }
+        self.state.metrics.connections.dec();
     }
 }
-
-/// How long a closing session tries to deliver its close frame.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a socket write unless the session is cut off as slow, the gateway shuts down, or the write stalls.
 /// Returns whether the write completed.
 async fn guarded<E>(
     write: impl std::future::Future<Output = Result<(), E>>,
-    slow: &tokio_util::sync::CancellationToken,
-    shutdown: &tokio_util::sync::CancellationToken,
+    slow: &CancellationToken,
+    shutdown: &CancellationToken,
 ) -> bool {
     tokio::select! {
         result = tokio::time::timeout(WRITE_TIMEOUT, write) => matches!(result, Ok(Ok(()))),
@@ -247,95 +454,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Handles one text frame; returns a frame to send at once, if any.
-fn handle_text(
-    text: &str,
-    session: &mut Session,
-    state: &AppState,
-    app_id: &AppId,
-    user_id: &UserId,
-    writes_in_flight: &Arc<Semaphore>,
-    done_tx: &mpsc::Sender<Done>,
-) -> Option<Utf8Bytes> {
-    let (id, frame) = match frames::parse_client_frame(text) {
-        Ok(parsed) => parsed,
-        Err(error) => return Some(frames::error_frame(error.id.as_ref(), "INVALID_FRAME", &[error.reason])),
-    };
-    let conversation = |raw: &str| ConversationId::parse(raw).map_err(|e| invalid(&id, e.to_string()));
-    let request = match frame {
-        ClientFrame::SubscribeMessages { conversation_id, limit, resume, .. } => match conversation(&conversation_id) {
-            Ok(conversation_id) => Request::SubscribeMessages {
-                id: id.clone(),
-                conversation_id,
-                limit,
-                resume: resume.map(|resume| Resume {
-                    from_seq: Seq(resume.from_seq),
-                    oldest: resume.oldest_seq.map(Seq),
-                    loaded_all: resume.loaded_all,
-                }),
-            },
-            Err(reply) => return Some(reply),
-        },
-        ClientFrame::LoadMore { conversation_id, count, .. } => match conversation(&conversation_id) {
-            Ok(conversation_id) => Request::LoadMore { id: id.clone(), conversation_id, count },
-            Err(reply) => return Some(reply),
-        },
-        ClientFrame::Unsubscribe { conversation_id, .. } => match conversation(&conversation_id) {
-            Ok(conversation_id) => Request::Unsubscribe { id: id.clone(), conversation_id },
-            Err(reply) => return Some(reply),
-        },
-        ClientFrame::UpdateToken { token, .. } => {
-            let secret = state.apps.get(app_id).expect("the session's app exists");
-            match verify_user_token(app_id, secret, &token) {
-                Ok(claims) if &claims.user_id == user_id => {
-                    Request::TokenRefreshed { id: id.clone(), expires_at: claims.expires_at.map(instant_of_unix) }
-                }
-                Ok(_) => {
-                    return Some(frames::error_frame(Some(&id), "FORBIDDEN", &["the token is for another user".into()]))
-                }
-                Err(reason) => return Some(frames::error_frame(Some(&id), "UNAUTHORIZED", &[reason])),
-            }
-        }
-        write => {
-            let Ok(permit) = Arc::clone(writes_in_flight).try_acquire_owned() else {
-                let reason = "too many requests in flight on this connection; wait for replies".to_owned();
-                return Some(frames::error_frame(Some(&id), "TOO_MANY_REQUESTS", &[reason]));
-            };
-            let (state, app_id, user_id, done_tx) = (state.clone(), app_id.clone(), user_id.clone(), done_tx.clone());
-            // Writes run beside the loop so a commit never delays this session's event delivery.
-            tokio::spawn(async move {
-                let reply = match writes::perform(&state, &app_id, &user_id, write).await {
-                    Ok(result) => {
-                        let value = match result.message_id {
-                            Some(message_id) => json!({ "messageId": message_id.as_str() }),
-                            None => json!({}),
-                        };
-                        frames::ok_frame(&id, value)
-                    }
-                    Err(error) => frames::error_frame(Some(&id), error.code(), &error.reasons()),
-                };
-                drop(permit);
-                let _ = done_tx.send(Done::Reply(reply)).await;
-            });
-            return None;
-        }
-    };
-    session.handle_request(request);
-    None
-}
-
-fn invalid(id: &RequestId, reason: String) -> Utf8Bytes {
-    let error = ApiError::bad_request("INVALID_REQUEST", reason);
-    frames::error_frame(Some(id), error.code(), &error.reasons())
-}
-
 /// Converts a token's `exp` (Unix seconds) to a monotonic deadline.
-fn instant_of_unix(unix_seconds: u64) -> Instant {
-    let now_unix =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
-    Instant::now() + std::time::Duration::from_secs(unix_seconds.saturating_sub(now_unix))
-}
-
 pub fn expires_at(unix_seconds: Option<u64>) -> Option<Instant> {
-    unix_seconds.map(instant_of_unix)
+    unix_seconds.map(|unix_seconds| {
+        let now_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+        Instant::now() + std::time::Duration::from_secs(unix_seconds.saturating_sub(now_unix))
+    })
 }

@@ -3,7 +3,6 @@
 //! into domain requests and publish what was committed.
 
 use crate::{
-    api::error::ApiError,
     app::{now_millis, AppState},
     domain::{
         content::Links,
@@ -12,7 +11,9 @@ use crate::{
         reaction::Emoji,
         Actor, CustomPatch, Rejection, ValidationError,
     },
-    realtime::frames::{parse_send_content, ClientFrame},
+    http::error::ApiError,
+    realtime::frames::ClientFrame,
+    wire::content::parse_send_content,
 };
 
 /// What a successful write reports back.

@@ -1,9 +1,14 @@
-//! The durable truth: the `Store` trait, its error, and the backends beside it (`sqlite` today).
+//! The durable truth: the `Store` trait, its error, `open` (which picks the backend), the event log (`log`) and the
+//! backends beside it (`sqlite` today).
 //!
 //! A write returns only after it is committed, and returns the events it produced, each with the `seq` the store
-//! assigned inside the same transaction. Business rules that need stored data (is the sender a participant? does
-//! the referenced message exist?) are checked inside the write transaction, so the check and the write are atomic;
-//! they come back as `StoreError::Rejected`. Backend errors never leave the backend module.
+//! assigned inside the same transaction; the same transaction appends them to the event log. Business rules that
+//! need stored data (is the sender a participant? does the referenced message exist?) are checked inside the write
+//! transaction, so the check and the write are atomic: a backend reads the facts and calls the pure rules next to
+//! the domain types (`domain::message::check_sender`, `domain::reaction::check_add`, ...), and a refusal comes
+//! back as `StoreError::Rejected`. Backend errors never leave the backend module.
+//!
+//! Committed events leave a backend only through its `CommitListener`.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,8 +24,11 @@ use crate::domain::{
     Actor, Millis, Rejection,
 };
 
+pub mod log;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+mod sqlite;
+
+pub use log::{LoggedEvent, Position, Retention};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -114,18 +122,22 @@ pub struct Appended {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The events of one committed write, handed to the publisher in commit order. Publishing from the commit (not
-/// from the request handler) means an event is published even when the caller has gone, and a conversation's
-/// events are published in `seq` order.
+/// The events of one committed write, as the log holds them, handed to the listener in commit order. Publishing
+/// from the commit (not from the request handler) means an event is published even when the caller has gone.
 #[derive(Clone, Debug)]
 pub struct Committed {
     pub app: AppId,
-    pub events: Vec<Event>,
+    pub events: Vec<LoggedEvent>,
 }
 
-/// What a store calls with each transaction's `Committed` events, right after the commit and before it answers
-/// anyone, in commit order. It must not block: publishing hands frames to bounded outboxes without waiting.
-pub type CommittedSink = std::sync::Arc<dyn Fn(Committed) + Send + Sync>;
+/// What a store tells about every commit, right after it and before it answers anyone.
+///
+/// Calls come in commit order, and every event carries what is needed to check that order rather than assume it:
+/// its conversation's `seq` (which grows by one per event of that conversation) and its log `position` (which
+/// grows across all of them). `committed` must not block: the writer waits for it.
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, committed: &Committed);
+}
 
 /// Told the duration and the number of writes of every group commit (for metrics).
 pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
@@ -133,8 +145,34 @@ pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Se
 /// What a store calls back into.
 #[derive(Clone, Default)]
 pub struct StoreHooks {
-    pub committed: Option<CommittedSink>,
+    pub listener: Option<std::sync::Arc<dyn CommitListener>>,
     pub observe_commit: Option<CommitObserver>,
+}
+
+/// Where the store keeps its data, and what it keeps of the event log.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The embedded backend's directory (SQLite's database file).
+    pub data_dir: std::path::PathBuf,
+    pub retention: Retention,
+}
+
+/// Opens the configured backend, creating and migrating its schema as needed. The only place that names a
+/// backend: the rest of the gateway holds an `Arc<dyn Store>`.
+pub async fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::sync::Arc<dyn Store>> {
+    #[cfg(feature = "sqlite")]
+    {
+        let config = config.clone();
+        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&config, hooks))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("store open task failed: {error}")))??;
+        Ok(std::sync::Arc::new(store))
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        let _ = (config, hooks);
+        Err(StoreError::Unavailable("no store backend is compiled in (enable the \"sqlite\" feature)".into()))
+    }
 }
 
 /// The events a write's result carries.
@@ -304,7 +342,23 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt>;
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>>;
+
+    /// The logged events of one conversation with `after < seq <= up_to`, in `seq` order. Events the retention
+    /// policy has pruned are missing: the caller checks that the run is whole.
+    async fn conversation_events(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        after: Seq,
+        up_to: Seq,
+    ) -> StoreResult<Vec<LoggedEvent>>;
+    /// At most `limit` logged events of an app after `after`, in commit order. A reader that saw position P has
+    /// seen every event committed before it: positions never appear out of order.
+    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
+    /// Applies the retention policy as of `now`; returns how many events were pruned. Backends also run it on
+    /// their own from time to time.
+    async fn prune_events(&self, now: Millis) -> StoreResult<u64>;
 }
 
-#[cfg(test)]
-mod tests;
+#[cfg(all(test, feature = "sqlite"))]
+mod contract;

@@ -100,7 +100,7 @@ async fn subscriptions_past_the_connection_limit_are_refused() {
     let third = session.conversation("c").subscribe_messages().await.unwrap();
     let ended = within(third.terminated()).await;
     assert!(
-        matches!(ended, natter::client::SubscriptionState::Error(ref reason) if reason.contains("TOO_MANY_SUBSCRIPTIONS")),
+        matches!(ended, natter_client::SubscriptionState::Error(ref reason) if reason.contains("TOO_MANY_SUBSCRIPTIONS")),
         "{ended:?}"
     );
     gateway.assert_frames_valid();

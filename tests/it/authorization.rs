@@ -1,7 +1,7 @@
 //! The authorization matrix: every REST route and socket operation tried with credentials that must not work.
 //! Each is refused, nothing changes, and no response carries another app's data.
 
-use natter::client::ClientError;
+use natter_client::ClientError;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ async fn every_rest_route_refuses_wrong_credentials_and_changes_nothing() {
     let user_token = user_token("alice", None);
     let body = json!([{ "type": "SystemMessage", "text": "x" }]);
     let mut tried = 0;
-    for (method, path) in natter::api::route_list() {
+    for (method, path) in natter::gateway::route_list() {
         if !path.starts_with("/v1/{appId}/") || path.ends_with("/realtime") || path.contains("{fileId}") {
             continue; // public, or authenticated by a user token (tested below)
         }
@@ -110,7 +110,7 @@ async fn socket_operations_are_refused_to_those_without_the_right() {
     let watching = conversation.subscribe_messages().await.unwrap();
     assert_eq!(
         within(watching.connected()).await.unwrap(),
-        natter::client::SubscriptionState::Active { latest_snapshot: None, loaded_all: true },
+        natter_client::SubscriptionState::Active { latest_snapshot: None, loaded_all: true },
         "an outsider sees nothing of the conversation"
     );
 

@@ -250,13 +250,13 @@ async fn rest_and_socket_writes_survive_repeated_sigkills_and_keys_still_dedupe(
                 }
             }));
         }
-        let socket_config = natter::client::ClientConfig {
+        let socket_config = natter_client::ClientConfig {
             url: format!("ws://{}", process.addr),
             app_id: APP.into(),
             token: crate::helpers::user_token("bob", None),
             observer: None,
         };
-        let session = natter::client::Session::connect(socket_config).await.unwrap();
+        let session = natter_client::Session::connect(socket_config).await.unwrap();
         let socket_writer = {
             let acknowledged = acknowledged.clone();
             tokio::spawn(async move {

@@ -60,6 +60,9 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         max_upload_bytes: 1024 * 1024,
         outbox_events: OUTBOX_EVENTS,
         limits: natter::limits::LimitConfig::default(),
+        retention: natter::store::Retention::default(),
+        history_bytes: natter::hub::history::DEFAULT_HISTORY_BYTES,
+        broker: Default::default(),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -154,22 +157,22 @@ impl TestGateway {
     }
 
     /// Connects as `user` with the Rust client; every frame it receives is validated against the schemas.
-    pub async fn connect(&self, user: &str) -> natter::client::Session {
+    pub async fn connect(&self, user: &str) -> natter_client::Session {
         self.connect_with_token(&user_token(user, None)).await
     }
 
-    pub async fn connect_with_token(&self, token: &str) -> natter::client::Session {
-        let config = natter::client::ClientConfig {
+    pub async fn connect_with_token(&self, token: &str) -> natter_client::Session {
+        let config = natter_client::ClientConfig {
             url: self.ws_base(),
             app_id: APP.into(),
             token: token.into(),
             observer: Some(self.frame_observer()),
         };
-        natter::client::Session::connect(config).await.expect("connect")
+        natter_client::Session::connect(config).await.expect("connect")
     }
 
     /// Validates every frame a client receives against the schemas, into this gateway's log.
-    pub fn frame_observer(&self) -> natter::client::FrameObserver {
+    pub fn frame_observer(&self) -> natter_client::FrameObserver {
         let frames = self.frames.clone();
         Arc::new(move |text: &str| frames.lock().unwrap().record(text))
     }
@@ -258,13 +261,13 @@ pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
 
 /// The messages of an active state (panics on null or other states).
 #[track_caller]
-pub fn messages(state: &natter::client::SubscriptionState) -> Vec<natter::client::MessageSnapshot> {
+pub fn messages(state: &natter_client::SubscriptionState) -> Vec<natter_client::MessageSnapshot> {
     match state {
-        natter::client::SubscriptionState::Active { latest_snapshot: Some(messages), .. } => messages.clone(),
+        natter_client::SubscriptionState::Active { latest_snapshot: Some(messages), .. } => messages.clone(),
         other => panic!("expected an active list snapshot, got {other:?}"),
     }
 }
 
-pub fn texts_of(state: &natter::client::SubscriptionState) -> Vec<String> {
+pub fn texts_of(state: &natter_client::SubscriptionState) -> Vec<String> {
     messages(state).iter().map(|m| m.plaintext.clone()).collect()
 }

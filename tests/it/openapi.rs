@@ -31,7 +31,7 @@ fn the_spec_is_openapi_3_1() {
 #[test]
 fn every_route_in_the_router_is_in_the_spec() {
     let specified = spec_routes(&spec());
-    let missing: Vec<_> = natter::api::route_list()
+    let missing: Vec<_> = natter::gateway::route_list()
         .into_iter()
         .map(|(method, path)| (method.to_owned(), path.to_owned()))
         .filter(|route| !specified.contains(route))
@@ -42,7 +42,7 @@ fn every_route_in_the_router_is_in_the_spec() {
 #[test]
 fn every_route_in_the_spec_is_served() {
     let served: BTreeSet<_> =
-        natter::api::route_list().into_iter().map(|(method, path)| (method.to_owned(), path.to_owned())).collect();
+        natter::gateway::route_list().into_iter().map(|(method, path)| (method.to_owned(), path.to_owned())).collect();
     let extra: Vec<_> = spec_routes(&spec()).into_iter().filter(|route| !served.contains(route)).collect();
     assert!(extra.is_empty(), "routes in proto/openapi.yaml that the gateway does not serve: {extra:?}");
 }

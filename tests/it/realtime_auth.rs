@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use natter::client::SubscriptionState;
+use natter_client::SubscriptionState;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
@@ -126,7 +126,7 @@ async fn a_new_token_keeps_subscriptions_alive_past_the_old_expiry() {
     session.set_token(&user_token("u", Some(now_secs() + 3600))).await.unwrap();
     let refused = session.set_token(&user_token("someone else", None)).await.unwrap_err();
     assert!(
-        matches!(refused, natter::client::ClientError::Refused { ref code, .. } if code == "FORBIDDEN"),
+        matches!(refused, natter_client::ClientError::Refused { ref code, .. } if code == "FORBIDDEN"),
         "{refused:?}"
     );
     tokio::time::sleep(Duration::from_millis(3500)).await;

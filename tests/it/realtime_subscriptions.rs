@@ -1,7 +1,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
-use natter::client::SubscriptionState;
+use natter_client::SubscriptionState;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -1,4 +1,4 @@
-use natter::client::ClientError;
+use natter_client::ClientError;
 use serde_json::json;
 
 use crate::helpers::*;

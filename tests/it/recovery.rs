@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::{stream, StreamExt};
-use natter::client::{MessageSubscription, Session, SubscriptionState};
+use natter_client::{MessageSubscription, Session, SubscriptionState};
 use serde_json::{json, Value};
 use tokio::{net::TcpListener, sync::watch};
 
@@ -44,7 +44,7 @@ impl Proxy {
 }
 
 async fn connect_via(gateway: &TestGateway, base: &str, user: &str) -> Session {
-    let config = natter::client::ClientConfig {
+    let config = natter_client::ClientConfig {
         url: base.to_owned(),
         app_id: APP.into(),
         token: user_token(user, None),

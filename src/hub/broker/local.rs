@@ -1,20 +1,23 @@
-//! The in-process broker: publishing is handing the event to this node's hub.
+//! The in-process broker: publishing is delivering to this node. Every key is on this node, so watching is free.
 
-use super::{Broker, HubKey, SharedEvent};
-use crate::hub::Hub;
+use super::{Broker, HubKey, Inbound, SharedEvent};
 
 pub struct LocalBroker {
-    hub: Hub,
+    inbound: Inbound,
 }
 
 impl LocalBroker {
-    pub fn new(hub: Hub) -> Self {
-        Self { hub }
+    pub fn new(inbound: Inbound) -> Self {
+        Self { inbound }
     }
 }
 
 impl Broker for LocalBroker {
     fn publish(&self, key: &HubKey, event: SharedEvent) {
-        self.hub.publish(key, &event);
+        self.inbound.deliver(key, event);
     }
+
+    fn watch(&self, _key: &HubKey) {}
+
+    fn unwatch(&self, _key: &HubKey) {}
 }

@@ -1,16 +1,48 @@
-//! Cross-node pub/sub seam. A broker carries encoded events from the node that committed a write to the hub of
-//! every node. `LocalBroker` is the single-node case; a Redis or NATS broker would subscribe a node to a
-//! conversation when its hub gains the first local subscriber and unsubscribe when it loses the last.
+//! The cross-node pub/sub seam (centrifuge's `broker.go` is the model). A broker carries encoded events from the
+//! node that committed a write to every node that watches their key, and delivers them to each node's `Inbound`.
 //!
-//! The broker is best-effort: clients recover any gap from the store by `seq`.
+//! A node tells its broker when it starts watching a key (its first local watcher) and when it stops (its last
+//! left), so a cross-node broker subscribes only to what the node needs. `LocalBroker` is the single-node case;
+//! `UnreliableBroker` delivers late, twice and out of order, to test that sessions repair what a real broker may do.
+//!
+//! The broker is best-effort: sessions fill every hole from the store's event log by `seq`.
 
 mod local;
+mod unreliable;
 
 pub use local::LocalBroker;
+pub use unreliable::{Unreliability, UnreliableBroker};
 
-use super::{HubKey, SharedEvent};
+use super::{node::Inbound, HubKey, SharedEvent};
 
 pub trait Broker: Send + Sync + 'static {
-    /// Publishes without waiting for delivery.
+    /// Publishes without waiting for delivery. Called from the store's writer, in commit order.
     fn publish(&self, key: &HubKey, event: SharedEvent);
+    /// This node now has a watcher for `key`. Called with the key's hub entry locked: it must not block, nor
+    /// call back into the node.
+    fn watch(&self, key: &HubKey);
+    /// This node's last watcher of `key` left. Same rules as `watch`.
+    fn unwatch(&self, key: &HubKey);
+}
+
+/// Which broker a node uses.
+#[derive(Clone, Debug, Default)]
+pub enum BrokerConfig {
+    /// One node: publishing is delivering to this node.
+    #[default]
+    Local,
+    /// For tests: like `Local`, but delivers late, twice and out of order.
+    Unreliable(Unreliability),
+}
+
+impl BrokerConfig {
+    /// Builds the broker that delivers to `inbound`. Must run inside the tokio runtime.
+    pub fn build(&self, inbound: Inbound) -> std::sync::Arc<dyn Broker> {
+        match self {
+            BrokerConfig::Local => std::sync::Arc::new(LocalBroker::new(inbound)),
+            BrokerConfig::Unreliable(unreliability) => {
+                std::sync::Arc::new(UnreliableBroker::new(inbound, unreliability.clone()))
+            }
+        }
+    }
 }

@@ -11,7 +11,8 @@ use crate::{
         message::{Message, MessageType, MessageView, Origin},
         Custom,
     },
-    hub::{history::Recent, EncodedEvent},
+    hub::{EncodedEvent, Membership},
+    realtime::subscription::{decide_resume, ResumeDecision, MAX_HELD_EVENTS},
 };
 
 fn user(id: &str) -> UserId {
@@ -75,9 +76,9 @@ fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
     })
 }
 
-/// What history would hold: these seqs, the last of them the newest recorded.
-fn recent(seqs: &[i64]) -> Recent {
-    Recent { events: seqs.iter().map(|&seq| event(seq, None)).collect(), last_recorded: seqs.last().map(|&s| Seq(s)) }
+/// A run of logged events with these seqs, as a replay or a hole fill gives it.
+fn run(seqs: impl IntoIterator<Item = i64>) -> Option<Vec<SharedEvent>> {
+    Some(seqs.into_iter().map(|seq| event(seq, None)).collect())
 }
 
 fn render(output: &Output) -> String {
@@ -107,12 +108,15 @@ fn render(output: &Output) -> String {
         Output::SubscriptionError { conversation_id, error } => {
             format!("subscriptionError {conversation_id} {}", error.code())
         }
-        Output::Fetch { fetch, conversation_id, before, limit, history_after } => format!(
+        Output::Fetch { fetch, conversation_id, before, limit, replay_after } => format!(
             "fetch#{} {conversation_id} before={} limit={limit}{}",
             fetch.0,
             before.map_or("none".to_owned(), |seq| seq.to_string()),
-            history_after.map_or(String::new(), |after| format!(" history>{after}"))
+            replay_after.map_or(String::new(), |after| format!(" replay>{after}"))
         ),
+        Output::FetchEvents { fetch, conversation_id, after, up_to } => {
+            format!("fetchEvents#{} {conversation_id} after={after} upTo={up_to}", fetch.0)
+        }
         Output::Watch(conversation_id) => format!("watch {conversation_id}"),
         Output::Unwatch(conversation_id) => format!("unwatch {conversation_id}"),
         Output::Ping => "ping".to_owned(),
@@ -169,7 +173,7 @@ fn subscribe_watches_before_it_reads_and_answers_with_the_snapshot() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     check(&mut session, "watch c\nfetch#0 c before=none limit=30");
-    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), Recent::default());
+    session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), None);
     check(&mut session, "snapshot c seq=7 [7,6,5] loadedAll=true\nok s");
     session.handle_event(&event(8, None));
     check(&mut session, "forward c seq=8");
@@ -185,7 +189,7 @@ fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
         session.handle_event(&event(seq, None));
     }
     check(&mut session, "");
-    session.handle_window(FetchId(0), window(6, &[6, 5], false), Recent::default());
+    session.handle_window(FetchId(0), window(6, &[6, 5], false), None);
     check(
         &mut session,
         "snapshot c seq=6 [6,5] loadedAll=false
@@ -203,7 +207,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
     drain(&mut session);
-    session.handle_window(FetchId(0), null_window(3), Recent::default());
+    session.handle_window(FetchId(0), null_window(3), None);
     check(&mut session, "unwatch c\nsnapshot c seq=3 null\nok s");
     // Nothing of the conversation reaches a non-participant.
     session.handle_event(&event(4, None));
@@ -213,7 +217,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     session.handle_event(&event(6, Some(Membership::Joined(user("me")))));
     check(&mut session, "watch c\nfetch#1 c before=none limit=30");
     session.handle_event(&event(7, None));
-    session.handle_window(FetchId(1), window(6, &[2, 1], true), Recent::default());
+    session.handle_window(FetchId(1), window(6, &[2, 1], true), None);
     check(&mut session, "snapshot c seq=6 [2,1] loadedAll=true\nforward c seq=7");
     session.handle_event(&event(8, Some(Membership::Left(user("me")))));
     check(&mut session, "unwatch c\nsnapshot c seq=8 null");
@@ -223,7 +227,7 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
 fn deleting_the_conversation_turns_the_snapshot_null() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(2, &[2], true), Recent::default());
+    session.handle_window(FetchId(0), window(2, &[2], true), None);
     drain(&mut session);
     session.handle_event(&event(3, Some(Membership::ConversationDeleted)));
     check(&mut session, "unwatch c\nsnapshot c seq=3 null");
@@ -233,17 +237,17 @@ fn deleting_the_conversation_turns_the_snapshot_null() {
 fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(2));
-    session.handle_window(FetchId(0), window(10, &[10, 9], false), Recent::default());
+    session.handle_window(FetchId(0), window(10, &[10, 9], false), None);
     drain(&mut session);
     load_more(&mut session, "l1", Some(3));
     check(&mut session, "fetch#1 c before=9 limit=3");
     // Events during the read wait behind the page.
     session.handle_event(&event(11, None));
-    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), Recent::default());
+    session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), None);
     check(&mut session, "page c seq=11 [8,7,6] loadedAll=false\nok l1\nforward c seq=11");
     load_more(&mut session, "l2", None);
     check(&mut session, "fetch#2 c before=6 limit=30");
-    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true), Recent::default());
+    session.handle_window(FetchId(2), window(11, &[5, 4, 3, 2, 1], true), None);
     check(&mut session, "page c seq=11 [5,4,3,2,1] loadedAll=true\nok l2");
     load_more(&mut session, "l3", None);
     check(&mut session, "ok l3");
@@ -253,14 +257,14 @@ fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
 fn concurrent_load_more_calls_coalesce_into_the_largest() {
     let mut session = new_session(Instant::now());
     subscribe(&mut session, Some(1));
-    session.handle_window(FetchId(0), window(20, &[20], false), Recent::default());
+    session.handle_window(FetchId(0), window(20, &[20], false), None);
     drain(&mut session);
     load_more(&mut session, "a", Some(5));
     load_more(&mut session, "b", Some(10));
     check(&mut session, "fetch#1 c before=20 limit=5");
-    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false), Recent::default());
+    session.handle_window(FetchId(1), window(20, &[19, 18, 17, 16, 15], false), None);
     check(&mut session, "page c seq=20 [19,18,17,16,15] loadedAll=false\nfetch#2 c before=15 limit=5");
-    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false), Recent::default());
+    session.handle_window(FetchId(2), window(20, &[14, 13, 12, 11, 10], false), None);
     check(&mut session, "page c seq=20 [14,13,12,11,10] loadedAll=false\nok a\nok b");
 }
 
@@ -284,8 +288,9 @@ fn unsubscribe_stops_updates_and_ignores_late_reads() {
     subscribe(&mut session, None);
     drain(&mut session);
     session.handle_request(Request::Unsubscribe { id: request_id("u"), conversation_id: conversation("c") });
-    check(&mut session, "unwatch c\nok u");
-    session.handle_window(FetchId(0), window(1, &[1], true), Recent::default());
+    // The subscribe that waited for its first read still gets its one reply.
+    check(&mut session, "unwatch c\nerror s UNSUBSCRIBED\nok u");
+    session.handle_window(FetchId(0), window(1, &[1], true), None);
     session.handle_event(&event(2, None));
     check(&mut session, "");
 }
@@ -295,7 +300,7 @@ fn an_expired_token_ends_every_subscription_in_error_and_closes() {
     let start = Instant::now();
     let mut session = Session::new(user("me"), Some(start + Duration::from_secs(10)), start);
     subscribe(&mut session, None);
-    session.handle_window(FetchId(0), window(1, &[1], true), Recent::default());
+    session.handle_window(FetchId(0), window(1, &[1], true), None);
     drain(&mut session);
     session.handle_request(Request::TokenRefreshed {
         id: request_id("t"),
@@ -344,13 +349,13 @@ fn a_failed_first_read_ends_the_subscription_in_error() {
 }
 
 #[test]
-fn a_resume_with_complete_history_replays_exactly_the_missed_events() {
+fn a_resume_with_every_missed_event_in_the_log_replays_exactly_those() {
     let mut session = new_session(Instant::now());
     resume(&mut session, 5);
-    check(&mut session, "watch c\nfetch#0 c before=none limit=2 history>5");
-    // 9 arrived during the read; history holds 6 to 8.
-    session.handle_event(&event(9, None));
-    session.handle_window(FetchId(0), window(9, &[9, 8], false), recent(&[6, 7, 8]));
+    check(&mut session, "watch c\nfetch#0 c before=none limit=2 replay>5");
+    // 10 arrived during the read, which saw seq 9; the log holds 6 to 9.
+    session.handle_event(&event(10, None));
+    session.handle_window(FetchId(0), window(9, &[9, 8], false), run(6..=9));
     check(
         &mut session,
         "resumed c from=5 seq=9
@@ -358,7 +363,8 @@ fn a_resume_with_complete_history_replays_exactly_the_missed_events() {
          forward c seq=6
          forward c seq=7
          forward c seq=8
-         forward c seq=9",
+         forward c seq=9
+         forward c seq=10",
     );
     // The window's far end is the client's: loadMore continues from it.
     load_more(&mut session, "l", Some(2));
@@ -366,21 +372,21 @@ fn a_resume_with_complete_history_replays_exactly_the_missed_events() {
 }
 
 #[test]
-fn a_resume_across_a_hole_in_history_gets_a_fresh_snapshot_marked_so() {
+fn a_resume_from_before_the_retained_log_gets_a_fresh_snapshot_marked_so() {
     let mut session = new_session(Instant::now());
     resume(&mut session, 5);
     drain(&mut session);
-    // Event 6 has fallen out of history (or the gateway restarted).
-    session.handle_window(FetchId(0), window(8, &[8, 7], false), recent(&[7, 8]));
+    // Event 6 is no longer in the log: no replay.
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), None);
     check(&mut session, "snapshot c seq=8 [8,7] loadedAll=false resumed=false\nok r");
 }
 
 #[test]
-fn a_resume_with_nothing_missed_needs_no_history() {
+fn a_resume_with_nothing_missed_replays_nothing() {
     let mut session = new_session(Instant::now());
     resume(&mut session, 8);
     drain(&mut session);
-    session.handle_window(FetchId(0), window(8, &[8, 7], false), Recent::default());
+    session.handle_window(FetchId(0), window(8, &[8, 7], false), run([]));
     check(&mut session, "resumed c from=8 seq=8\nok r");
     session.handle_event(&event(9, None));
     check(&mut session, "forward c seq=9");
@@ -391,36 +397,121 @@ fn a_resume_by_someone_who_is_no_longer_a_participant_gets_a_null_snapshot() {
     let mut session = new_session(Instant::now());
     resume(&mut session, 5);
     drain(&mut session);
-    session.handle_window(
-        FetchId(0),
-        null_window(7),
-        Recent {
-            events: vec![event(6, None), event(7, Some(Membership::Left(user("me"))))],
-            last_recorded: Some(Seq(7)),
-        },
-    );
+    session.handle_window(FetchId(0), null_window(7), None);
     check(&mut session, "unwatch c\nsnapshot c seq=7 null resumed=false\nok r");
 }
 
 #[test]
-fn a_resume_whose_newest_events_are_not_recorded_yet_waits_for_them_from_the_hub() {
+fn the_resume_decision_needs_a_participant_a_reached_seq_and_a_run_without_a_hole() {
+    let at = |from: i64| Resume { from_seq: Seq(from), oldest: None, loaded_all: false };
+    let replays = |decision| matches!(decision, ResumeDecision::Replay(_));
+    assert!(replays(decide_resume(&at(5), &window(8, &[8], false), run(6..=8))));
+    assert!(replays(decide_resume(&at(8), &window(8, &[8], false), run([]))));
+    assert!(!replays(decide_resume(&at(5), &window(8, &[8], false), run([6, 8]))), "7 is missing");
+    assert!(!replays(decide_resume(&at(5), &window(8, &[8], false), run([6, 7]))), "8 is missing");
+    assert!(!replays(decide_resume(&at(5), &window(8, &[8], false), None)));
+    assert!(!replays(decide_resume(&at(9), &window(8, &[8], false), run([]))), "from a seq not reached");
+    assert!(!replays(decide_resume(&at(5), &null_window(8), run(6..=8))));
+}
+
+/// A session that is active at `seq` with a window of one message.
+fn active_at(seq: i64) -> Session {
     let mut session = new_session(Instant::now());
-    resume(&mut session, 5);
+    subscribe(&mut session, None);
+    session.handle_window(FetchId(0), window(seq, &[seq], false), None);
     drain(&mut session);
-    // The read saw seq 9, but history has recorded only up to 7: 8 and 9 are committed and not published yet.
-    session.handle_window(FetchId(0), window(9, &[9, 8], false), recent(&[6, 7]));
-    check(&mut session, "resumed c from=5 seq=9\nok r\nforward c seq=6\nforward c seq=7");
-    session.handle_event(&event(8, None));
-    session.handle_event(&event(9, None));
-    check(&mut session, "forward c seq=8\nforward c seq=9");
+    session
 }
 
 #[test]
-fn a_resume_with_no_record_of_the_conversation_needs_everything_up_to_the_read() {
-    let mut session = new_session(Instant::now());
-    resume(&mut session, 5);
-    drain(&mut session);
-    // Nothing retained (a restart, or all of it evicted): 6 and 7 cannot be told apart from events that are lost.
-    session.handle_window(FetchId(0), window(7, &[7, 6], false), Recent::default());
-    check(&mut session, "snapshot c seq=7 [7,6] loadedAll=false resumed=false\nok r");
+fn an_event_after_a_hole_is_held_and_the_hole_filled_from_the_log() {
+    let mut session = active_at(5);
+    session.handle_event(&event(8, None));
+    check(&mut session, "fetchEvents#1 c after=5 upTo=7");
+    // More arrive while the hole is being filled, one of them the missing 7 itself.
+    session.handle_event(&event(9, None));
+    session.handle_event(&event(7, None));
+    check(&mut session, "");
+    session.handle_events(FetchId(1), run([6, 7]));
+    check(
+        &mut session,
+        "forward c seq=6
+         forward c seq=7
+         forward c seq=8
+         forward c seq=9",
+    );
+    session.handle_event(&event(6, None));
+    session.handle_event(&event(10, None));
+    check(&mut session, "forward c seq=10");
+}
+
+#[test]
+fn a_hole_that_cannot_be_filled_gives_a_fresh_snapshot_marked_so() {
+    let mut session = active_at(5);
+    session.handle_event(&event(8, None));
+    check(&mut session, "fetchEvents#1 c after=5 upTo=7");
+    // 6 and 7 are pruned from the log (or the read failed): the window is read again.
+    session.handle_events(FetchId(1), None);
+    check(&mut session, "fetch#2 c before=none limit=30");
+    session.handle_event(&event(10, None));
+    session.handle_window(FetchId(2), window(9, &[9, 5], false), None);
+    check(&mut session, "snapshot c seq=9 [9,5] loadedAll=false resumed=false\nforward c seq=10");
+}
+
+#[test]
+fn a_hole_too_long_to_replay_is_repaired_by_a_fresh_snapshot() {
+    let mut session = active_at(5);
+    session.handle_event(&event(5 + crate::realtime::subscription::MAX_REPLAY_EVENTS + 2, None));
+    check(&mut session, "fetch#1 c before=none limit=30");
+}
+
+#[test]
+fn a_hole_behind_a_load_more_is_filled_after_the_page() {
+    let mut session = active_at(5);
+    load_more(&mut session, "l", Some(1));
+    check(&mut session, "fetch#1 c before=5 limit=1");
+    session.handle_event(&event(7, None));
+    check(&mut session, "");
+    session.handle_window(FetchId(1), window(7, &[4], false), None);
+    check(&mut session, "page c seq=7 [4] loadedAll=false\nok l\nfetchEvents#2 c after=5 upTo=6");
+    session.handle_events(FetchId(2), run([6]));
+    check(&mut session, "forward c seq=6\nforward c seq=7");
+}
+
+#[test]
+fn duplicates_and_reordering_from_two_sources_in_any_interleaving_give_each_event_once_in_order() {
+    use rand::{seq::SliceRandom, Rng, SeedableRng};
+    for seed in 0..500 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut session = active_at(5);
+        // Two sources (the broker twice, or the conversation key and the user key) each deliver 6 to 15, in
+        // their own shuffled order; a source may also deliver an event twice.
+        let mut deliveries: Vec<i64> = (6..=15).chain(6..=15).collect();
+        deliveries.extend((0..3).map(|_| rng.random_range(6..=15)));
+        deliveries.shuffle(&mut rng);
+        let mut forwarded = Vec::new();
+        let mut fills: Vec<(FetchId, Seq, Seq)> = Vec::new();
+        let mut next = deliveries.into_iter();
+        loop {
+            // The log answers hole fills at random moments, between deliveries.
+            if !fills.is_empty() && rng.random_bool(0.5) {
+                let (fetch, after, up_to) = fills.remove(0);
+                session.handle_events(fetch, run(after.0 + 1..=up_to.0));
+            } else if let Some(seq) = next.next() {
+                session.handle_event(&event(seq, None));
+            } else if let Some((fetch, after, up_to)) = fills.pop() {
+                session.handle_events(fetch, run(after.0 + 1..=up_to.0));
+            } else {
+                break;
+            }
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Forward(event) => forwarded.push(event.seq.0),
+                    Output::FetchEvents { fetch, after, up_to, .. } => fills.push((fetch, after, up_to)),
+                    other => panic!("seed {seed}: unexpected {}", render(&other)),
+                }
+            }
+        }
+        assert_eq!(forwarded, (6..=15).collect::<Vec<_>>(), "seed {seed}");
+    }
 }

@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{
-    Appended, ConversationQuery, FileReceipt, HasEvents, MessageWindow, NewFile, Page, Store, StoreError, StoreHooks,
-    StoreResult, StoredFile, UserConversation,
+    Appended, ConversationQuery, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page, Position, Store,
+    StoreConfig, StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
 };
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
@@ -29,8 +29,11 @@ use crate::domain::{
 };
 
 /// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/sqlite/0002_message_links.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_message_links.sql"),
+    include_str!("../migrations/sqlite/0003_event_log.sql"),
+];
 
 /// Reader connections kept open; more concurrent reads wait for one to come back.
 const MAX_READERS: usize = 8;
@@ -56,17 +59,20 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir` and runs pending migrations. Committed events go to
-    /// `hooks.committed`, in commit order.
-    pub fn open(data_dir: &Path, hooks: StoreHooks) -> StoreResult<Self> {
-        let path = data_dir.join(DATABASE_FILE);
+    /// Opens (creating if needed) the database in `config.data_dir` and runs pending migrations. Committed events
+    /// go to `hooks.listener`, in commit order.
+    pub fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", config.data_dir.display()))
+        })?;
+        let path = config.data_dir.join(DATABASE_FILE);
         let mut connection = open_connection(&path)?;
         migrate(&mut connection)?;
         // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
         connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-        let writer =
-            writer::Writer::spawn(connection, hooks).map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        spawn_checkpointer(open_connection(&path)?, writer.downgrade())
+        let writer = writer::Writer::spawn(connection, hooks, config.retention)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        spawn_maintenance(open_connection(&path)?, writer.downgrade())
             .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         let readers = Arc::new(ReaderPool {
             path,
@@ -121,20 +127,33 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     Ok(connection)
 }
 
-/// How often the checkpointer copies committed WAL frames back into the database.
+/// How often the maintenance thread copies committed WAL frames back into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often it asks the writer to prune the event log.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Runs PASSIVE checkpoints (they never block the writer) until the store is dropped.
-fn spawn_checkpointer(connection: Connection, writer: writer::WeakWriter) -> std::io::Result<()> {
-    std::thread::Builder::new().name("natter-sqlite-checkpoint".into()).spawn(move || {
+/// Runs PASSIVE checkpoints (they never block the writer) and asks for log pruning until the store is dropped.
+fn spawn_maintenance(connection: Connection, writer: writer::WeakWriter) -> std::io::Result<()> {
+    std::thread::Builder::new().name("natter-sqlite-maintenance".into()).spawn(move || {
+        let mut last_prune = std::time::Instant::now();
         while writer.is_alive() {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::warn!(cause = %error, "checkpoint failed");
             }
+            if last_prune.elapsed() >= PRUNE_INTERVAL {
+                last_prune = std::time::Instant::now();
+                writer.request_prune(wall_clock_millis());
+            }
         }
     })?;
     Ok(())
+}
+
+fn wall_clock_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as Millis)
 }
 
 fn migrate(connection: &mut Connection) -> StoreResult<()> {
@@ -403,5 +422,25 @@ impl Store for SqliteStore {
                 .optional()?)
         })
         .await
+    }
+
+    async fn conversation_events(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        after: Seq,
+        up_to: Seq,
+    ) -> StoreResult<Vec<LoggedEvent>> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.read(move |c| reads::conversation_events(c, &app, &conversation, after, up_to)).await
+    }
+
+    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        let app = app.clone();
+        self.read(move |c| reads::app_events(c, &app, after, limit)).await
+    }
+
+    async fn prune_events(&self, now: Millis) -> StoreResult<u64> {
+        self.writer.prune(now).await
     }
 }

@@ -12,9 +12,12 @@ use crate::domain::{
     message::{Attachment, Location, Message, MessageType, MessageView, Origin, ReferencedView},
     reaction::{Emoji, ReactionSummary},
     user::User,
-    Custom, Rejection,
+    Custom, Millis, Rejection,
 };
-use crate::store::{ConversationQuery, Direction, MessageWindow, OrderBy, Page, StoreResult, UserConversation};
+use crate::store::{
+    log, ConversationQuery, Direction, LoggedEvent, MessageWindow, OrderBy, Page, Position, StoreError, StoreResult,
+    UserConversation,
+};
 
 use super::{from_json, Sql};
 
@@ -489,4 +492,62 @@ fn read_window(
     let messages =
         messages.into_iter().map(|message| message_view(connection, app, message)).collect::<Result<_, _>>()?;
     Ok(MessageWindow { seq, participant: true, messages, loaded_all })
+}
+
+fn logged_event_from_row(app: &AppId, row: &Row<'_>) -> rusqlite::Result<Result<LoggedEvent, String>> {
+    let conversation_id = ConversationId::from_trusted(row.get(1)?);
+    let seq = Seq(row.get(2)?);
+    let data: String = row.get(3)?;
+    let committed_at: Millis = row.get(4)?;
+    let position = Position(row.get(0)?);
+    Ok(log::decode(conversation_id, seq, &data).map(|event| LoggedEvent {
+        position,
+        app: app.clone(),
+        event,
+        committed_at,
+    }))
+}
+
+fn collect_logged(
+    rows: impl Iterator<Item = rusqlite::Result<Result<LoggedEvent, String>>>,
+) -> StoreResult<Vec<LoggedEvent>> {
+    let mut events = Vec::new();
+    for row in rows {
+        events.push(row?.map_err(StoreError::Unavailable)?);
+    }
+    Ok(events)
+}
+
+/// One conversation's logged events with `after < seq <= up_to`, in seq order.
+pub fn conversation_events(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
+    after: Seq,
+    up_to: Seq,
+) -> StoreResult<Vec<LoggedEvent>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT position, conversation_id, seq, data, committed_at FROM event_log \
+         WHERE app_id = ?1 AND conversation_id = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq",
+    )?;
+    let rows = statement.query_map(params![app.as_str(), conversation.as_str(), after.0, up_to.0], |row| {
+        logged_event_from_row(app, row)
+    })?;
+    collect_logged(rows)
+}
+
+/// At most `limit` of an app's logged events after `after`, in commit order.
+pub fn app_events(
+    connection: &Connection,
+    app: &AppId,
+    after: Position,
+    limit: usize,
+) -> StoreResult<Vec<LoggedEvent>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT position, conversation_id, seq, data, committed_at FROM event_log \
+         WHERE app_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+    )?;
+    let rows =
+        statement.query_map(params![app.as_str(), after.0, limit as i64], |row| logged_event_from_row(app, row))?;
+    collect_logged(rows)
 }

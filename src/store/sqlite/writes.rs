@@ -8,9 +8,11 @@ use crate::domain::{
     conversation::{Access, ConversationPatch, Notify, ParticipantSettings},
     event::{Event, EventKind},
     ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
-    limits::IDEMPOTENCY_WINDOW_MS,
-    message::{Attachment, Message, MessageBody, MessageEdit, MessageType, MessageView, NewMessage},
-    reaction::{Emoji, MAX_DISTINCT_EMOJI_PER_MESSAGE},
+    message::{
+        check_author, check_delete_missing, check_sender, idempotency_key_holds, Attachment, Message, MessageBody,
+        MessageEdit, MessageType, MessageView, NewMessage,
+    },
+    reaction::{check_add, check_reactor, Emoji},
     user::UserPatch,
     Actor, Millis, Rejection, ValidationError,
 };
@@ -324,7 +326,7 @@ pub fn append_messages(
                 .query_row(params![app.as_str(), conversation.as_str(), key], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             if let Some((id, created_at)) = known {
-                if now - created_at < IDEMPOTENCY_WINDOW_MS {
+                if idempotency_key_holds(created_at, now) {
                     appended.ids.push(MessageId::from_trusted(id));
                     continue;
                 }
@@ -358,14 +360,7 @@ fn append_one(
         None => None,
     };
     if let Some(sender) = &message.sender_id {
-        let field = format!("{place}.sender");
-        match reads::membership(connection, app, conversation, sender)? {
-            None => return Err(Rejection::NotAParticipant { field, user: sender.clone() }.into()),
-            Some((Access::Read, _)) => {
-                return Err(Rejection::ReadOnlyAccess { field, user: sender.clone() }.into());
-            }
-            Some(_) => {}
-        }
+        check_sender(&format!("{place}.sender"), sender, access_of(connection, app, conversation, sender)?)?;
     }
     // The reply target must exist; read once, it also expands the new message's snapshot.
     let referenced = match &message.referenced_message_id {
@@ -485,23 +480,26 @@ fn require_message(
     reads::message(connection, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
 }
 
-/// Users may change only their own messages in conversations they take part in; the app may change any.
-fn check_author(
+/// The user's access in the conversation, `None` when they do not take part: the fact the rules decide on.
+fn access_of(
     connection: &Connection,
     app: &AppId,
     conversation: &ConversationId,
-    message: &Message,
+    user: &UserId,
+) -> StoreResult<Option<Access>> {
+    Ok(reads::membership(connection, app, conversation, user)?.map(|(access, _)| access))
+}
+
+fn actor_access(
+    connection: &Connection,
+    app: &AppId,
+    conversation: &ConversationId,
     actor: &Actor,
-) -> StoreResult<()> {
-    if let Actor::User(user) = actor {
-        if reads::membership(connection, app, conversation, user)?.is_none() {
-            return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
-        }
-        if message.sender_id.as_ref() != Some(user) {
-            return Err(Rejection::NotMessageOwner { user: user.clone(), message: message.id.clone() }.into());
-        }
+) -> StoreResult<Option<Access>> {
+    match actor {
+        Actor::App => Ok(None),
+        Actor::User(user) => access_of(connection, app, conversation, user),
     }
-    Ok(())
 }
 
 pub fn edit_message(
@@ -514,7 +512,7 @@ pub fn edit_message(
     now: Millis,
 ) -> StoreResult<Event> {
     let mut message = require_message(connection, app, conversation, id)?;
-    check_author(connection, app, conversation, &message, actor)?;
+    check_author(actor, actor_access(connection, app, conversation, actor)?, &message)?;
     let mut removed_file = None;
     if let Some((text, links)) = edit.text {
         message.text = text;
@@ -567,17 +565,16 @@ pub fn delete_message(
     id: &MessageId,
     actor: &Actor,
 ) -> StoreResult<Option<Event>> {
-    let message = match (require_message(connection, app, conversation, id), actor) {
-        (Ok(message), _) => message,
-        (Err(StoreError::Rejected(Rejection::MessageNotFound(_))), Actor::User(user)) => {
-            if reads::membership(connection, app, conversation, user)?.is_none() {
-                return Err(Rejection::NotAParticipant { field: "conversationId".into(), user: user.clone() }.into());
-            }
+    let access = actor_access(connection, app, conversation, actor)?;
+    let message = match require_message(connection, app, conversation, id) {
+        Ok(message) => message,
+        Err(StoreError::Rejected(Rejection::MessageNotFound(_))) => {
+            check_delete_missing(actor, access, id)?;
             return Ok(None);
         }
-        (Err(error), _) => return Err(error),
+        Err(error) => return Err(error),
     };
-    check_author(connection, app, conversation, &message, actor)?;
+    check_author(actor, access, &message)?;
     let args = params![app.as_str(), conversation.as_str(), id.as_str()];
     connection.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?3", args)?;
     connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
@@ -610,10 +607,7 @@ fn require_reactor(
 ) -> StoreResult<()> {
     require_message(connection, app, conversation, message)?;
     require_user(connection, app, user)?;
-    if reads::membership(connection, app, conversation, user)?.is_none() {
-        return Err(Rejection::NotAParticipant { field: "userId".into(), user: user.clone() }.into());
-    }
-    Ok(())
+    Ok(check_reactor(user, access_of(connection, app, conversation, user)?)?)
 }
 
 pub fn add_reaction(
@@ -638,11 +632,8 @@ pub fn add_reaction(
                      AND message_id = ?3)",
         )?
         .query_row(args, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    if already {
+    if !check_add(already, emoji_present, n_distinct as usize)? {
         return Ok(None);
-    }
-    if !emoji_present && n_distinct as usize >= MAX_DISTINCT_EMOJI_PER_MESSAGE {
-        return Err(Rejection::TooManyReactions { max: MAX_DISTINCT_EMOJI_PER_MESSAGE }.into());
     }
     connection
         .prepare_cached(
@@ -662,7 +653,7 @@ pub fn remove_reaction(
     emoji: &Emoji,
     user: &UserId,
 ) -> StoreResult<Option<Event>> {
-    require_message(connection, app, conversation, message)?;
+    require_reactor(connection, app, conversation, message, user)?;
     let removed = connection
         .prepare_cached(
             "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \

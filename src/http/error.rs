@@ -1,6 +1,6 @@
-//! `ApiError`: every way a REST request fails, mapped to a status and a `{"errorCode", "reasons"}` body in
-//! exactly one place. Internal causes are not sent to clients; they ride in the response extensions to the
-//! logging middleware.
+//! `ApiError`: every way an HTTP request (REST, or the realtime upgrade) fails, mapped to a status and a
+//! `{"errorCode", "reasons"}` body in exactly one place. Socket error frames reuse its codes for refused writes.
+//! Internal causes are not sent to clients; they ride in the response extensions to the logging middleware.
 
 use axum::{
     http::StatusCode,

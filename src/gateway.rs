@@ -1,0 +1,75 @@
+//! The top: the REST routes and the realtime route put together, with the layers every request passes through
+//! (tracing, the request timeout, latency metrics, logging of internal causes, the JSON 404).
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    http::{StatusCode, Uri},
+    middleware::{self, Next},
+    response::Response,
+    Router,
+};
+use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::{
+    api,
+    app::AppState,
+    http::error::{ApiError, InternalCause},
+    realtime,
+};
+
+/// A request that takes longer than this is answered 408; the store's own work still completes or rolls back.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every (method, path) the gateway serves: what the OpenAPI test compares with `proto/openapi.yaml`.
+pub fn route_list() -> Vec<(&'static str, &'static str)> {
+    let mut list = api::route_list();
+    list.push(("GET", realtime::ROUTE));
+    list
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes(&state).router)
+        // Authenticated by a user token, not the app secret.
+        .route(realtime::ROUTE, axum::routing::get(realtime::upgrade))
+        .fallback(route_not_found)
+        .layer(middleware::from_fn(log_internal_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_requests))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        // Spans name the method and the path only: query strings carry user tokens (`?token=`).
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// Records each request's latency under its route template, never its concrete path.
+async fn observe_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = crate::metrics::RouteLabels { method, route, status: response.status().as_u16() };
+    state.metrics.rest_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+/// Logs the internal cause of a failed request once, here, rather than where the error was made.
+async fn log_internal_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%method, %path, %cause, status = %response.status(), "request failed");
+    }
+    response
+}

@@ -1,0 +1,77 @@
+//! This node's side of delivery, the one place sessions, the publisher and the broker meet (centrifuge's
+//! `node.go`): sessions watch keys through it, the publisher hands it committed events, and everything the broker
+//! delivers comes in through one entry point, `Inbound::deliver`, which feeds the recent-events cache and the hub.
+//!
+//! The node watches a key on the broker when its first local watcher arrives and stops when the last leaves; both
+//! calls happen under the hub's lock on that key, so they reach the broker in the order the key's watchers changed.
+
+use std::sync::{Arc, Weak};
+
+use super::{
+    broker::{Broker, BrokerConfig},
+    history::History,
+    Hub, HubKey, Outbox, SharedEvent, WatcherId,
+};
+
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    hub: Hub,
+    broker: Arc<dyn Broker>,
+    history: History,
+}
+
+/// Where a broker delivers. It holds the node weakly: the node owns the broker, not the other way round.
+#[derive(Clone)]
+pub struct Inbound {
+    node: Weak<NodeInner>,
+}
+
+impl Node {
+    /// Builds the node with its broker. Must run inside the tokio runtime (a broker may spawn tasks).
+    pub fn new(hub: Hub, broker: &BrokerConfig, history_bytes: usize) -> Self {
+        let inner = Arc::new_cyclic(|node| NodeInner {
+            broker: broker.build(Inbound { node: node.clone() }),
+            hub,
+            history: History::with_max_bytes(history_bytes),
+        });
+        Self { inner }
+    }
+
+    /// Starts delivering the key's events to `outbox`.
+    pub fn watch(&self, key: HubKey, outbox: Outbox) -> WatcherId {
+        self.inner.hub.watch(key, outbox, |key| self.inner.broker.watch(key))
+    }
+
+    pub fn unwatch(&self, key: &HubKey, id: WatcherId) {
+        self.inner.hub.unwatch(key, id, |key| self.inner.broker.unwatch(key));
+    }
+
+    /// Publishes a committed event under a key, to every node that watches it (this one included).
+    pub fn publish(&self, key: &HubKey, event: SharedEvent) {
+        self.inner.broker.publish(key, event);
+    }
+
+    /// The recent events this node delivered.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+}
+
+impl Inbound {
+    /// An event from the broker: remembered for resumes (once, under its conversation's key), then fanned out.
+    pub fn deliver(&self, key: &HubKey, event: SharedEvent) {
+        let Some(node) = self.node.upgrade() else { return };
+        if matches!(key, HubKey::Conversation { .. }) {
+            node.history.record(&event);
+        }
+        node.hub.publish(key, &event, |key| node.broker.unwatch(key));
+    }
+}

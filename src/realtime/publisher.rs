@@ -1,0 +1,89 @@
+//! From the store to the node: the `CommitListener` that encodes each committed event once and publishes it
+//! under its conversation's key (and, for joins and leaves, the user's), and `replay`, which reads a run of
+//! events back for a resume or a hole, from the node's cache or else the store's event log.
+
+use std::sync::{atomic::AtomicI64, atomic::Ordering, Arc};
+
+use super::frames;
+use crate::{
+    app::AppState,
+    domain::ids::{AppId, ConversationId, Seq},
+    hub::{HubKey, Membership, Node, SharedEvent},
+    metrics::Metrics,
+    store::{CommitListener, Committed, StoreResult},
+    wire::Links,
+};
+
+/// Encodes committed events once and hands them to the node. The store calls it from its writer, in commit order,
+/// so it never waits: the broker and the hub only `try_send`.
+pub struct Publisher {
+    pub node: Node,
+    pub links: Links,
+    pub metrics: Arc<Metrics>,
+    /// The log position of the last event published, to check the order the store promises.
+    last_position: AtomicI64,
+}
+
+impl Publisher {
+    pub fn new(node: Node, links: Links, metrics: Arc<Metrics>) -> Self {
+        Self { node, links, metrics, last_position: AtomicI64::new(0) }
+    }
+}
+
+impl CommitListener for Publisher {
+    fn committed(&self, committed: &Committed) {
+        for logged in &committed.events {
+            let previous = self.last_position.swap(logged.position.0, Ordering::Relaxed);
+            if logged.position.0 <= previous {
+                // Sessions would still repair by seq; this says the store broke its promise.
+                self.metrics.commit_order_violations.inc();
+                tracing::error!(position = logged.position.0, previous, "committed events out of log order");
+            }
+            self.metrics.events_published.inc();
+            let encoded = Arc::new(frames::event_frame(&logged.event, &committed.app, &self.links));
+            // Membership changes also reach the user's own key: a session that cannot see the conversation yet
+            // learns that its user joined.
+            if let Some(Membership::Joined(user_id) | Membership::Left(user_id)) = &encoded.membership {
+                let key = HubKey::User { app_id: committed.app.clone(), user_id: user_id.clone() };
+                self.node.publish(&key, Arc::clone(&encoded));
+            }
+            let key = HubKey::Conversation {
+                app_id: committed.app.clone(),
+                conversation_id: logged.event.conversation_id.clone(),
+            };
+            self.node.publish(&key, encoded);
+        }
+    }
+}
+
+/// The events of a conversation with `after < seq <= up_to`, encoded, if every one of them can still be read:
+/// from the node's recent-events cache, or else the store's event log (what the log gives is cached too).
+/// `Ok(None)` when the run is not whole (pruned, or longer than a replay may be).
+pub async fn replay(
+    state: &AppState,
+    app_id: &AppId,
+    conversation_id: &ConversationId,
+    after: Seq,
+    up_to: Seq,
+) -> StoreResult<Option<Vec<SharedEvent>>> {
+    if up_to.0 - after.0 > super::subscription::MAX_REPLAY_EVENTS {
+        return Ok(None);
+    }
+    let (node, links) = (&state.node, &state.links);
+    if let Some(run) = node.history().run(app_id, conversation_id, after, up_to) {
+        return Ok(Some(run));
+    }
+    state.metrics.replay_log_reads.inc();
+    let logged = state.store.conversation_events(app_id, conversation_id, after, up_to).await?;
+    let whole = logged.len() as i64 == up_to.0 - after.0
+        && logged.iter().enumerate().all(|(index, logged)| logged.event.seq.0 == after.0 + 1 + index as i64);
+    if !whole {
+        return Ok(None);
+    }
+    let events: Vec<SharedEvent> =
+        logged.iter().map(|logged| Arc::new(frames::event_frame(&logged.event, app_id, links))).collect();
+    for event in &events {
+        node.history().record(event);
+    }
+    Ok(Some(events))
+}

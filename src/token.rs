@@ -1,0 +1,43 @@
+//! User tokens: the JWTs a client presents to open a WebSocket session or to replace its token (`updateToken`),
+//! HS256-signed with the app's secret. Kept apart from `api` (which takes app credentials) so that every layer
+//! that meets a user token verifies it the same way.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::domain::ids::{AppId, UserId};
+
+/// What a verified user token says.
+#[derive(Clone, Debug)]
+pub struct UserClaims {
+    pub user_id: UserId,
+    /// `exp`, in Unix seconds, if the token has one.
+    pub expires_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserTokenClaims {
+    token_type: String,
+    sub: String,
+    exp: Option<u64>,
+}
+
+/// Verifies a user token: HS256 signed with the app's secret, `tokenType: "user"`, `iss` = appId, `sub` = the
+/// user id; `exp` is optional and `nbf` is honoured.
+pub fn verify_user_token(app_id: &AppId, secret: &str, token: &str) -> Result<UserClaims, String> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[app_id.as_str()]);
+    validation.set_required_spec_claims(&["iss", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 0;
+    let claims =
+        jsonwebtoken::decode::<UserTokenClaims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
+            .map_err(|error| format!("invalid user token: {error}"))?
+            .claims;
+    if claims.token_type != "user" {
+        return Err("invalid user token: tokenType must be \"user\"".into());
+    }
+    let user_id = UserId::parse(&claims.sub).map_err(|error| format!("invalid user token: {error}"))?;
+    Ok(UserClaims { user_id, expires_at: claims.exp })
+}

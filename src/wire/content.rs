@@ -1,0 +1,121 @@
+//! The content blocks a client sends over the socket (`sendMessage`, `editMessage`), parsed into domain text nodes.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::domain::{
+    content::{self, MarkupKind, TextNode},
+    message::{Location, MessageBody},
+    ValidationError,
+};
+
+/// Parses the content blocks a client sends (a single block today). File blocks carry a `fileToken` from
+/// `POST /files`.
+pub fn parse_send_content(blocks: &[Value]) -> Result<SendContent, ValidationError> {
+    let [block] = blocks else {
+        return Err(ValidationError::new("content", "must hold exactly one block"));
+    };
+    let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "text" => {
+            let children = block
+                .get("children")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ValidationError::new("content[0].children", "must be an array of text nodes"))?;
+            let nodes = children
+                .iter()
+                .enumerate()
+                .map(|(index, node)| parse_node(node, &format!("content[0].children[{index}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SendContent::Text(nodes))
+        }
+        "file" => {
+            let token = block
+                .get("fileToken")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ValidationError::new("content[0].fileToken", "is required for a file block"))?;
+            Ok(SendContent::File(token.to_owned()))
+        }
+        "location" => {
+            let number = |field: &str| {
+                block
+                    .get(field)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| ValidationError::new(format!("content[0].{field}"), "must be a number"))
+            };
+            Ok(SendContent::Location(Location::parse(number("latitude")?, number("longitude")?)?))
+        }
+        other => Err(ValidationError::new("content[0].type", format!("unknown block type {other:?}"))),
+    }
+}
+
+/// What a client's content blocks amount to.
+#[derive(Debug, PartialEq)]
+pub enum SendContent {
+    Text(Vec<TextNode>),
+    File(String),
+    Location(Location),
+}
+
+impl SendContent {
+    /// The stored body: text nodes are written back as markup, parsed without links on the way out.
+    pub fn into_body(self) -> Result<MessageBody, ValidationError> {
+        match self {
+            SendContent::Text(nodes) => {
+                content::check_user_nodes(&nodes)?;
+                let text = content::to_markup(&nodes);
+                if text.is_empty() {
+                    return Err(ValidationError::new("content", "a text block must not be empty"));
+                }
+                Ok(MessageBody::Text(text))
+            }
+            SendContent::File(token) => Ok(MessageBody::Attachment { token }),
+            SendContent::Location(location) => Ok(MessageBody::Location(location)),
+        }
+    }
+}
+
+fn parse_node(node: &Value, at: &str) -> Result<TextNode, ValidationError> {
+    if let Some(text) = node.as_str() {
+        return Ok(TextNode::Plain(text.to_owned()));
+    }
+    let kind = node
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ValidationError::new(at, "a text node is a string or an object with a \"type\""))?;
+    let string = |field: &str| {
+        node.get(field)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| ValidationError::new(format!("{at}.{field}"), "must be a string"))
+    };
+    let children = || -> Result<Vec<TextNode>, ValidationError> {
+        let children = node
+            .get("children")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ValidationError::new(format!("{at}.children"), "must be an array"))?;
+        children.iter().enumerate().map(|(i, child)| parse_node(child, &format!("{at}.children[{i}]"))).collect()
+    };
+    let params = || -> BTreeMap<String, String> {
+        node.get("params")
+            .and_then(Value::as_object)
+            .map(|params| params.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+            .unwrap_or_default()
+    };
+    Ok(match kind {
+        "bold" => TextNode::Markup { kind: MarkupKind::Bold, children: children()? },
+        "italic" => TextNode::Markup { kind: MarkupKind::Italic, children: children()? },
+        "strikethrough" => TextNode::Markup { kind: MarkupKind::Strikethrough, children: children()? },
+        "bulletList" => TextNode::BulletList { children: children()? },
+        "bulletPoint" => TextNode::BulletPoint { children: children()? },
+        "codeSpan" => TextNode::CodeSpan { text: string("text")? },
+        "link" => TextNode::Link { url: string("url")?, children: children()? },
+        "actionLink" => TextNode::ActionLink { action: string("action")?, params: params(), children: children()? },
+        "actionButton" => TextNode::ActionButton { action: string("action")?, params: params(), children: children()? },
+        "autoLink" => TextNode::AutoLink { url: string("url")?, text: string("text")? },
+        "customEmoji" => TextNode::CustomEmoji { text: string("text")? },
+        "mention" => TextNode::Mention { id: string("id")?, text: string("text")? },
+        other => return Err(ValidationError::new(format!("{at}.type"), format!("unknown text node type {other:?}"))),
+    })
+}
