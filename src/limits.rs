@@ -11,6 +11,9 @@ use governor::{
 
 use crate::domain::ids::AppId;
 
+/// Subscriptions one WebSocket session may hold, unless configured otherwise (`--subscriptions-per-connection`).
+pub const DEFAULT_SUBSCRIPTIONS_PER_CONNECTION: usize = 1000;
+
 /// The configured limits; 0 switches one off.
 #[derive(Clone, Copy, Debug)]
 pub struct LimitConfig {
@@ -30,7 +33,7 @@ impl Default for LimitConfig {
             rest_requests_per_second: 20_000,
             connections_per_app: 100_000,
             frames_per_second: 100,
-            subscriptions_per_connection: crate::realtime::session::MAX_SUBSCRIPTIONS_PER_SESSION,
+            subscriptions_per_connection: DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
         }
     }
 }

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
 
-use super::{window::Window, ClientConfig, ClientError, SubscriptionState};
+use super::{
+    window::{Place, Window},
+    ClientConfig, ClientError, SubscriptionState,
+};
 
 pub enum Command {
     Request { frame: Value, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
@@ -28,6 +31,9 @@ struct Subscription {
     loading: Option<Loading>,
     /// The window size asked for, asked for again after a reconnect.
     limit: Option<u32>,
+    /// A hole was found and the subscription asked again with a resume: events of the old one are ignored until
+    /// the answer (`resumed` or `snapshot`) arrives.
+    recovering: bool,
 }
 
 /// A `loadMore` in flight. Calls made meanwhile join it: together they load as many as the largest asked for
@@ -44,6 +50,8 @@ enum Pending {
     Subscribe(String),
     LoadMore(String),
     Unsubscribe(oneshot::Sender<()>),
+    /// A reply nobody waits for (the unsubscribe of a recovery).
+    Discard,
 }
 
 /// How long the first reconnect waits; each attempt doubles it, up to `MAX_BACKOFF`, with ±50% jitter so that
@@ -178,6 +186,8 @@ impl Connection {
             if let Some(resume) = subscription.window.resume_point() {
                 frame["resume"] = resume;
             }
+            // A new socket carries nothing of the old subscription.
+            self.subscriptions.get_mut(&conversation_id).expect("listed above").recovering = false;
             self.pending.insert(id, Pending::Subscribe(conversation_id));
             socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
         }
@@ -202,7 +212,7 @@ impl Connection {
                                 frame["limit"] = json!(limit);
                             }
                             self.pending.insert(id, Pending::Subscribe(conversation_id.clone()));
-                            let subscription = Subscription { window: Window::default(), state_tx, loading: None, limit };
+                            let subscription = Subscription { window: Window::default(), state_tx, loading: None, limit, recovering: false };
                             self.subscriptions.insert(conversation_id, subscription);
                             frame
                         }
@@ -252,7 +262,7 @@ impl Connection {
                             observer(text.as_str());
                         }
                         let user_id = self.user_id.clone();
-                        if let Some(frame) = handle_frame(text.as_str(), &mut self.pending, &mut self.subscriptions, &user_id, &mut self.next_id) {
+                        for frame in handle_frame(text.as_str(), &mut self.pending, &mut self.subscriptions, &user_id, &mut self.next_id) {
                             if let Err(error) = socket.send(Message::text(frame.to_string())).await {
                                 return End::Dropped(error.to_string());
                             }
@@ -276,14 +286,25 @@ impl Connection {
     }
 }
 
-/// Applies one server frame; returns a frame to send in response (the next page of a coalesced loadMore).
+/// Applies one server frame; returns the frames to send in response (the next page of a coalesced loadMore, or
+/// the frames that recover from a hole).
 fn handle_frame(
     text: &str,
     pending: &mut HashMap<String, Pending>,
     subscriptions: &mut HashMap<String, Subscription>,
     user_id: &str,
     next_id: &mut u64,
-) -> Option<Value> {
+) -> Vec<Value> {
+    apply_frame(text, pending, subscriptions, user_id, next_id).unwrap_or_default()
+}
+
+fn apply_frame(
+    text: &str,
+    pending: &mut HashMap<String, Pending>,
+    subscriptions: &mut HashMap<String, Subscription>,
+    user_id: &str,
+    next_id: &mut u64,
+) -> Option<Vec<Value>> {
     let Ok(frame) = serde_json::from_str::<Value>(text) else { return None };
     let conversation_id = frame["conversationId"].as_str().unwrap_or_default();
     let seq = frame["seq"].as_i64().unwrap_or(0);
@@ -313,6 +334,7 @@ fn handle_frame(
                 Pending::Unsubscribe(reply_tx) => {
                     let _ = reply_tx.send(());
                 }
+                Pending::Discard => {}
                 Pending::LoadMore(conversation_id) => {
                     let subscription = subscriptions.get_mut(&conversation_id)?;
                     let mut loading = subscription.loading.take()?;
@@ -326,9 +348,9 @@ fn handle_frame(
                         loading.wanted = more;
                         subscription.loading = Some(loading);
                         pending.insert(id.clone(), Pending::LoadMore(conversation_id.clone()));
-                        return Some(
+                        return Some(vec![
                             json!({ "type": "loadMore", "id": id, "conversationId": conversation_id, "count": more }),
-                        );
+                        ]);
                     }
                     for waiter in loading.waiters {
                         let _ = waiter.send(result.clone().map(drop));
@@ -338,6 +360,7 @@ fn handle_frame(
         }
         "snapshot" => {
             let subscription = subscriptions.get_mut(conversation_id)?;
+            subscription.recovering = false;
             let messages = serde_json::from_value(frame["messages"].clone()).ok();
             subscription.window.reset(seq, messages, frame["loadedAll"].as_bool().unwrap_or(false));
             subscription.state_tx.send_replace(subscription.window.state());
@@ -348,8 +371,17 @@ fn handle_frame(
             subscription.window.append_page(seq, messages, frame["loadedAll"].as_bool().unwrap_or(false));
             subscription.state_tx.send_replace(subscription.window.state());
         }
+        "resumed" => subscriptions.get_mut(conversation_id)?.recovering = false,
         "event" => {
             let subscription = subscriptions.get_mut(conversation_id)?;
+            if subscription.recovering {
+                return None;
+            }
+            match subscription.window.place(seq) {
+                Place::Next => {}
+                Place::Duplicate => return None,
+                Place::Hole => return Some(recover(conversation_id, subscription, pending, next_id)),
+            }
             subscription.window.observe_seq(seq);
             if subscription.window.apply_event(seq, &frame["event"], user_id) {
                 subscription.state_tx.send_replace(subscription.window.state());
@@ -364,4 +396,33 @@ fn handle_frame(
         _ => {}
     }
     None
+}
+
+/// Events are missing before the one just received: end the subscription on the server and subscribe again
+/// from the last seq applied, which replays exactly what is missing (or sends a fresh snapshot). The
+/// subscription stays active meanwhile.
+fn recover(
+    conversation_id: &str,
+    subscription: &mut Subscription,
+    pending: &mut HashMap<String, Pending>,
+    next_id: &mut u64,
+) -> Vec<Value> {
+    tracing::debug!(%conversation_id, "hole in the event stream; resubscribing");
+    subscription.recovering = true;
+    let mut new_id = || {
+        *next_id += 1;
+        next_id.to_string()
+    };
+    let unsubscribe_id = new_id();
+    pending.insert(unsubscribe_id.clone(), Pending::Discard);
+    let subscribe_id = new_id();
+    pending.insert(subscribe_id.clone(), Pending::Subscribe(conversation_id.to_owned()));
+    let mut subscribe = json!({ "type": "subscribeMessages", "id": subscribe_id, "conversationId": conversation_id });
+    if let Some(limit) = subscription.limit {
+        subscribe["limit"] = json!(limit);
+    }
+    if let Some(resume) = subscription.window.resume_point() {
+        subscribe["resume"] = resume;
+    }
+    vec![json!({ "type": "unsubscribe", "id": unsubscribe_id, "conversationId": conversation_id }), subscribe]
 }

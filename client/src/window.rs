@@ -7,6 +7,17 @@ use serde_json::Value;
 
 use super::{MessageSnapshot, ReactionSnapshot, SubscriptionState};
 
+/// Where an event falls in a window's live stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The one owed next: apply it.
+    Next,
+    /// Already applied.
+    Duplicate,
+    /// Events are missing before it: resubscribe from the last one applied.
+    Hole,
+}
+
 #[derive(Default)]
 pub struct Window {
     /// Newest first. `None` is the null snapshot (not a participant).
@@ -28,6 +39,16 @@ impl Window {
         self.messages =
             messages.map(|messages| messages.into_iter().map(|snapshot| Entry { snapshot, as_of: seq }).collect());
         self.loaded_all = loaded_all;
+    }
+
+    /// Where an event with this `seq` falls in the live stream. The server sends every seq of a conversation to a
+    /// window that is a list, so anything but the next one is a duplicate or a hole (`proto/PROTOCOL.md`).
+    pub fn place(&self, seq: i64) -> Place {
+        match (&self.messages, self.live_seq) {
+            (Some(_), Some(live)) if seq <= live => Place::Duplicate,
+            (Some(_), Some(live)) if seq > live + 1 => Place::Hole,
+            _ => Place::Next,
+        }
     }
 
     /// Every event frame of the conversation moves the live stream on, whether or not it changes the window.
@@ -156,5 +177,24 @@ impl Window {
                 .map(|messages| messages.iter().map(|entry| entry.snapshot.clone()).collect()),
             loaded_all: self.loaded_all,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_a_snapshot_only_the_next_seq_is_next() {
+        let mut window = Window::default();
+        assert_eq!(window.place(9), Place::Next, "nothing to compare with yet");
+        window.reset(5, Some(Vec::new()), true);
+        assert_eq!(window.place(5), Place::Duplicate);
+        assert_eq!(window.place(6), Place::Next);
+        assert_eq!(window.place(7), Place::Hole);
+        window.observe_seq(6);
+        assert_eq!(window.place(7), Place::Next);
+        window.reset(8, None, true);
+        assert_eq!(window.place(12), Place::Next, "a null window sees only what concerns its user");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod frames;
+pub mod output;
 pub mod subscription;
 
 pub mod session;

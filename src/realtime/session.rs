@@ -10,28 +10,25 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use super::output::{CloseReason, FetchId, Output};
 use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
     subscription::{Context, Resume, Subscription, TooManyHeld},
 };
 use crate::{
-    domain::ids::{ConversationId, Seq, UserId},
+    domain::ids::{ConversationId, UserId},
     hub::SharedEvent,
+    limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
     store::MessageWindow,
 };
 
 /// Messages in a new window unless the client asks for another `limit` (seed 004).
 pub const DEFAULT_WINDOW_MESSAGES: usize = 30;
-/// Subscriptions one session may hold, unless configured otherwise (`--subscriptions-per-connection`).
-pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1000;
 /// How often the server pings an otherwise quiet connection.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// A connection that sends nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FetchId(pub(crate) u64);
 
 /// What a client asks of its subscriptions (writes go straight from the shell to the store).
 #[derive(Debug)]
@@ -58,98 +55,6 @@ pub enum Request {
     },
 }
 
-#[derive(Debug)]
-pub enum Output {
-    /// Send this event frame as it is.
-    Forward(SharedEvent),
-    /// Send a whole window (subscribe, join, leave, repair); not a participant means a null snapshot. `resumed`
-    /// is `Some(false)` when the client asked to resume and could not, or a hole could not be filled.
-    Snapshot {
-        conversation_id: ConversationId,
-        window: MessageWindow,
-        resumed: Option<bool>,
-    },
-    /// The client's window stands; the events after `from_seq` up to `seq` follow.
-    Resumed {
-        conversation_id: ConversationId,
-        from_seq: Seq,
-        seq: Seq,
-    },
-    /// Send older messages for the end of the window.
-    Page {
-        conversation_id: ConversationId,
-        window: MessageWindow,
-    },
-    Ok {
-        id: RequestId,
-    },
-    Error {
-        id: RequestId,
-        error: RealtimeError,
-    },
-    /// The subscription ended in the error state.
-    SubscriptionError {
-        conversation_id: ConversationId,
-        error: RealtimeError,
-    },
-    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`. With `replay_after`, also
-    /// read the logged events after that seq up to the window's, and pass them if they are all there.
-    Fetch {
-        fetch: FetchId,
-        conversation_id: ConversationId,
-        before: Option<Seq>,
-        limit: usize,
-        replay_after: Option<Seq>,
-    },
-    /// Read the logged events with `after < seq <= up_to`; answer with `handle_events` (`None` when the run is
-    /// not whole) or `handle_fetch_failed`.
-    FetchEvents {
-        fetch: FetchId,
-        conversation_id: ConversationId,
-        after: Seq,
-        up_to: Seq,
-    },
-    /// Start or stop receiving the conversation's events from the hub.
-    Watch(ConversationId),
-    Unwatch(ConversationId),
-    Ping,
-    Close(CloseReason),
-}
-
-/// Why the server closes a connection, with the close codes of `proto/PROTOCOL.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The outbox overflowed: the client did not read fast enough. Reconnect and resubscribe.
-    SlowConsumer,
-    TokenExpired,
-    IdleTimeout,
-    ShuttingDown,
-    /// The client broke the WebSocket protocol (a frame too large, or malformed).
-    ProtocolError,
-}
-
-impl CloseReason {
-    pub fn code(self) -> u16 {
-        match self {
-            CloseReason::ShuttingDown => 1001,
-            CloseReason::ProtocolError => 1009,
-            CloseReason::SlowConsumer => 4000,
-            CloseReason::TokenExpired => 4001,
-            CloseReason::IdleTimeout => 4002,
-        }
-    }
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            CloseReason::ShuttingDown => "server shutting down",
-            CloseReason::ProtocolError => "frame too large or malformed",
-            CloseReason::SlowConsumer => "slow consumer: reconnect and resubscribe",
-            CloseReason::TokenExpired => "token expired",
-            CloseReason::IdleTimeout => "idle timeout",
-        }
-    }
-}
-
 pub struct Session {
     user_id: UserId,
     subscriptions: HashMap<ConversationId, Subscription>,
@@ -165,7 +70,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(user_id: UserId, token_expires_at: Option<Instant>, now: Instant) -> Self {
-        Self::with_max_subscriptions(user_id, token_expires_at, now, MAX_SUBSCRIPTIONS_PER_SESSION)
+        Self::with_max_subscriptions(user_id, token_expires_at, now, DEFAULT_SUBSCRIPTIONS_PER_CONNECTION)
     }
 
     pub fn with_max_subscriptions(

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::{
     error::RealtimeError,
     frames::RequestId,
-    session::{FetchId, Output},
+    output::{FetchId, Output},
 };
 use crate::{
     domain::ids::{ConversationId, Seq, UserId},

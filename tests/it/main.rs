@@ -6,6 +6,8 @@ mod schemas;
 mod abuse;
 mod authorization;
 mod durability;
+mod holes;
+mod layers;
 mod limits;
 mod observability;
 mod openapi;

@@ -7,7 +7,7 @@ use super::*;
 use crate::{
     domain::{
         content::Links,
-        ids::MessageId,
+        ids::{MessageId, Seq},
         message::{Message, MessageType, MessageView, Origin},
         Custom,
     },

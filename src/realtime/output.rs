@@ -1,0 +1,105 @@
+//! What the sans-IO state machines (`subscription`, `session`) ask the shell to do: the outputs it drains with
+//! `Session::poll_output`, the ids of the reads it carries out, and the close codes.
+
+use super::{error::RealtimeError, frames::RequestId};
+use crate::{
+    domain::ids::{ConversationId, Seq},
+    hub::SharedEvent,
+    store::MessageWindow,
+};
+
+/// Names one read the shell carries out, so its answer finds the subscription that asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FetchId(pub(crate) u64);
+
+#[derive(Debug)]
+pub enum Output {
+    /// Send this event frame as it is.
+    Forward(SharedEvent),
+    /// Send a whole window (subscribe, join, leave, repair); not a participant means a null snapshot. `resumed`
+    /// is `Some(false)` when the client asked to resume and could not, or a hole could not be filled.
+    Snapshot {
+        conversation_id: ConversationId,
+        window: MessageWindow,
+        resumed: Option<bool>,
+    },
+    /// The client's window stands; the events after `from_seq` up to `seq` follow.
+    Resumed {
+        conversation_id: ConversationId,
+        from_seq: Seq,
+        seq: Seq,
+    },
+    /// Send older messages for the end of the window.
+    Page {
+        conversation_id: ConversationId,
+        window: MessageWindow,
+    },
+    Ok {
+        id: RequestId,
+    },
+    Error {
+        id: RequestId,
+        error: RealtimeError,
+    },
+    /// The subscription ended in the error state.
+    SubscriptionError {
+        conversation_id: ConversationId,
+        error: RealtimeError,
+    },
+    /// Read a page of the window; answer with `handle_window` or `handle_fetch_failed`. With `replay_after`, also
+    /// read the logged events after that seq up to the window's, and pass them if they are all there.
+    Fetch {
+        fetch: FetchId,
+        conversation_id: ConversationId,
+        before: Option<Seq>,
+        limit: usize,
+        replay_after: Option<Seq>,
+    },
+    /// Read the logged events with `after < seq <= up_to`; answer with `handle_events` (`None` when the run is
+    /// not whole) or `handle_fetch_failed`.
+    FetchEvents {
+        fetch: FetchId,
+        conversation_id: ConversationId,
+        after: Seq,
+        up_to: Seq,
+    },
+    /// Start or stop receiving the conversation's events from the hub.
+    Watch(ConversationId),
+    Unwatch(ConversationId),
+    Ping,
+    Close(CloseReason),
+}
+
+/// Why the server closes a connection, with the close codes of `proto/PROTOCOL.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The outbox overflowed: the client did not read fast enough. Reconnect and resubscribe.
+    SlowConsumer,
+    TokenExpired,
+    IdleTimeout,
+    ShuttingDown,
+    /// The client broke the WebSocket protocol (a frame too large, or malformed).
+    ProtocolError,
+}
+
+impl CloseReason {
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::ShuttingDown => 1001,
+            CloseReason::ProtocolError => 1009,
+            CloseReason::SlowConsumer => 4000,
+            CloseReason::TokenExpired => 4001,
+            CloseReason::IdleTimeout => 4002,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseReason::ShuttingDown => "server shutting down",
+            CloseReason::ProtocolError => "frame too large or malformed",
+            CloseReason::SlowConsumer => "slow consumer: reconnect and resubscribe",
+            CloseReason::TokenExpired => "token expired",
+            CloseReason::IdleTimeout => "idle timeout",
+        }
+    }
+}
