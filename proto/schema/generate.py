@@ -150,7 +150,7 @@ server = {
                       ["conversationId", "seq", "messages", "loadedAll"],
                       {"conversationId": conversation_id, "seq": seq, "loadedAll": {"type": "boolean"},
                        "messages": {"oneOf": [{"type": "array", "items": ref("MessageSnapshot")}, {"type": "null"}]},
-                       "resumed": {"const": False, "description": "present when a resume could not be honoured"}}),
+                       "resumed": {"const": False, "description": "present when a resume could not be honoured, or a hole in the event stream could not be filled"}}),
     "resumed": frame("resumed", "Server: a resumed subscription; the events after fromSeq up to seq follow",
                      ["conversationId", "fromSeq", "seq"],
                      {"conversationId": conversation_id, "fromSeq": seq, "seq": seq}),

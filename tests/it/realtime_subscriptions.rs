@@ -398,3 +398,48 @@ async fn concurrent_writers_reach_subscribers_in_seq_order_without_a_gap() {
     assert_eq!(window, newest);
     gateway.assert_frames_valid();
 }
+
+#[tokio::test]
+async fn a_subscribe_ended_before_its_read_returns_still_gets_exactly_one_reply() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    let url = format!("{}/v1/{APP}/realtime?token={}", gateway.ws_base(), user_token("alice", None));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut refused, mut answered) = (0, 0);
+    for round in 0..20 {
+        let (subscribe, unsubscribe) = (format!("s{round}"), format!("u{round}"));
+        // Both frames in one TCP segment: the unsubscribe is read while the first read is (usually) in flight.
+        let frames = [
+            json!({ "type": "subscribeMessages", "id": subscribe, "conversationId": "c" }),
+            json!({ "type": "unsubscribe", "id": unsubscribe, "conversationId": "c" }),
+        ];
+        for frame in frames {
+            socket.feed(Message::text(frame.to_string())).await.unwrap();
+        }
+        socket.flush().await.unwrap();
+        let mut replies_to_subscribe = Vec::new();
+        loop {
+            let Some(Ok(Message::Text(text))) = within(socket.next()).await else { panic!("the socket ended") };
+            gateway.observe(&text);
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["id"] == json!(subscribe) {
+                replies_to_subscribe.push(frame.clone());
+            }
+            if frame["id"] == json!(unsubscribe) {
+                assert_eq!(frame["type"], "ok");
+                break;
+            }
+        }
+        assert_eq!(replies_to_subscribe.len(), 1, "round {round}: {replies_to_subscribe:?}");
+        match replies_to_subscribe[0]["type"].as_str() {
+            Some("ok") => answered += 1,
+            Some("error") => {
+                assert_eq!(replies_to_subscribe[0]["errorCode"], "UNSUBSCRIBED");
+                refused += 1;
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(refused > 0, "every read finished before its unsubscribe ({answered} answered): nothing was tested");
+    gateway.assert_frames_valid();
+}

@@ -67,3 +67,22 @@ async fn reacting_needs_a_participant_and_an_existing_message() {
     gateway.put(&reaction_path(&message, "👍", "ghost"), json!(null)).await.expect_error(404, "USER_NOT_FOUND");
     gateway.put(&reaction_path("msg_nope", "👍", "bob"), json!(null)).await.expect_error(404, "MESSAGE_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_user_who_left_can_no_longer_remove_their_reaction_over_rest_or_the_socket() {
+    let (gateway, message) = setup().await;
+    gateway.put(&reaction_path(&message, "👍", "bob"), json!(null)).await.expect(200);
+    gateway.delete("/conversations/c/participants/bob").await.expect(200);
+    gateway.delete(&reaction_path(&message, "👍", "bob")).await.expect_error(403, "NOT_A_PARTICIPANT");
+    let bob = gateway.connect("bob").await;
+    let refused = bob
+        .request(json!({ "type": "removeReaction", "conversationId": "c", "messageId": message, "emoji": "👍" }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, natter_client::ClientError::Refused { code, .. } if code == "NOT_A_PARTICIPANT"),
+        "{refused:?}"
+    );
+    let shown = gateway.get(&format!("/conversations/c/messages/{message}")).await;
+    assert_eq!(shown.expect(200)["reactions"][0]["users"], json!(["bob"]), "the reaction stays");
+}

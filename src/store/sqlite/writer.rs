@@ -308,10 +308,15 @@ fn prune_in_transaction(
     }
     let mut pruned = 0;
     if let Some(boundary) = boundary {
-        pruned +=
-            connection.prepare_cached("DELETE FROM event_log WHERE position <= ?1")?.execute(params![boundary])? as u64;
+        // The newest row stays whatever its age: the next position is one more than it.
+        let newest: i64 =
+            connection.prepare_cached("SELECT MAX(position) FROM event_log")?.query_row([], |row| row.get(0))?;
+        pruned += connection
+            .prepare_cached("DELETE FROM event_log WHERE position <= ?1")?
+            .execute(params![boundary.min(newest - 1)])? as u64;
     }
-    let cap = retention.max_events_per_conversation.min(i64::MAX as u64) as i64;
+    // At least one event of each conversation stays, for the same reason.
+    let cap = retention.max_events_per_conversation.clamp(1, i64::MAX as u64) as i64;
     let mut statement =
         connection.prepare_cached("DELETE FROM event_log WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3")?;
     for ((app, conversation), last_seq) in touched.drain() {

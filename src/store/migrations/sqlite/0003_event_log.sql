@@ -1,8 +1,9 @@
 -- The event log: every committed event, written in the transaction of the change it records (store::log).
--- `position` orders events by commit across every app and conversation; AUTOINCREMENT keeps positions from being
--- reused even after every row has been pruned, so a consumer's "after position P" stays meaningful.
+-- `position` orders events by commit across every app and conversation. It is the rowid, which SQLite takes as one
+-- more than the largest in the table; pruning never deletes the newest row, so a position is never reused and a
+-- consumer's "after position P" stays meaningful (AUTOINCREMENT would cost a write to sqlite_sequence per event).
 CREATE TABLE event_log (
-    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    position        INTEGER PRIMARY KEY,
     app_id          TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
     seq             INTEGER NOT NULL,
