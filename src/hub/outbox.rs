@@ -16,20 +16,20 @@ pub enum OutboxError {
 /// The sending side, held by the hub.
 #[derive(Clone)]
 pub struct Outbox {
-    frames_tx: mpsc::Sender<SharedEvent>,
+    events_tx: mpsc::Sender<SharedEvent>,
     slow: CancellationToken,
 }
 
 /// Creates an outbox holding at most `capacity` events; past that the session is cut off as slow.
 pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<SharedEvent>) {
-    let (frames_tx, frames_rx) = mpsc::channel(capacity);
-    (Outbox { frames_tx, slow: CancellationToken::new() }, frames_rx)
+    let (events_tx, events_rx) = mpsc::channel(capacity);
+    (Outbox { events_tx, slow: CancellationToken::new() }, events_rx)
 }
 
 impl Outbox {
     /// Never waits.
-    pub fn try_send(&self, frame: SharedEvent) -> Result<(), OutboxError> {
-        self.frames_tx.try_send(frame).map_err(|error| match error {
+    pub fn try_send(&self, event: SharedEvent) -> Result<(), OutboxError> {
+        self.events_tx.try_send(event).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => OutboxError::Full,
             mpsc::error::TrySendError::Closed(_) => OutboxError::Closed,
         })

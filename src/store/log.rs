@@ -101,7 +101,9 @@ enum Record<'a> {
 #[serde(rename_all = "camelCase")]
 struct ViewRecord<'a> {
     message: MessageRecord<'a>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sender: Option<UserRecord<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     referenced: Option<ReferencedRecord<'a>>,
 }
 
@@ -109,6 +111,7 @@ struct ViewRecord<'a> {
 #[serde(rename_all = "camelCase")]
 struct ReferencedRecord<'a> {
     message: MessageRecord<'a>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sender: Option<UserRecord<'a>>,
 }
 
@@ -119,17 +122,25 @@ struct MessageRecord<'a> {
     seq: i64,
     #[serde(rename = "type")]
     kind: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sender_id: Option<Cow<'a, str>>,
     text: Cow<'a, str>,
     links_allowed: bool,
+    #[serde(default, skip_serializing_if = "is_empty_map")]
     custom: Cow<'a, Custom>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     referenced_message_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     attachment: Option<AttachmentRecord<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     location: Option<(f64, f64)>,
     origin: Cow<'a, str>,
     created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     edited_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     read_by: Vec<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reactions: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
 }
 
@@ -146,15 +157,29 @@ struct AttachmentRecord<'a> {
 struct UserRecord<'a> {
     id: Cow<'a, str>,
     name: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     email: Option<Cow<'a, [String]>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     phone: Option<Cow<'a, [String]>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     photo_url: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     locale: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     role: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome_message: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "is_empty_map")]
     custom: Cow<'a, Custom>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     push_tokens: Option<Cow<'a, BTreeSet<String>>>,
     created_at: Millis,
+}
+
+/// Records leave out what is empty: a smaller log row is a cheaper commit.
+#[allow(clippy::ptr_arg, reason = "serde hands the field over as it is declared")]
+fn is_empty_map(custom: &Cow<'_, Custom>) -> bool {
+    custom.is_empty()
 }
 
 impl Record<'_> {

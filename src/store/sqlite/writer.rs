@@ -3,8 +3,10 @@
 //! Every write is a job sent over a bounded channel. The thread takes the first job, drains whatever else is
 //! already waiting (up to `MAX_JOBS_PER_COMMIT`), runs each job in its own savepoint inside one transaction, and
 //! commits once: concurrent writers share one fsync. A job whose rules reject it is rolled back to its savepoint
-//! alone. Inside its savepoint, each job's events are appended to the event log, so the log holds exactly what was
-//! committed. Answers go out only after the commit returned, so an acknowledged write is durable.
+//! alone. Before the commit, the events of every job that stood are appended to the event log in the same
+//! transaction, so the log holds exactly what was committed. They are appended after the jobs, outside their
+//! savepoints: the log's pages are then written once per group rather than copied into each job's savepoint.
+//! Answers go out only after the commit returned, so an acknowledged write is durable.
 //!
 //! The same thread prunes the event log when asked (`Command::Prune`), between groups.
 
@@ -18,6 +20,7 @@ use super::super::{
     CommitListener, Committed, HasEvents, StoreError, StoreHooks, StoreResult,
 };
 use crate::domain::{
+    event::Event,
     ids::{AppId, ConversationId, Seq},
     Millis,
 };
@@ -28,9 +31,11 @@ const JOB_QUEUE_CAPACITY: usize = 4096;
 const MAX_JOBS_PER_COMMIT: usize = 512;
 
 type Finish = Box<dyn FnOnce(bool) + Send>;
-/// Runs a write on the connection, given the commit time; says whether it succeeded, what it committed, and how
-/// to answer its caller once the commit's outcome is known.
-type Job = Box<dyn FnOnce(&Connection, Millis) -> (bool, Option<Committed>, Finish) + Send>;
+/// The events one job produced, not yet logged.
+type Produced = (AppId, Vec<Event>);
+/// Runs a write on the connection; says whether it succeeded, what events it produced, and how to answer its
+/// caller once the commit's outcome is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Produced>, Finish) + Send>;
 
 enum Command {
     Write(Job),
@@ -87,17 +92,12 @@ impl Writer {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (answer_tx, answer_rx) = oneshot::channel();
-        let job: Job = Box::new(move |connection, committed_at| {
-            let mut result = work(connection);
-            let mut committed = None;
-            if let Ok(value) = &result {
-                if !value.events().is_empty() {
-                    match append_to_log(connection, &app, value.events(), committed_at) {
-                        Ok(events) => committed = Some(Committed { app, events }),
-                        Err(error) => result = Err(error),
-                    }
-                }
-            }
+        let job: Job = Box::new(move |connection| {
+            let result = work(connection);
+            let produced = match &result {
+                Ok(value) if !value.events().is_empty() => Some((app, value.events().to_vec())),
+                _ => None,
+            };
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
                 let answer = if committed || result.is_err() {
@@ -108,7 +108,7 @@ impl Writer {
                 // The caller may have gone away (request cancelled); the write stands regardless.
                 let _ = answer_tx.send(answer);
             });
-            (ok, committed, finish)
+            (ok, produced, finish)
         });
         self.commands_tx.send(Command::Write(job)).await.map_err(|_| stopped())?;
         answer_rx.await.map_err(|_| stopped())?
@@ -126,17 +126,31 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("writer stopped".into())
 }
 
-/// Appends a job's events to the log, inside its savepoint, and returns them with their positions.
+/// Appends the group's events to the log, in commit order, and returns them with their positions.
 fn append_to_log(
     connection: &Connection,
-    app: &AppId,
-    events: &[crate::domain::event::Event],
+    produced: Vec<Produced>,
     committed_at: Millis,
-) -> StoreResult<Vec<LoggedEvent>> {
+) -> StoreResult<Vec<Committed>> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO event_log (app_id, conversation_id, seq, kind, data, committed_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let mut batches = Vec::with_capacity(produced.len());
+    for (app, events) in produced {
+        let logged = log_events(&mut statement, connection, &app, events, committed_at)?;
+        batches.push(Committed { app, events: logged });
+    }
+    Ok(batches)
+}
+
+fn log_events(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    connection: &Connection,
+    app: &AppId,
+    events: Vec<Event>,
+    committed_at: Millis,
+) -> StoreResult<Vec<LoggedEvent>> {
     let mut logged = Vec::with_capacity(events.len());
     for event in events {
         let (kind, data) = log::encode(&event.kind);
@@ -151,7 +165,7 @@ fn append_to_log(
         logged.push(LoggedEvent {
             position: Position(connection.last_insert_rowid()),
             app: app.clone(),
-            event: event.clone(),
+            event,
             committed_at,
         });
     }
@@ -216,7 +230,7 @@ fn commit_group(
     touched: &mut Touched,
 ) {
     let mut finishes = Vec::with_capacity(group.len());
-    let mut committed_events = Vec::new();
+    let mut produced = Vec::new();
     if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
         tracing::error!(cause = %error, "cannot begin write transaction");
         for job in group.drain(..) {
@@ -225,10 +239,9 @@ fn commit_group(
         }
         return;
     }
-    let committed_at = now_millis();
     for job in group.drain(..) {
         let savepoint = control(connection, "SAVEPOINT job");
-        let (ok, committed, finish) = job(connection, committed_at);
+        let (ok, events, finish) = job(connection);
         let closed = if ok && savepoint.is_ok() {
             control(connection, "RELEASE job")
         } else {
@@ -238,16 +251,21 @@ fn commit_group(
             tracing::error!(cause = %error, "cannot close savepoint");
         }
         if ok {
-            committed_events.extend(committed);
+            produced.extend(events);
         }
         finishes.push(finish);
     }
-    let committed = match control(connection, "COMMIT") {
-        Ok(()) => true,
+    // A log that cannot be written fails the whole group: nothing is committed that the log does not hold.
+    let logged = append_to_log(connection, produced, now_millis());
+    let (committed, committed_events) = match logged.and_then(|batches| {
+        control(connection, "COMMIT")?;
+        Ok(batches)
+    }) {
+        Ok(batches) => (true, batches),
         Err(error) => {
             tracing::error!(cause = %error, "group commit failed");
             let _ = control(connection, "ROLLBACK");
-            false
+            (false, Vec::new())
         }
     };
     if committed {
