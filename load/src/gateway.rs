@@ -46,6 +46,22 @@ impl Gateway {
         format!("{}-c{index}", self.run_id)
     }
 
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(self.api(path))
+            .bearer_auth(&self.target.secret)
+            .send()
+            .await
+            .with_context(|| format!("request to {path}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self
             .http

@@ -4,6 +4,7 @@
 //! Every run creates its own users and conversations through REST (named with a run id), mints user tokens with
 //! the app secret, and sends traffic only to the `--url` given. Every loop is bounded in count and time.
 
+mod checked;
 mod gateway;
 mod metrics;
 mod report;

@@ -18,6 +18,8 @@ pub struct Outcome {
     pub lost: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
+    /// Checked clients whose window did not match the store at the end (`--checked-clients`).
+    pub mismatched_windows: u64,
     pub seconds: f64,
     pub latency: Histogram<u64>,
     pub usage: UsageReport,
@@ -47,7 +49,7 @@ impl Outcome {
     }
 
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.duplicates == 0 && self.out_of_order == 0
+        self.lost == 0 && self.duplicates == 0 && self.out_of_order == 0 && self.mismatched_windows == 0
     }
 
     pub fn json(&self) -> Value {
@@ -66,6 +68,7 @@ impl Outcome {
             "lost": self.lost,
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
+            "mismatched_windows": self.mismatched_windows,
             "delivered_per_s": round(self.delivered_per_s()),
             "p50_ms": round(self.percentile_ms(0.5)),
             "p90_ms": round(self.percentile_ms(0.9)),

@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::{
+    checked,
     gateway::{now_micros, Gateway},
     metrics::{progress_bar, Sampler, Usage},
     report::Outcome,
@@ -47,6 +48,9 @@ pub struct FanoutArgs {
     /// Messages per REST request (1 to 10), sent to one conversation.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Full `natter-client` sessions besides the subscribers, whose windows must match the store at the end.
+    #[arg(long, default_value_t = 0)]
+    pub checked_clients: usize,
 }
 
 pub async fn fanout(args: FanoutArgs) -> anyhow::Result<bool> {
@@ -96,6 +100,7 @@ async fn connect_all(
 pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Result<Outcome> {
     let batch = args.batch.clamp(1, 10);
     let sockets = connect_all(gateway, args.subscribers, args.conversations, CONNECT_CONCURRENCY).await?;
+    let checked = checked::connect(gateway, args.checked_clients, args.conversations).await?;
     let shared = Shared::new();
     let (deadline_tx, deadline_rx) = tokio::sync::watch::channel(false);
     let mut receivers = Vec::with_capacity(sockets.len());
@@ -161,8 +166,10 @@ pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Re
         progress.finish_and_clear();
     }
     let latency = shared.latency.lock().expect("histogram lock").take().expect("histogram");
+    let mismatched_windows = checked.mismatches(gateway).await?;
     Ok(Outcome {
         scenario: "fanout",
+        mismatched_windows,
         subscribers: args.subscribers,
         conversations: args.conversations,
         rate: args.rate,
@@ -179,6 +186,7 @@ pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Re
         extra: vec![
             ("publish_seconds", json!((published.as_secs_f64() * 1000.0).round() / 1000.0)),
             ("batch", json!(batch)),
+            ("checked_clients", json!(args.checked_clients)),
         ],
     })
 }
@@ -230,6 +238,7 @@ pub async fn idle(args: IdleArgs, storm: bool) -> anyhow::Result<bool> {
     }
     let outcome = Outcome {
         scenario: if storm { "storm" } else { "idle" },
+        mismatched_windows: 0,
         subscribers: args.subscribers,
         conversations: args.conversations,
         rate: 0.0,
@@ -311,6 +320,7 @@ pub async fn write(args: WriteArgs) -> anyhow::Result<bool> {
     let messages = requests * batch;
     let outcome = Outcome {
         scenario: "write",
+        mismatched_windows: 0,
         subscribers: 0,
         conversations: args.conversations,
         rate: messages as f64 / seconds,
@@ -375,6 +385,7 @@ pub async fn maxrate(args: MaxrateArgs) -> anyhow::Result<bool> {
             rate,
             messages: (rate * args.step_seconds) as u64,
             batch: args.batch,
+            checked_clients: 0,
         };
         let outcome = run_fanout(&gateway, &fanout).await?;
         let sustained = outcome.is_clean() && outcome.p99_ms() <= args.p99_limit_ms;
