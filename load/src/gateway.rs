@@ -47,30 +47,15 @@ impl Gateway {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(self.api(path))
-            .bearer_auth(&self.target.secret)
-            .send()
-            .await
-            .with_context(|| format!("request to {path}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
+        self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .request(method, self.api(path))
-            .bearer_auth(&self.target.secret)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("request to {path}"))?;
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut request = self.http.request(method, self.api(path)).bearer_auth(&self.target.secret);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("request to {path}"))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -84,21 +69,25 @@ impl Gateway {
         for chunk in (0..n_users).collect::<Vec<_>>().chunks(100) {
             let batch: serde_json::Map<String, Value> =
                 chunk.iter().map(|&i| (self.user(i), json!({ "name": format!("Load user {i}") }))).collect();
-            self.call(reqwest::Method::PUT, "/users", Value::Object(batch)).await?;
+            self.call(reqwest::Method::PUT, "/users", Some(Value::Object(batch))).await?;
         }
         for conversation in 0..n_conversations {
             let members: Vec<String> = (conversation..n_users).step_by(n_conversations).map(|i| self.user(i)).collect();
             // Large groups go in slices to keep bodies small.
             for slice in members.chunks(1000) {
                 let body = json!({ "participants": slice, "subject": "load test" });
-                self.call(reqwest::Method::PUT, &format!("/conversations/{}", self.conversation(conversation)), body)
-                    .await?;
+                self.call(
+                    reqwest::Method::PUT,
+                    &format!("/conversations/{}", self.conversation(conversation)),
+                    Some(body),
+                )
+                .await?;
             }
             if members.is_empty() {
                 self.call(
                     reqwest::Method::PUT,
                     &format!("/conversations/{}", self.conversation(conversation)),
-                    json!({}),
+                    Some(json!({})),
                 )
                 .await?;
             }
@@ -115,7 +104,7 @@ impl Gateway {
         self.call(
             reqwest::Method::POST,
             &format!("/conversations/{}/messages", self.conversation(conversation)),
-            Value::Array(items),
+            Some(Value::Array(items)),
         )
         .await
         .map(drop)
