@@ -210,7 +210,7 @@ impl Session {
         if self.closed {
             return;
         }
-        let held = self.with_subscription(&event.conversation_id.clone(), |subscription, context| {
+        let held = self.with_subscription(&event.conversation_id, |subscription, context| {
             subscription.handle_event(context, event)
         });
         if held == Some(Err(TooManyHeld)) {

@@ -157,14 +157,14 @@ impl Shell {
                 sent = true;
             }
             while let Some(output) = session.poll_output() {
-                let frame = match output {
-                    Output::Close(reason) => {
+                let frame = match self.perform(output) {
+                    Err(reason) => {
                         self.close(reason).await;
                         return false;
                     }
-                    other => self.perform(other),
+                    Ok(None) => continue,
+                    Ok(Some(frame)) => frame,
                 };
-                let Some(frame) = frame else { continue };
                 // Queue without flushing: everything the session produced goes out in one flush below.
                 if !self.feed(frame).await {
                     self.stalled(session);
@@ -180,8 +180,9 @@ impl Shell {
         }
     }
 
-    /// Turns an output into a frame to send, or does what it asks (read, watch) and returns none.
-    fn perform(&mut self, output: Output) -> Option<Message> {
+    /// Turns an output into a frame to send, or does what it asks (read, watch) and returns none; a close is
+    /// handed back to the caller, which sends it.
+    fn perform(&mut self, output: Output) -> Result<Option<Message>, CloseReason> {
         let context = SnapshotContext { app: &self.app_id, links: &self.state.links, me: Some(&self.user_id) };
         let text = match output {
             Output::Forward(event) => event.frame.clone(),
@@ -199,24 +200,24 @@ impl Shell {
             }
             Output::Fetch { fetch, conversation_id, before, limit, replay_after } => {
                 self.spawn_window_read(fetch, conversation_id, before, limit, replay_after);
-                return None;
+                return Ok(None);
             }
             Output::FetchEvents { fetch, conversation_id, after, up_to } => {
                 self.spawn_events_read(fetch, conversation_id, after, up_to);
-                return None;
+                return Ok(None);
             }
             Output::Watch(conversation_id) => {
                 self.watch(conversation_id);
-                return None;
+                return Ok(None);
             }
             Output::Unwatch(conversation_id) => {
                 self.unwatch(&conversation_id);
-                return None;
+                return Ok(None);
             }
-            Output::Ping => return Some(Message::Ping(bytes::Bytes::new())),
-            Output::Close(_) => unreachable!("carry_out handles closes"),
+            Output::Ping => return Ok(Some(Message::Ping(bytes::Bytes::new()))),
+            Output::Close(reason) => return Err(reason),
         };
-        Some(Message::Text(text))
+        Ok(Some(Message::Text(text)))
     }
 
     /// Reads a window page (and, to resume, the events after `replay_after` up to it); the answer comes back

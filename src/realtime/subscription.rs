@@ -380,6 +380,12 @@ impl Subscription {
             // Already reflected or held: delivered twice (user and conversation keys, or by the broker).
             return Ok(());
         }
+        // The common case: nothing in flight or waiting, and the event is the one owed next.
+        let next = self.window.is_none() || event.seq.0 == self.last_seq.0 + 1;
+        if next && self.held.is_empty() && self.read.is_none() && self.gap.is_none() && !self.resync {
+            self.route(context, event);
+            return Ok(());
+        }
         if self.held.len() >= MAX_HELD_EVENTS {
             return Err(TooManyHeld);
         }
