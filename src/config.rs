@@ -29,6 +29,8 @@ pub struct Config {
     pub max_upload_bytes: usize,
     /// Events queued for one WebSocket session before it is cut off as a slow consumer.
     pub outbox_events: usize,
+    /// A socket write that takes longer than this ends the session: its client stopped reading.
+    pub socket_write_timeout: std::time::Duration,
     pub limits: crate::limits::LimitConfig,
     /// What the store's event log keeps (resumes and hole repairs reach back this far).
     pub retention: crate::store::Retention,
@@ -36,6 +38,8 @@ pub struct Config {
     pub history_bytes: usize,
     /// How events travel between nodes. Not on the command line yet: one node, in-process.
     pub broker: crate::hub::broker::BrokerConfig,
+    /// The HTTP server's own bounds: the header deadline and the cap on connections without a request yet.
+    pub serve: crate::serve::ServeConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -34,6 +34,7 @@ pub mod api;
 pub mod realtime;
 
 pub mod gateway;
+pub mod serve;
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
@@ -96,18 +97,13 @@ pub async fn run(
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();
     let sessions = state.sessions.clone();
+    let serve_config = state.config.serve;
     let stop = async move {
         shutdown.await;
-        // Stop accepting (axum), and tell every session to close with 1001.
+        // Stop accepting, and tell every session to close with 1001.
         sessions_stop.cancel();
     };
-    // Small frames must leave at once: Nagle's algorithm would hold them behind unacknowledged data.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(cause = %error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, gateway::router(state)).with_graceful_shutdown(stop).await.context("server failed")?;
+    serve::serve(listener, gateway::router(state), serve_config, stop).await;
     sessions.close();
     if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
         tracing::warn!("sessions did not close in time");

@@ -8,6 +8,7 @@ use natter::{
     config::{self, Config, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_OUTBOX_EVENTS},
     hub::history::DEFAULT_HISTORY_BYTES,
     limits::LimitConfig,
+    serve,
     store::{log, Retention},
 };
 
@@ -55,6 +56,9 @@ struct ServeArgs {
     /// Events queued for one WebSocket session before it is closed as a slow consumer (close code 4000).
     #[arg(long, env = "NATTER_OUTBOX_EVENTS", default_value_t = DEFAULT_OUTBOX_EVENTS)]
     outbox_events: usize,
+    /// Milliseconds a write to a WebSocket may take before the session is closed as stalled.
+    #[arg(long, env = "NATTER_SOCKET_WRITE_TIMEOUT_MS", default_value_t = natter::realtime::socket::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
+    socket_write_timeout_ms: u64,
     /// Sustained REST requests per second per app (bursts to twice that); past it, 429 with Retry-After. 0: no limit.
     #[arg(long, env = "NATTER_REST_REQUESTS_PER_SECOND", default_value_t = LimitConfig::default().rest_requests_per_second)]
     rest_requests_per_second: u32,
@@ -76,6 +80,12 @@ struct ServeArgs {
     /// Bytes of recent encoded events kept in memory in front of the event log, for resumes.
     #[arg(long, env = "NATTER_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
     history_bytes: usize,
+    /// Milliseconds a client has to send a whole request head (also how long an idle keep-alive connection stays).
+    #[arg(long, env = "NATTER_HEADER_READ_TIMEOUT_MS", default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
+    header_read_timeout_ms: u64,
+    /// Connections that have not sent a whole request yet, at most; past it, new connections are closed at once.
+    #[arg(long, env = "NATTER_MAX_PENDING_CONNECTIONS", default_value_t = serve::DEFAULT_MAX_PENDING_CONNECTIONS)]
+    max_pending_connections: usize,
 }
 
 #[tokio::main]
@@ -106,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         public_url: args.public_url.clone(),
         max_upload_bytes: args.max_upload_bytes,
         outbox_events: args.outbox_events.max(1),
+        socket_write_timeout: std::time::Duration::from_millis(args.socket_write_timeout_ms.max(1)),
         limits: LimitConfig {
             rest_requests_per_second: args.rest_requests_per_second,
             connections_per_app: args.connections_per_app,
@@ -118,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
         },
         history_bytes: args.history_bytes,
         broker: Default::default(),
+        serve: serve::ServeConfig {
+            header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms.max(1)),
+            max_pending_connections: args.max_pending_connections.max(1),
+        },
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub hole_fetches: Counter,
     /// Replays (resumes, holes) the recent-events cache could not serve, read from the event log.
     pub replay_log_reads: Counter,
+    /// Store reads sessions have running now.
+    pub session_reads_in_flight: Gauge,
+    /// Bytes of encoded events in the recent-events cache (set when the metrics are read).
+    pub history_bytes: Gauge,
     pub rest_requests: Family<RouteLabels, Histogram>,
     pub commit_seconds: Histogram,
     pub commit_batch_jobs: Histogram,
@@ -44,6 +48,8 @@ impl Default for Metrics {
         let commit_order_violations = Counter::default();
         let hole_fetches = Counter::default();
         let replay_log_reads = Counter::default();
+        let session_reads_in_flight = Gauge::default();
+        let history_bytes = Gauge::default();
         let rest_requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
@@ -69,6 +75,12 @@ impl Default for Metrics {
             "Replays (resumes and holes) read from the event log rather than the recent-events cache",
             replay_log_reads.clone(),
         );
+        registry.register(
+            "session_reads_in_flight",
+            "Store reads WebSocket sessions have running now",
+            session_reads_in_flight.clone(),
+        );
+        registry.register("history_bytes", "Bytes of recent encoded events kept in memory", history_bytes.clone());
         registry.register("rest_request_duration_seconds", "REST request latency by route", rest_requests.clone());
         registry.register(
             "store_commit_duration_seconds",
@@ -90,6 +102,8 @@ impl Default for Metrics {
             commit_order_violations,
             hole_fetches,
             replay_log_reads,
+            session_reads_in_flight,
+            history_bytes,
             rest_requests,
             commit_seconds,
             commit_batch_jobs,

@@ -172,5 +172,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let headers = [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+    state.metrics.history_bytes.set(state.node.history().bytes() as i64);
     (headers, state.metrics.render()).into_response()
 }

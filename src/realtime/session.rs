@@ -171,6 +171,11 @@ impl Session {
         self.subscriptions.insert(conversation_id, subscription);
     }
 
+    /// Whether a subscription still waits for `fetch`; a read nobody waits for may be dropped.
+    pub fn wants(&self, fetch: FetchId) -> bool {
+        self.fetches.contains_key(&fetch)
+    }
+
     /// The subscription that `fetch` was made for, if it still waits for it.
     fn fetched_for(&mut self, fetch: FetchId) -> Option<ConversationId> {
         let conversation_id = self.fetches.remove(&fetch)?;

@@ -3,7 +3,11 @@
 //! their answers come back through one bounded channel. Every socket write, replies included, races the slow and
 //! shutdown tokens and a timeout, so a client that stops reading cannot stall its session.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{stream::SplitSink, SinkExt, StreamExt};
@@ -28,14 +32,67 @@ use crate::{
     wire::snapshot::SnapshotContext,
 };
 
-/// A write to the socket that takes longer than this means the client stopped reading: the session ends.
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A write to the socket that takes longer than this means the client stopped reading: the session ends
+/// (`--socket-write-timeout-ms`).
+pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a closing session tries to deliver its close frame.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Events taken from the outbox per wakeup; bounds the latency one busy session adds to its own frames.
 const MAX_EVENTS_PER_FLUSH: usize = 64;
-/// Store reads and writes one session may have in flight; another write beyond that is refused.
+/// Writes one session may have in flight; another beyond that is refused.
 const MAX_TASKS_IN_FLIGHT: usize = 32;
+/// Store reads one session may have in flight; more wait in its queue (at most two per subscription: a window or
+/// page, and a hole), and those no subscription waits for any more are dropped. Across sessions, the store's own
+/// pool of reader connections bounds what runs at once.
+const MAX_READS_IN_FLIGHT: usize = 4;
+
+/// A store read a subscription asked for.
+enum Read {
+    /// A window page and, to resume, the events after `replay_after` up to it.
+    Window {
+        fetch: FetchId,
+        conversation_id: ConversationId,
+        before: Option<Seq>,
+        limit: usize,
+        replay_after: Option<Seq>,
+    },
+    /// The events that fill a hole.
+    Events { fetch: FetchId, conversation_id: ConversationId, after: Seq, up_to: Seq },
+}
+
+impl Read {
+    fn fetch(&self) -> FetchId {
+        match self {
+            Read::Window { fetch, .. } | Read::Events { fetch, .. } => *fetch,
+        }
+    }
+
+    async fn run(self, state: &AppState, app_id: &AppId, user_id: &UserId) -> Done {
+        match self {
+            Read::Window { fetch, conversation_id, before, limit, replay_after } => {
+                let result = state.store.message_window(app_id, &conversation_id, user_id, before, limit).await;
+                let replay = match (&result, replay_after) {
+                    (Ok(window), Some(after)) if window.participant && after < window.seq => {
+                        // A replay that cannot be read is a fresh snapshot, not a failed subscription.
+                        publisher::replay(state, app_id, &conversation_id, after, window.seq).await.unwrap_or_else(
+                            |error| {
+                                tracing::debug!(cause = %error, "replay read failed");
+                                None
+                            },
+                        )
+                    }
+                    (Ok(window), Some(after)) if window.participant && after == window.seq => Some(Vec::new()),
+                    _ => None,
+                };
+                Done::Window { fetch, result, replay }
+            }
+            Read::Events { fetch, conversation_id, after, up_to } => {
+                let result = publisher::replay(state, app_id, &conversation_id, after, up_to).await;
+                Done::Events { fetch, result }
+            }
+        }
+    }
+}
 
 /// Results of tasks the loop started.
 enum Done {
@@ -100,6 +157,9 @@ struct Shell {
     user_watcher: WatcherId,
     watched: HashMap<ConversationId, WatcherId>,
     done_tx: mpsc::Sender<Done>,
+    /// Reads running, and how to cancel each.
+    reads: HashMap<FetchId, tokio::task::AbortHandle>,
+    queued_reads: VecDeque<Read>,
     writes_in_flight: Arc<Semaphore>,
     frame_limiter: Option<crate::limits::FrameLimiter>,
     /// Replies to send with the next flush.
@@ -131,6 +191,8 @@ impl Shell {
             user_watcher,
             watched: HashMap::new(),
             done_tx,
+            reads: HashMap::new(),
+            queued_reads: VecDeque::new(),
             writes_in_flight: Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT)),
             replies: Vec::new(),
             ended: false,
@@ -199,11 +261,11 @@ impl Shell {
                 frames::subscription_error_frame(&conversation_id, error.code(), &error.reasons())
             }
             Output::Fetch { fetch, conversation_id, before, limit, replay_after } => {
-                self.spawn_window_read(fetch, conversation_id, before, limit, replay_after);
+                self.request_read(Read::Window { fetch, conversation_id, before, limit, replay_after });
                 return Ok(None);
             }
             Output::FetchEvents { fetch, conversation_id, after, up_to } => {
-                self.spawn_events_read(fetch, conversation_id, after, up_to);
+                self.request_read(Read::Events { fetch, conversation_id, after, up_to });
                 return Ok(None);
             }
             Output::Watch(conversation_id) => {
@@ -220,45 +282,61 @@ impl Shell {
         Ok(Some(Message::Text(text)))
     }
 
-    /// Reads a window page (and, to resume, the events after `replay_after` up to it); the answer comes back
-    /// through `done_rx`. A read per subscription at most.
-    fn spawn_window_read(
-        &self,
-        fetch: FetchId,
-        conversation_id: ConversationId,
-        before: Option<Seq>,
-        limit: usize,
-        replay_after: Option<Seq>,
-    ) {
-        let (state, app_id, user_id, done_tx) =
-            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
-        tokio::spawn(async move {
-            let result = state.store.message_window(&app_id, &conversation_id, &user_id, before, limit).await;
-            let replay = match (&result, replay_after) {
-                (Ok(window), Some(after)) if window.participant && after < window.seq => {
-                    // A replay that cannot be read is a fresh snapshot, not a failed subscription.
-                    publisher::replay(&state, &app_id, &conversation_id, after, window.seq).await.unwrap_or_else(
-                        |error| {
-                            tracing::debug!(cause = %error, "replay read failed");
-                            None
-                        },
-                    )
-                }
-                (Ok(window), Some(after)) if window.participant && after == window.seq => Some(Vec::new()),
-                _ => None,
-            };
-            let _ = done_tx.send(Done::Window { fetch, result, replay }).await;
-        });
+    /// Starts a read, or queues it behind the session's reads in flight.
+    fn request_read(&mut self, read: Read) {
+        if self.reads.len() < MAX_READS_IN_FLIGHT {
+            self.start_read(read);
+        } else {
+            self.queued_reads.push_back(read);
+        }
     }
 
-    /// Reads the events that fill a hole.
-    fn spawn_events_read(&self, fetch: FetchId, conversation_id: ConversationId, after: Seq, up_to: Seq) {
-        self.state.metrics.hole_fetches.inc();
-        let (state, app_id, done_tx) = (self.state.clone(), self.app_id.clone(), self.done_tx.clone());
-        tokio::spawn(async move {
-            let result = publisher::replay(&state, &app_id, &conversation_id, after, up_to).await;
-            let _ = done_tx.send(Done::Events { fetch, result }).await;
+    /// Runs a read beside the loop; its answer comes back through `done_rx`.
+    fn start_read(&mut self, read: Read) {
+        let fetch = read.fetch();
+        let (state, app_id, user_id, done_tx) =
+            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
+        if matches!(read, Read::Events { .. }) {
+            state.metrics.hole_fetches.inc();
+        }
+        state.metrics.session_reads_in_flight.inc();
+        let task = tokio::spawn(async move {
+            let done = read.run(&state, &app_id, &user_id).await;
+            let _ = done_tx.send(done).await;
         });
+        self.reads.insert(fetch, task.abort_handle());
+    }
+
+    /// A read answered: its slot goes to the next queued read the session still wants.
+    fn finish_read(&mut self, fetch: FetchId, session: &Session) {
+        if self.reads.remove(&fetch).is_some() {
+            self.state.metrics.session_reads_in_flight.dec();
+        }
+        self.start_queued(session);
+    }
+
+    fn start_queued(&mut self, session: &Session) {
+        while self.reads.len() < MAX_READS_IN_FLIGHT {
+            let Some(read) = self.queued_reads.pop_front() else { return };
+            if session.wants(read.fetch()) {
+                self.start_read(read);
+            }
+        }
+    }
+
+    /// Cancels the reads, running or queued, that no subscription waits for any more (it was unsubscribed).
+    fn discard_abandoned_reads(&mut self, session: &Session) {
+        let metrics = &self.state.metrics;
+        self.reads.retain(|fetch, task| {
+            let wanted = session.wants(*fetch);
+            if !wanted {
+                task.abort();
+                metrics.session_reads_in_flight.dec();
+            }
+            wanted
+        });
+        self.queued_reads.retain(|read| session.wants(read.fetch()));
+        self.start_queued(session);
     }
 
     fn watch(&mut self, conversation_id: ConversationId) {
@@ -286,6 +364,7 @@ impl Shell {
                     self.reply_error(id.as_ref(), &RealtimeError::TooManyFrames);
                 } else {
                     self.handle_text(&text, session);
+                    self.discard_abandoned_reads(session);
                 }
             }
             Some(Ok(Message::Binary(_))) => {
@@ -303,6 +382,9 @@ impl Shell {
     }
 
     fn handle_done(&mut self, session: &mut Session, done: Done) {
+        if let Done::Window { fetch, .. } | Done::Events { fetch, .. } = &done {
+            self.finish_read(*fetch, session);
+        }
         match done {
             Done::Window { fetch, result: Ok(window), replay } => session.handle_window(fetch, window, replay),
             Done::Events { fetch, result: Ok(events) } => session.handle_events(fetch, events),
@@ -404,13 +486,17 @@ impl Shell {
     }
 
     async fn feed(&mut self, frame: Message) -> bool {
-        let (slow, shutdown) = (self.slow.clone(), self.state.shutdown.clone());
-        guarded(self.sink.feed(frame), &slow, &shutdown).await
+        let (slow, shutdown, timeout) = (self.slow.clone(), self.state.shutdown.clone(), self.write_timeout());
+        guarded(self.sink.feed(frame), timeout, &slow, &shutdown).await
     }
 
     async fn guarded_flush(&mut self) -> bool {
-        let (slow, shutdown) = (self.slow.clone(), self.state.shutdown.clone());
-        guarded(self.sink.flush(), &slow, &shutdown).await
+        let (slow, shutdown, timeout) = (self.slow.clone(), self.state.shutdown.clone(), self.write_timeout());
+        guarded(self.sink.flush(), timeout, &slow, &shutdown).await
+    }
+
+    fn write_timeout(&self) -> std::time::Duration {
+        self.state.config.socket_write_timeout
     }
 
     async fn close(&mut self, reason: CloseReason) {
@@ -424,6 +510,10 @@ impl Shell {
 
     /// Stops every watch of the session.
     fn finish(self) {
+        for task in self.reads.values() {
+            task.abort();
+            self.state.metrics.session_reads_in_flight.dec();
+        }
         let user_key = HubKey::User { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
         self.state.node.unwatch(&user_key, self.user_watcher);
         for (conversation_id, watcher) in &self.watched {
@@ -438,11 +528,12 @@ impl Shell {
 /// Returns whether the write completed.
 async fn guarded<E>(
     write: impl std::future::Future<Output = Result<(), E>>,
+    timeout: std::time::Duration,
     slow: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> bool {
     tokio::select! {
-        result = tokio::time::timeout(WRITE_TIMEOUT, write) => matches!(result, Ok(Ok(()))),
+        result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
         () = slow.cancelled() => false,
         () = shutdown.cancelled() => false,
     }

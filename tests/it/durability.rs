@@ -35,9 +35,15 @@ pub async fn start(data_dir: &std::path::Path) -> Process {
 
 /// Starts the binary on `listen` and waits for it to say where it listens.
 pub async fn start_on(data_dir: &std::path::Path, listen: &str) -> Process {
+    start_with(data_dir, listen, &[]).await
+}
+
+/// Like `start_on`, with more environment variables.
+pub async fn start_with(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .env("NATTER_APPS", format!("{APP}:{SECRET}"))
         .env("RUST_LOG", "natter=info")
         .env("NO_COLOR", "1")

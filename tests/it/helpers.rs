@@ -59,10 +59,12 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         public_url: None,
         max_upload_bytes: 1024 * 1024,
         outbox_events: OUTBOX_EVENTS,
+        socket_write_timeout: natter::realtime::socket::DEFAULT_WRITE_TIMEOUT,
         limits: natter::limits::LimitConfig::default(),
         retention: natter::store::Retention::default(),
         history_bytes: natter::hub::history::DEFAULT_HISTORY_BYTES,
         broker: Default::default(),
+        serve: Default::default(),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -19,6 +19,7 @@ const RANKS: &[(&str, u32)] = &[
     ("api", 5),
     ("realtime", 5),
     ("gateway", 6),
+    ("serve", 1),
     ("lib", 7),
     ("main", 8),
 ];

@@ -5,6 +5,7 @@ mod schemas;
 
 mod abuse;
 mod authorization;
+mod connections;
 mod durability;
 mod holes;
 mod layers;
