@@ -30,6 +30,8 @@ pub struct AppState {
     pub sessions: TaskTracker,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<crate::limits::Limits>,
+    /// Permits for uploads read at once (`api::files`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The wall clock in Unix milliseconds; handlers read it once and pass it down.

@@ -93,6 +93,7 @@ pub async fn run(
         sessions: TaskTracker::new(),
         metrics,
         limits: Arc::new(limits::Limits::new(limit_config)),
+        uploads: Arc::new(tokio::sync::Semaphore::new(api::files::MAX_CONCURRENT_UPLOADS)),
     };
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();

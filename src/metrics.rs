@@ -32,6 +32,8 @@ pub struct Metrics {
     pub session_reads_in_flight: Gauge,
     /// Bytes of encoded events in the recent-events cache (set when the metrics are read).
     pub history_bytes: Gauge,
+    /// Uploads being read now.
+    pub uploads_in_progress: Gauge,
     pub rest_requests: Family<RouteLabels, Histogram>,
     pub commit_seconds: Histogram,
     pub commit_batch_jobs: Histogram,
@@ -50,6 +52,7 @@ impl Default for Metrics {
         let replay_log_reads = Counter::default();
         let session_reads_in_flight = Gauge::default();
         let history_bytes = Gauge::default();
+        let uploads_in_progress = Gauge::default();
         let rest_requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         });
@@ -81,6 +84,7 @@ impl Default for Metrics {
             session_reads_in_flight.clone(),
         );
         registry.register("history_bytes", "Bytes of recent encoded events kept in memory", history_bytes.clone());
+        registry.register("uploads_in_progress", "File uploads being read now", uploads_in_progress.clone());
         registry.register("rest_request_duration_seconds", "REST request latency by route", rest_requests.clone());
         registry.register(
             "store_commit_duration_seconds",
@@ -104,6 +108,7 @@ impl Default for Metrics {
             replay_log_reads,
             session_reads_in_flight,
             history_bytes,
+            uploads_in_progress,
             rest_requests,
             commit_seconds,
             commit_batch_jobs,

@@ -21,6 +21,12 @@ use crate::{
 
 /// Longest filename kept, in bytes.
 const MAX_FILENAME_BYTES: usize = 255;
+/// What a multipart body may hold besides the file (boundaries, part headers, the filename part): the body limit
+/// is the file limit plus this, so that `--max-upload-bytes` is the size of the file itself.
+pub const MULTIPART_OVERHEAD_BYTES: usize = 64 * 1024;
+/// Uploads read at once. A file is held whole until its transaction commits, so this bounds their memory:
+/// `MAX_CONCURRENT_UPLOADS × --max-upload-bytes`. Others wait (their bodies stay unread) until one finishes.
+pub const MAX_CONCURRENT_UPLOADS: usize = 4;
 
 impl From<MultipartRejection> for ApiError {
     fn from(rejection: MultipartRejection) -> Self {
@@ -45,6 +51,9 @@ pub async fn upload_file(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let mut multipart = multipart?;
+    // Held until the file is stored: the bytes in memory are bounded by the permits.
+    let _permit = state.uploads.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    let _counted = InProgress::start(&state.metrics.uploads_in_progress);
     let mut file = None;
     let mut filename_field = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -57,7 +66,7 @@ pub async fn upload_file(
                     ));
                 };
                 let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
-                let bytes = field.bytes().await.map_err(multipart_error)?;
+                let bytes = read_file(field, state.config.max_upload_bytes).await?;
                 file = Some((part_filename, content_type, bytes));
             }
             Some("filename") => filename_field = Some(field.text().await.map_err(multipart_error)?),
@@ -77,6 +86,34 @@ pub async fn upload_file(
     }
     let receipt = state.store.put_file(&app, NewFile { filename, content_type, bytes }, now_millis()).await?;
     Ok(Json(json!({ "attachmentToken": receipt.token })))
+}
+
+/// Reads the file part chunk by chunk, refusing it as soon as it is larger than `max_bytes`.
+async fn read_file(mut field: axum::extract::multipart::Field<'_>, max_bytes: usize) -> Result<bytes::Bytes, ApiError> {
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(ApiError::PayloadTooLarge(format!("the file is larger than {max_bytes} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
+}
+
+/// Counts an upload in `uploads_in_progress` for as long as it lives, however the handler ends.
+struct InProgress<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InProgress<'a> {
+    fn start(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Public: serves the bytes of a stored file. The filename in the path is for humans and is not checked.

@@ -6,7 +6,7 @@
 
 pub mod auth;
 mod conversations;
-mod files;
+pub mod files;
 mod listing;
 mod messages;
 mod participants;
@@ -129,7 +129,7 @@ fn public() -> Routes {
 /// Uploads have their own, larger, body limit.
 fn uploads(max_upload_bytes: usize) -> Routes {
     let mut routes = Routes::new().post("/v1/{appId}/files", files::upload_file);
-    routes.router = routes.router.layer(DefaultBodyLimit::max(max_upload_bytes));
+    routes.router = routes.router.layer(DefaultBodyLimit::max(max_upload_bytes + files::MULTIPART_OVERHEAD_BYTES));
     routes
 }
 

@@ -108,3 +108,64 @@ async fn editing_an_attachment_message_to_text_removes_its_file() {
     gateway.put(&path, json!({ "custom": { "k": "w" } })).await.expect(200);
     assert_eq!(gateway.get(&path).await.expect(200)["text"], "now words");
 }
+
+#[tokio::test]
+async fn max_upload_bytes_is_the_size_of_the_file_itself() {
+    let gateway = spawn_gateway().await;
+    // The test gateway accepts files of 1 MiB.
+    static EXACT: [u8; 1024 * 1024] = [1u8; 1024 * 1024];
+    let form = Form::new().part("file", Part::bytes(&EXACT[..]).file_name("exact.bin")).text("filename", "exact.bin");
+    upload(&gateway, form).await.expect(200);
+    static OVER: [u8; 1024 * 1024 + 1] = [1u8; 1024 * 1024 + 1];
+    let form = Form::new().part("file", Part::bytes(&OVER[..]).file_name("over.bin")).text("filename", "over.bin");
+    upload(&gateway, form).await.expect_error(413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_few_uploads_are_read_at_once_and_the_rest_wait() {
+    use tokio::io::AsyncWriteExt;
+
+    let gateway = spawn_gateway().await;
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let uploads_in_progress = || async {
+        let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("natter_uploads_in_progress "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .expect("the uploads gauge is exported")
+    };
+    // Eight uploads that announce a large file, send its first bytes, and stall.
+    let mut stalled = Vec::new();
+    for i in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /v1/{APP}/files HTTP/1.1\r\nHost: natter\r\nAuthorization: Bearer {SECRET}\r\n\
+             Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: 1000000\r\n\r\n\
+             --XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s{i}.bin\"\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[0u8; 4096]).await.unwrap();
+        stalled.push(stream);
+    }
+    let in_progress = within(async {
+        loop {
+            let now = uploads_in_progress().await;
+            if now >= 4.0 {
+                return now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(in_progress, 4.0);
+    assert_eq!(uploads_in_progress().await, 4.0, "the other four wait, their bodies unread");
+    drop(stalled);
+    within(async {
+        while uploads_in_progress().await > 0.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    upload(&gateway, file_form(b"after", "after.txt")).await.expect(200);
+}
