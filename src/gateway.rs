@@ -35,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         // Authenticated by a user token, not the app secret.
         .route(realtime::ROUTE, axum::routing::get(realtime::upgrade))
         .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_oversized_heads))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
@@ -61,6 +63,32 @@ async fn observe_requests(State(state): State<AppState>, request: Request, next:
 
 async fn route_not_found(uri: Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+}
+
+/// The longest request URI answered; longer ones get `414 URI_TOO_LONG`. The HTTP parser itself refuses URIs over
+/// 64 KiB, with an empty body, before any of this runs.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// The most header bytes (names and values) answered; more get `431 HEADERS_TOO_LARGE`. The HTTP parser refuses
+/// request heads over `serve::MAX_HEAD_BYTES` with an empty body.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses over-long URIs and over-large headers in the gateway's error format.
+async fn refuse_oversized_heads(request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let uri_bytes = request.uri().to_string().len();
+    if uri_bytes > MAX_URI_BYTES {
+        return ApiError::UriTooLong { max: MAX_URI_BYTES }.into_response();
+    }
+    let header_bytes: usize =
+        request.headers().iter().map(|(name, value)| name.as_str().len() + value.as_bytes().len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge { max: MAX_HEADER_BYTES }.into_response();
+    }
+    next.run(request).await
 }
 
 /// Logs the internal cause of a failed request once, here, rather than where the error was made.

@@ -24,6 +24,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections that have not yet sent a whole request, at most. Each holds a socket and a read buffer; a storm of
 /// ten thousand clients connecting at once stays below it.
 pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 16_384;
+/// The largest request head the HTTP parser reads; past it, it answers 431 itself (with an empty body). Above
+/// `gateway::MAX_HEADER_BYTES`, so that all but absurd heads get the gateway's JSON error instead.
+pub const MAX_HEAD_BYTES: usize = 1024 * 1024;
 /// How long shutdown lets requests in flight finish before it drops their connections.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed `accept` (out of file descriptors, say), wait this long before the next.
@@ -82,7 +85,10 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServeConfig, s
                 router.clone().oneshot(request)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(config.header_read_timeout)
+                .max_buf_size(MAX_HEAD_BYTES);
             let connection = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             tokio::select! {

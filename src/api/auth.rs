@@ -64,6 +64,7 @@ fn check_app_credential(app_id: &AppId, secret: &str, token: &str) -> Result<(),
         validation.set_issuer(&[app_id.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss"]);
         validation.validate_nbf = true;
+        validation.leeway = crate::token::JWT_LEEWAY_SECONDS;
         let claims =
             jsonwebtoken::decode::<AppClaims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
                 .map_err(|error| ApiError::Unauthorized(format!("invalid app token: {error}")))?

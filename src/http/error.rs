@@ -24,6 +24,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("no route for {0}")]
     RouteNotFound(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("the request URI is longer than {max} bytes")]
+    UriTooLong { max: usize },
+    #[error("the request headers are larger than {max} bytes")]
+    HeadersTooLarge { max: usize },
     #[error(transparent)]
     Rejected(#[from] Rejection),
     #[error("the store is unavailable")]
@@ -51,6 +57,9 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "URI_TOO_LONG"),
+            ApiError::HeadersTooLarge { .. } => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "HEADERS_TOO_LARGE"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::TooManyConnections => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_CONNECTIONS"),

@@ -19,6 +19,8 @@ impl From<JsonRejection> for ApiError {
         }
         let code = match rejection {
             JsonRejection::MissingJsonContentType(_) => "INVALID_CONTENT_TYPE",
+            // JSON, but not of the shape the route takes: a field missing or of the wrong type.
+            JsonRejection::JsonDataError(_) => "INVALID_BODY",
             _ => "INVALID_JSON",
         };
         ApiError::bad_request(code, rejection.body_text())
@@ -68,8 +70,9 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|value| Self(Some(value)))
-            .map_err(|error| ApiError::bad_request("INVALID_JSON", format!("invalid JSON body: {error}")))
+        serde_json::from_slice(&bytes).map(|value| Self(Some(value))).map_err(|error| {
+            let code = if error.is_data() { "INVALID_BODY" } else { "INVALID_JSON" };
+            ApiError::bad_request(code, format!("invalid JSON body: {error}"))
+        })
     }
 }

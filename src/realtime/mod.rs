@@ -20,7 +20,7 @@ pub mod writes;
 use axum::{
     extract::{
         ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
-        Query, State,
+        State,
     },
     http::{header::AUTHORIZATION, HeaderMap},
     response::Response,
@@ -30,7 +30,10 @@ use serde::Deserialize;
 use crate::{
     app::AppState,
     domain::ids::AppId,
-    http::{error::ApiError, extract::AppPath},
+    http::{
+        error::ApiError,
+        extract::{AppPath, AppQuery},
+    },
     token::verify_user_token,
 };
 
@@ -52,7 +55,7 @@ pub struct TokenQuery {
 pub async fn upgrade(
     State(state): State<AppState>,
     AppPath(app_id): AppPath<String>,
-    Query(query): Query<TokenQuery>,
+    AppQuery(query): AppQuery<TokenQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {

@@ -78,15 +78,28 @@ pub enum CloseReason {
     TokenExpired,
     IdleTimeout,
     ShuttingDown,
-    /// The client broke the WebSocket protocol (a frame too large, or malformed).
-    ProtocolError,
+    /// The client broke the WebSocket protocol (RFC 6455).
+    Violation(Violation),
+}
+
+/// How a client broke the WebSocket protocol, each with its RFC 6455 close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// 1002: a malformed or forbidden frame (say, one the client did not mask).
+    Protocol,
+    /// 1007: a text frame that is not UTF-8.
+    InvalidUtf8,
+    /// 1009: a frame or message larger than the gateway accepts.
+    TooBig,
 }
 
 impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::ShuttingDown => 1001,
-            CloseReason::ProtocolError => 1009,
+            CloseReason::Violation(Violation::Protocol) => 1002,
+            CloseReason::Violation(Violation::InvalidUtf8) => 1007,
+            CloseReason::Violation(Violation::TooBig) => 1009,
             CloseReason::SlowConsumer => 4000,
             CloseReason::TokenExpired => 4001,
             CloseReason::IdleTimeout => 4002,
@@ -96,7 +109,9 @@ impl CloseReason {
     pub fn reason(self) -> &'static str {
         match self {
             CloseReason::ShuttingDown => "server shutting down",
-            CloseReason::ProtocolError => "frame too large or malformed",
+            CloseReason::Violation(Violation::Protocol) => "protocol error",
+            CloseReason::Violation(Violation::InvalidUtf8) => "text frame is not UTF-8",
+            CloseReason::Violation(Violation::TooBig) => "frame too large",
             CloseReason::SlowConsumer => "slow consumer: reconnect and resubscribe",
             CloseReason::TokenExpired => "token expired",
             CloseReason::IdleTimeout => "idle timeout",

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use super::output::{CloseReason, FetchId, Output};
+pub use super::output::{CloseReason, FetchId, Output, Violation};
 use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
@@ -233,8 +233,8 @@ impl Session {
     }
 
     /// The client broke the WebSocket protocol.
-    pub fn handle_protocol_error(&mut self) {
-        self.close(CloseReason::ProtocolError);
+    pub fn handle_protocol_error(&mut self, violation: Violation) {
+        self.close(CloseReason::Violation(violation));
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -19,7 +19,7 @@ use super::{
     error::RealtimeError,
     frames::{self, ClientFrame, RequestId},
     publisher,
-    session::{CloseReason, FetchId, Output, Request, Session},
+    session::{CloseReason, FetchId, Output, Request, Session, Violation},
     subscription::Resume,
     writes,
 };
@@ -376,7 +376,7 @@ impl Shell {
             Some(Ok(Message::Close(_))) | None => self.ended = true,
             Some(Err(error)) => {
                 tracing::debug!(cause = %error, "socket read failed");
-                session.handle_protocol_error();
+                session.handle_protocol_error(violation_of(error));
             }
         }
     }
@@ -521,6 +521,16 @@ impl Shell {
             self.state.node.unwatch(&self.conversation_key(conversation_id), *watcher);
         }
         self.state.metrics.connections.dec();
+    }
+}
+
+/// Which rule of RFC 6455 a read error broke, for the close code.
+fn violation_of(error: axum::Error) -> Violation {
+    use tokio_tungstenite::tungstenite::Error;
+    match error.into_inner().downcast::<Error>().map(|error| *error) {
+        Ok(Error::Capacity(_)) => Violation::TooBig,
+        Ok(Error::Utf8(_)) => Violation::InvalidUtf8,
+        _ => Violation::Protocol,
     }
 }
 

@@ -157,3 +157,76 @@ async fn an_expired_token_ends_subscriptions_in_error_and_closes_with_4001() {
     assert!(reason.contains("TOKEN_EXPIRED"), "{reason}");
     gateway.assert_frames_valid();
 }
+
+/// Opens a WebSocket by hand, to send frames no client library would.
+async fn raw_websocket(gateway: &TestGateway) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = gateway.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /v1/{APP}/realtime?token={} HTTP/1.1\r\nHost: natter\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        user_token("raw", None)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// A text frame as a client sends it (masked), or not masked, which clients must not do.
+fn text_frame(payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, (payload.len() as u8) | if masked { 0x80 } else { 0 }];
+    if masked {
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
+}
+
+/// Reads server frames until a close frame, and returns its code.
+async fn close_code(stream: &mut tokio::net::TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    within(async {
+        loop {
+            let mut header = [0u8; 2];
+            stream.read_exact(&mut header).await.ok()?;
+            let mut length = (header[1] & 0x7f) as usize;
+            if length == 126 {
+                let mut extended = [0u8; 2];
+                stream.read_exact(&mut extended).await.ok()?;
+                length = u16::from_be_bytes(extended) as usize;
+            }
+            let mut payload = vec![0u8; length];
+            stream.read_exact(&mut payload).await.ok()?;
+            if header[0] & 0x0f == 0x8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_their_rfc_6455_codes() {
+    use tokio::io::AsyncWriteExt;
+    let gateway = spawn_gateway().await;
+    let mut stream = raw_websocket(&gateway).await;
+    stream.write_all(&text_frame(&[0xff, 0xfe, 0xfd], true)).await.unwrap();
+    assert_eq!(close_code(&mut stream).await, Some(1007), "invalid UTF-8");
+    let mut stream = raw_websocket(&gateway).await;
+    stream.write_all(&text_frame(br#"{"type":"unsubscribe","id":"1","conversationId":"c"}"#, false)).await.unwrap();
+    assert_eq!(close_code(&mut stream).await, Some(1002), "an unmasked client frame");
+    // A well-formed frame on a fresh connection still works.
+    let mut stream = raw_websocket(&gateway).await;
+    stream.write_all(&text_frame(br#"{"type":"unsubscribe","id":"1","conversationId":"c"}"#, true)).await.unwrap();
+    drop(stream);
+}

@@ -48,6 +48,17 @@ async fn bad_app_jwts_are_401() {
     let url = gateway.url("/users");
     let bad = [
         ("expired", app_token(APP, SECRET, "app", now_secs() - 120)),
+        // No leeway: a token expired seconds ago, or not valid yet, is refused, as user tokens are.
+        ("expired 5 s ago", app_token(APP, SECRET, "app", now_secs() - 5)),
+        (
+            "not valid for 30 s",
+            encode(
+                &Header::default(),
+                &json!({ "tokenType": "app", "iss": APP, "exp": now_secs() + 600, "nbf": now_secs() + 30 }),
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap(),
+        ),
         ("wrong issuer", app_token(OTHER_APP, SECRET, "app", now_secs() + 30)),
         ("user token", app_token(APP, SECRET, "user", now_secs() + 30)),
         ("other app's secret", app_token(APP, OTHER_SECRET, "app", now_secs() + 30)),
@@ -78,4 +89,41 @@ async fn healthz_answers_while_the_store_is_usable() {
 async fn unknown_routes_answer_in_the_error_format() {
     let gateway = spawn_gateway().await;
     gateway.get("/nothing/here/at/all").await.expect_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn every_refusal_has_a_json_body_with_its_code() {
+    let gateway = spawn_gateway().await;
+    gateway
+        .send(Method::DELETE, &gateway.url("/users"), Some(SECRET), None)
+        .await
+        .expect_error(405, "METHOD_NOT_ALLOWED");
+    let long = gateway.url(&format!("/users?x={}", "a".repeat(20 * 1024)));
+    gateway.send(Method::GET, &long, Some(SECRET), None).await.expect_error(414, "URI_TOO_LONG");
+    let reply = gateway
+        .client
+        .get(gateway.url("/users"))
+        .bearer_auth(SECRET)
+        .header("X-Padding", "p".repeat(100 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    assert_eq!((status.as_u16(), body["errorCode"].as_str()), (431, Some("HEADERS_TOO_LARGE")), "{body}");
+    let twice = format!("{}/v1/{APP}/realtime?token=a&token=b", gateway.base);
+    gateway.send(Method::GET, &twice, None, None).await.expect_error(400, "INVALID_QUERY");
+    // Not JSON at all, and JSON of the wrong shape, are told apart.
+    let not_json = gateway
+        .client
+        .put(gateway.url("/users/x"))
+        .bearer_auth(SECRET)
+        .header("Content-Type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(not_json.json::<serde_json::Value>().await.unwrap()["errorCode"], "INVALID_JSON");
+    gateway.put("/users/x", json!({ "name": 12 })).await.expect_error(400, "INVALID_BODY");
 }

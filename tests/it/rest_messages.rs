@@ -60,7 +60,7 @@ async fn batch_size_must_be_one_to_ten() {
     gateway
         .post(MESSAGES, json!({ "type": "SystemMessage", "text": "not an array" }))
         .await
-        .expect_error(400, "INVALID_JSON");
+        .expect_error(400, "INVALID_BODY");
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn custom_must_map_strings_to_strings() {
     let reasons = gateway
         .post(MESSAGES, json!([{ "type": "SystemMessage", "text": "x", "custom": { "n": 1 } }]))
         .await
-        .expect_error(400, "INVALID_JSON");
+        .expect_error(400, "INVALID_BODY");
     assert!(reasons.contains("custom"), "{reasons}");
 }
 

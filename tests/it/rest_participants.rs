@@ -37,7 +37,7 @@ async fn patch_changes_only_given_fields_of_an_existing_participant() {
     gateway
         .patch("/conversations/c/participants/a", json!({ "notify": "sometimes" }))
         .await
-        .expect_error(400, "INVALID_JSON");
+        .expect_error(400, "INVALID_BODY");
 }
 
 #[tokio::test]

@@ -56,7 +56,7 @@ async fn creating_a_user_without_a_name_is_400() {
 async fn a_body_of_the_wrong_shape_is_400_naming_the_field() {
     let gateway = spawn_gateway().await;
     let reasons =
-        gateway.put("/users/x", json!({ "name": "X", "custom": { "n": 5 } })).await.expect_error(400, "INVALID_JSON");
+        gateway.put("/users/x", json!({ "name": "X", "custom": { "n": 5 } })).await.expect_error(400, "INVALID_BODY");
     assert!(reasons.contains("custom"), "{reasons}");
     let reply = gateway
         .client
