@@ -51,7 +51,7 @@ pub struct AppCredentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("NATTER_APPS: {0}")]
+    #[error("--apps (NATTER_APPS): {0}")]
     Apps(String),
     #[error("{path}: {cause}")]
     File { path: PathBuf, cause: String },

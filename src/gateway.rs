@@ -50,14 +50,18 @@ pub fn router(state: AppState) -> Router {
 /// Records each request's latency under its route template, never its concrete path.
 async fn observe_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let labels = crate::metrics::RouteLabels { method, route, status: response.status().as_u16() };
-    state.metrics.rest_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let (status, took) = (response.status().as_u16(), started.elapsed());
+    // The path, never the query: a query may hold a user token (`?token=`).
+    tracing::debug!(%method, %path, status, millis = took.as_secs_f64() * 1000.0, "request");
+    let labels = crate::metrics::RouteLabels { method, route, status };
+    state.metrics.rest_requests.get_or_create(&labels).observe(took.as_secs_f64());
     response
 }
 

@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the REST API (the default).
+    /// Serve the gateway: the REST API, the WebSocket gateway, /healthz, /readyz and /metrics (the default).
     Serve(ServeArgs),
 }
 
@@ -88,24 +88,43 @@ struct ServeArgs {
     max_pending_connections: usize,
 }
 
+/// Runs the gateway; any error it cannot serve through ends the process with one line on stderr and status 1
+/// (no backtrace: these are configuration and environment problems, not bugs).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
+    match serve(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("natter: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     natter::telemetry::init();
     // Each WebSocket is a file descriptor: let the gateway use as many as the system allows it.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(cause = %error, "cannot raise the open-file limit");
     }
+    // Bind first: a gateway that cannot listen must not create an app, nor print how to use it.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let apps = match &args.apps {
         Some(raw) => config::parse_apps(raw)?,
         None => {
             let (apps, created) = config::load_or_create_apps(&args.data_dir)?;
+            let listening = listener.local_addr().unwrap_or(args.listen);
             if created {
-                print_first_start(&args, &apps[0]);
+                print_first_start(&args, listening, &apps[0]);
+            } else {
+                print_apps_kept(&args, &apps);
             }
             apps
         }
@@ -134,14 +153,11 @@ async fn main() -> anyhow::Result<()> {
             max_pending_connections: args.max_pending_connections.max(1),
         },
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     natter::run(config, listener, shutdown_signal()).await
 }
 
-fn print_first_start(args: &ServeArgs, app: &config::AppCredentials) {
-    let base = args.public_url.clone().unwrap_or_else(|| config::default_public_url(args.listen));
+fn print_first_start(args: &ServeArgs, listening: SocketAddr, app: &config::AppCredentials) {
+    let base = args.public_url.clone().unwrap_or_else(|| config::default_public_url(listening));
     println!(
         "\nCreated app {id} (kept in {dir}/apps.json)\n  app id: {id}\n  secret: {secret}\n\nTry it:\n  \
          curl -X PUT {base}/v1/{id}/users/alice -H 'Authorization: Bearer {secret}' \
@@ -150,6 +166,12 @@ fn print_first_start(args: &ServeArgs, app: &config::AppCredentials) {
         secret = app.secret,
         dir = args.data_dir.display(),
     );
+}
+
+/// On every start after the first: which apps this gateway serves, and where their secrets are.
+fn print_apps_kept(args: &ServeArgs, apps: &[config::AppCredentials]) {
+    let ids: Vec<&str> = apps.iter().map(|app| app.app_id.as_str()).collect();
+    println!("Serving app {} (its secret is kept in {})", ids.join(", "), args.data_dir.join("apps.json").display());
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

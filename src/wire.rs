@@ -8,7 +8,7 @@ pub mod snapshot;
 
 use std::collections::BTreeMap;
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::{
@@ -32,6 +32,26 @@ where
     })
 }
 
+/// What a URL path segment must escape (RFC 3986): controls, space, the delimiters and `%`; every byte of a
+/// non-ASCII character is escaped too. Dots, dashes and the like stay as they are: `photo.png`, not `photo%2Epng`.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'?')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b'[')
+    .add(b']');
+
 /// Where stored files are served: `{public_url}/v1/{appId}/files/{fileId}/{filename}`.
 #[derive(Clone, Debug)]
 pub struct Links {
@@ -43,9 +63,9 @@ impl Links {
         format!(
             "{}/v1/{}/files/{}/{}",
             self.public_url.trim_end_matches('/'),
-            utf8_percent_encode(app.as_str(), NON_ALPHANUMERIC),
+            utf8_percent_encode(app.as_str(), PATH_SEGMENT),
             file_id,
-            utf8_percent_encode(filename, NON_ALPHANUMERIC)
+            utf8_percent_encode(filename, PATH_SEGMENT)
         )
     }
 }

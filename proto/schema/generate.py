@@ -166,7 +166,9 @@ server = {
                                {"conversationId": conversation_id, "errorCode": ref("ErrorCode"), "reasons": ref("Reasons")}),
 }
 
-send_content = {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "required": ["type"]}}
+send_block = {"type": "object", "required": ["type"]}
+send_content = {"oneOf": [send_block, {"type": "array", "minItems": 1, "maxItems": 1, "items": send_block}],
+                "description": "one block, or an array holding one block"}
 custom_patch = {"type": "object", "additionalProperties": {"type": ["string", "null"]}}
 target = {"id": request_id, "conversationId": conversation_id}
 message_target = {**target, "messageId": string}

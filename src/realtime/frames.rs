@@ -53,7 +53,7 @@ pub enum ClientFrame {
         id: String,
         conversation_id: String,
         text: Option<String>,
-        content: Option<Vec<Value>>,
+        content: Option<Value>,
         #[serde(default)]
         custom: Custom,
         referenced_message_id: Option<String>,
@@ -64,7 +64,7 @@ pub enum ClientFrame {
         conversation_id: String,
         message_id: String,
         text: Option<String>,
-        content: Option<Vec<Value>>,
+        content: Option<Value>,
         custom: Option<CustomPatch>,
     },
     DeleteMessage {

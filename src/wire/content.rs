@@ -10,12 +10,23 @@ use crate::domain::{
     ValidationError,
 };
 
-/// Parses the content blocks a client sends (a single block today). File blocks carry a `fileToken` from
-/// `POST /files`.
-pub fn parse_send_content(blocks: &[Value]) -> Result<SendContent, ValidationError> {
-    let [block] = blocks else {
-        return Err(ValidationError::new("content", "must hold exactly one block"));
+/// Parses the content a client sends: one block, given as a block object or as an array holding one block (the
+/// Data API's shape; a message has a single block today). File blocks carry the `attachmentToken` of
+/// `POST /files`, also accepted under the older name `fileToken`.
+pub fn parse_send_content(content: &Value) -> Result<SendContent, ValidationError> {
+    let block = match content {
+        Value::Object(_) => content,
+        Value::Array(blocks) if blocks.len() == 1 => &blocks[0],
+        _ => {
+            return Err(ValidationError::new(
+                "content",
+                "must be one block (an object with a \"type\"), or an array holding exactly one block",
+            ))
+        }
     };
+    if !block.is_object() {
+        return Err(ValidationError::new("content[0]", "a block is an object with a \"type\""));
+    }
     let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
     match kind {
         "text" => {
@@ -31,10 +42,15 @@ pub fn parse_send_content(blocks: &[Value]) -> Result<SendContent, ValidationErr
             Ok(SendContent::Text(nodes))
         }
         "file" => {
-            let token = block
-                .get("fileToken")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ValidationError::new("content[0].fileToken", "is required for a file block"))?;
+            let token = ["attachmentToken", "fileToken"]
+                .iter()
+                .find_map(|name| block.get(name).and_then(Value::as_str))
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        "content[0].attachmentToken",
+                        "is required for a file block (from POST /files)",
+                    )
+                })?;
             Ok(SendContent::File(token.to_owned()))
         }
         "location" => {

@@ -371,7 +371,60 @@ async fn a_first_start_creates_an_app_prints_it_and_keeps_it_across_restarts() {
     // A restart keeps the same app and secret, and says nothing about creating one.
     let (mut child, addr, printed) = run(data_dir.path().to_owned()).await;
     assert!(!printed.contains("Created app"), "{printed}");
+    assert!(printed.contains(&format!("Serving app {app}")), "a restart says which app it serves:\n{printed}");
+    assert!(printed.contains("apps.json"), "and where its secret is kept:\n{printed}");
     assert_eq!(put(addr).await, 200);
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+}
+
+/// Runs the binary with these arguments until it exits; returns its status, stdout and stderr.
+async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("NATTER_APPS")
+            .output(),
+    )
+    .await
+    .expect("natter did not exit")
+    .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_taken_port_is_one_clear_line_and_creates_no_app() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().join("data");
+    let (status, stdout, stderr) = run_to_exit(
+        &["--listen", &listen, "--data-dir", data.to_str().unwrap()],
+        &[("RUST_BACKTRACE", "1"), ("NO_COLOR", "1")],
+    )
+    .await;
+    assert_eq!(status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, no backtrace:\n{stderr}");
+    assert!(lines[0].starts_with("natter: cannot listen on") && lines[0].contains("--listen"), "{stderr}");
+    assert!(!stdout.contains("Try it") && !stdout.contains("Created app"), "nothing was created:\n{stdout}");
+    assert!(!data.join("apps.json").exists(), "no app was created");
+    drop(taken);
+}
+
+#[tokio::test]
+async fn a_bad_flag_value_names_the_flag() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().to_str().unwrap();
+    let (status, _, stderr) =
+        run_to_exit(&["--listen", "127.0.0.1:0", "--data-dir", data, "--apps", "no-secret-here"], &[]).await;
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("--apps"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -125,3 +125,52 @@ async fn secrets_tokens_and_message_text_never_reach_the_logs() {
         assert!(!logs.contains(secret), "{secret:?} appears in the logs:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn natter_debug_shows_a_plain_line_per_request() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("NATTER_APPS", format!("{APP}:{SECRET}"))
+        .env("RUST_LOG", "natter=debug")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = within(async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("natter exited");
+            if let Some(addr) = crate::durability::listening_address(&line) {
+                return addr;
+            }
+        }
+    })
+    .await;
+    let reply = reqwest::Client::new()
+        .put(format!("http://{addr}/v1/{APP}/users/alice"))
+        .bearer_auth(SECRET)
+        .json(&json!({ "name": "Alice" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let line = within(async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("natter exited");
+            if line.contains("request") && line.contains("PUT") {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert!(line.contains(&format!("/v1/{APP}/users/alice")) && line.contains("200"), "{line}");
+    assert!(!line.contains('\u{1b}'), "no colour codes when the output is not a terminal: {line:?}");
+    child.start_kill().unwrap();
+}

@@ -141,3 +141,34 @@ async fn mark_as_read_over_the_socket_clears_unread() {
     bob.conversation("c").mark_as_read().await.unwrap();
     assert_eq!(gateway.get("/conversations/c").await.expect(200)["participants"]["bob"]["isUnread"], false);
 }
+
+#[tokio::test]
+async fn content_is_one_block_as_an_object_or_an_array_and_files_take_the_rest_name_of_their_token() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(&b"img"[..]).file_name("a.png"))
+        .text("filename", "a.png");
+    let upload = gateway.client.post(gateway.url("/files")).bearer_auth(SECRET).multipart(form).send().await.unwrap();
+    let token = upload.json::<serde_json::Value>().await.unwrap()["attachmentToken"].as_str().unwrap().to_owned();
+    let alice = gateway.connect("alice").await;
+    let conversation = alice.conversation("c");
+    let subscription = conversation.subscribe_messages().await.unwrap();
+    within(subscription.connected()).await.unwrap();
+    // One block as an object, and a file block with the REST name of its token.
+    conversation.send_with(json!({ "content": { "type": "text", "children": ["as an object"] } })).await.unwrap();
+    conversation.send_with(json!({ "content": { "type": "file", "attachmentToken": token } })).await.unwrap();
+    let state = within(subscription.wait_for(|state| messages(state).len() == 2)).await;
+    assert_eq!(messages(&state)[1].plaintext, "as an object");
+    assert_eq!(messages(&state)[0].content[0]["filename"], "a.png");
+    // Two blocks are refused, and the error names the field.
+    let two = json!({ "content": [{ "type": "text", "children": ["a"] }, { "type": "text", "children": ["b"] }] });
+    match conversation.send_with(two).await {
+        Err(natter_client::ClientError::Refused { code, reasons }) => {
+            assert_eq!(code, "INVALID_REQUEST");
+            assert!(reasons.iter().any(|reason| reason.starts_with("content:")), "{reasons:?}");
+        }
+        other => panic!("two blocks were not refused: {other:?}"),
+    }
+    gateway.assert_frames_valid();
+}

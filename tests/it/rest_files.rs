@@ -169,3 +169,28 @@ async fn only_a_few_uploads_are_read_at_once_and_the_rest_wait() {
     .await;
     upload(&gateway, file_form(b"after", "after.txt")).await.expect(200);
 }
+
+#[tokio::test]
+async fn attachment_urls_escape_only_what_a_path_segment_must() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    for (filename, expected) in
+        [("photo.png", "/photo.png"), ("my file#1 (v2).png", "/my%20file%231%20(v2).png"), ("é.txt", "/%C3%A9.txt")]
+    {
+        let token = upload(&gateway, file_form(b"x", filename)).await.expect(200)["attachmentToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sent = gateway
+            .post(
+                "/conversations/c/messages",
+                json!([{ "type": "UserMessage", "sender": "alice", "attachmentToken": token }]),
+            )
+            .await;
+        let id = sent.expect(200)[0]["id"].as_str().unwrap().to_owned();
+        let message = gateway.get(&format!("/conversations/c/messages/{id}")).await;
+        let url = message.expect(200)["attachment"]["url"].as_str().unwrap().to_owned();
+        assert!(url.ends_with(expected), "{filename}: {url}");
+        assert_eq!(gateway.client.get(&url).send().await.unwrap().status(), 200, "{url} serves the file");
+    }
+}
