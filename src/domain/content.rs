@@ -3,6 +3,10 @@
 //!
 //! Parse order follows §1.13: bullet lists, code spans, then per line: mentions, custom emoji, `<url|text>` links,
 //! action links and buttons (only when links are allowed), bold/italic/strikethrough, and autolinks.
+//!
+//! Natter adds one thing to TalkJS markup, so that content users send over the socket can be stored as markup and
+//! read back exactly as it was sent: a backslash before one of ``\ * _ ~ ` < > | - + . @ :`` stands for that
+//! character, literally (`\*not bold\*`). `exact_markup` writes nodes with escapes where they are needed.
 
 use std::collections::BTreeMap;
 
@@ -72,8 +76,118 @@ pub enum Links {
     Refused,
 }
 
-/// Parses TalkJS markup into text nodes.
+/// Characters a backslash makes literal.
+const ESCAPABLE: [char; 13] = ['\\', '*', '_', '~', '`', '<', '>', '|', '-', '+', '.', '@', ':'];
+/// An escaped character stands in the text as a private-use character while it is parsed, so that no markup
+/// rule sees it; these are the first 13 of Supplementary Private Use Area-A.
+const PLACEHOLDER_BASE: u32 = 0xF0000;
+
+fn placeholder(index: usize) -> char {
+    char::from_u32(PLACEHOLDER_BASE + index as u32).expect("in the private use area")
+}
+
+fn is_placeholder(c: char) -> bool {
+    (PLACEHOLDER_BASE..PLACEHOLDER_BASE + ESCAPABLE.len() as u32).contains(&(c as u32))
+}
+
+/// The text with each escape replaced by its placeholder, or `None` when there is nothing to replace. Text that
+/// already holds one of the placeholder characters is taken as it is: its backslashes stay literal.
+fn with_placeholders(text: &str) -> Option<String> {
+    if !text.contains('\\') || text.chars().any(is_placeholder) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped =
+            (c == '\\').then(|| chars.peek().and_then(|next| ESCAPABLE.iter().position(|e| e == next))).flatten();
+        match escaped {
+            Some(index) => {
+                chars.next();
+                out.push(placeholder(index));
+            }
+            None => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+fn restore(text: &mut String) {
+    if text.chars().any(is_placeholder) {
+        *text = text
+            .chars()
+            .map(|c| if is_placeholder(c) { ESCAPABLE[(c as u32 - PLACEHOLDER_BASE) as usize] } else { c })
+            .collect();
+    }
+}
+
+fn restore_nodes(nodes: &mut [TextNode]) {
+    for node in nodes {
+        match node {
+            TextNode::Plain(text) | TextNode::CodeSpan { text } | TextNode::CustomEmoji { text } => restore(text),
+            TextNode::AutoLink { url, text } | TextNode::Mention { id: url, text } => {
+                restore(url);
+                restore(text);
+            }
+            TextNode::Link { url, children } => {
+                restore(url);
+                restore_nodes(children);
+            }
+            TextNode::ActionLink { action, params, children } | TextNode::ActionButton { action, params, children } => {
+                restore(action);
+                *params = std::mem::take(params)
+                    .into_iter()
+                    .map(|(mut key, mut value)| {
+                        restore(&mut key);
+                        restore(&mut value);
+                        (key, value)
+                    })
+                    .collect();
+                restore_nodes(children);
+            }
+            TextNode::Markup { children, .. }
+            | TextNode::BulletList { children }
+            | TextNode::BulletPoint { children } => restore_nodes(children),
+        }
+    }
+}
+
+/// Parses TalkJS markup (with Natter's escapes) into text nodes.
 pub fn parse_markup(text: &str, links: Links) -> Vec<TextNode> {
+    match with_placeholders(text) {
+        Some(prepared) => {
+            let mut nodes = parse_unescaped(&prepared, links);
+            restore_nodes(&mut nodes);
+            merge_plain(nodes)
+        }
+        None => parse_unescaped(text, links),
+    }
+}
+
+/// Merges adjacent plain strings and drops empty ones, at every level: the form the parser gives.
+fn merge_plain(nodes: Vec<TextNode>) -> Vec<TextNode> {
+    let mut merged = Vec::with_capacity(nodes.len());
+    let nested = |children: Vec<TextNode>| merge_plain(children);
+    for node in nodes {
+        let node = match node {
+            TextNode::Markup { kind, children } => TextNode::Markup { kind, children: nested(children) },
+            TextNode::BulletList { children } => TextNode::BulletList { children: nested(children) },
+            TextNode::BulletPoint { children } => TextNode::BulletPoint { children: nested(children) },
+            TextNode::Link { url, children } => TextNode::Link { url, children: nested(children) },
+            TextNode::ActionLink { action, params, children } => {
+                TextNode::ActionLink { action, params, children: nested(children) }
+            }
+            TextNode::ActionButton { action, params, children } => {
+                TextNode::ActionButton { action, params, children: nested(children) }
+            }
+            other => other,
+        };
+        push_all(&mut merged, vec![node]);
+    }
+    merged
+}
+
+fn parse_unescaped(text: &str, links: Links) -> Vec<TextNode> {
     let mut nodes = Vec::new();
     let mut plain_lines: Vec<&str> = Vec::new();
     let mut bullets: Vec<&str> = Vec::new();
@@ -190,10 +304,13 @@ fn parse_tag(inner: &str, links: Links) -> Option<TextNode> {
     if let Some(rest) = inner.strip_prefix("!!customemoji:") {
         return is_custom_emoji(rest).then(|| TextNode::CustomEmoji { text: rest.to_owned() });
     }
-    if links == Links::Refused {
-        return None;
-    }
     let (target, label) = inner.split_once('|')?;
+    if links == Links::Refused {
+        // The one tag users may write: an autolink whose text says where it links, with the URL it links to
+        // (`<https://www.example.com|www.example.com>`, which the bare text alone would link over http).
+        return autolink_matches(label, target)
+            .then(|| TextNode::AutoLink { url: target.to_owned(), text: label.to_owned() });
+    }
     if label.is_empty() {
         return None;
     }
@@ -367,6 +484,33 @@ pub fn autolink_url(word: &str) -> Option<String> {
     None
 }
 
+/// Whether `text` is a bare domain, with or without a path: `example.com`, `shop.example.co.uk/boots`.
+fn is_bare_domain(text: &str) -> bool {
+    let (host, path) = text.split_once('/').unwrap_or((text, ""));
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+        && !path.contains(char::is_whitespace)
+}
+
+/// Whether an autolink with this text may link to `url` (§4.7): where the text itself links (a URL, a `www.` host,
+/// an email address, a phone number, or a bare domain, which links over http), or to the https form of an http
+/// target.
+pub fn autolink_matches(text: &str, url: &str) -> bool {
+    let expected = match phone_number(text) {
+        Some((whole, digits)) if whole == text => Some(format!("tel:{digits}")),
+        _ => autolink_url(text).or_else(|| is_bare_domain(text).then(|| format!("http://{text}"))),
+    };
+    let Some(expected) = expected else { return false };
+    url == expected || expected.strip_prefix("http://").is_some_and(|rest| url.strip_prefix("https://") == Some(rest))
+}
+
 /// A phone number at the start of `text`: `+` then at least 8 digits, with single spaces or dashes between.
 /// Returns the matched text and its digits.
 fn phone_number(text: &str) -> Option<(&str, String)> {
@@ -390,17 +534,80 @@ fn phone_number(text: &str) -> Option<(&str, String)> {
 /// Writes nodes back as markup, so that `parse_markup(&to_markup(nodes))` gives the nodes again.
 pub fn to_markup(nodes: &[TextNode]) -> String {
     let mut out = String::new();
-    write_markup(nodes, &mut out);
+    write_markup(nodes, &mut out, false);
     out
 }
 
-fn write_markup(nodes: &[TextNode], out: &mut String) {
+/// Markup that parses back (with `links` rules) to exactly these nodes, as the parser gives them (adjacent
+/// strings merged, a bullet list on a line of its own), with escapes only where they are needed. `None` when no
+/// markup can say it: formatting that is empty or starts or ends with white space, two lists in a row.
+pub fn exact_markup(nodes: &[TextNode], links: Links) -> Option<String> {
+    let wanted = normalize(nodes);
+    [false, true].into_iter().find_map(|escape| {
+        let mut text = String::new();
+        write_markup(nodes, &mut text, escape);
+        (parse_markup(&text, links) == wanted).then_some(text)
+    })
+}
+
+/// Nodes as the parser would give them back: adjacent strings merged, and the line break a bullet list starts on
+/// kept in the text before it.
+fn normalize(nodes: &[TextNode]) -> Vec<TextNode> {
+    let mut merged = merge_plain(nodes.to_vec());
+    for index in 1..merged.len() {
+        if matches!(merged[index], TextNode::BulletList { .. }) {
+            if let TextNode::Plain(before) = &mut merged[index - 1] {
+                if !before.ends_with('\n') {
+                    before.push('\n');
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// Writes plain text so that no markup rule applies to it: markup characters, a bullet at the start of a line,
+/// and what would start a link (`://`, `www.`, `@`, a `+` before a digit) are escaped.
+fn write_escaped_plain(text: &str, out: &mut String) {
+    let chars: Vec<char> = text.chars().collect();
+    let mut line_start = out.is_empty() || out.ends_with('\n');
+    let text_at_word_start = line_start || out.ends_with(char::is_whitespace);
+    let word_starts_at = |index: usize| if index == 0 { text_at_word_start } else { chars[index - 1].is_whitespace() };
+    for (index, &c) in chars.iter().enumerate() {
+        let next = chars.get(index + 1).copied();
+        let bullet = line_start && matches!(c, '-' | '+' | '*') && matches!(next, Some(' ' | '\t'));
+        let phone = c == '+' && next.is_some_and(|n| n.is_ascii_digit());
+        let scheme = c == ':' && chars.get(index + 1..index + 3) == Some(&['/', '/'][..]);
+        let www = c == '.'
+            && index >= 3
+            && word_starts_at(index - 3)
+            && chars[index - 3..index].iter().all(|w| w.eq_ignore_ascii_case(&'w'));
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '<' | '>' | '|' | '@') || bullet || phone || scheme || www {
+            out.push('\\');
+        }
+        out.push(c);
+        line_start = c == '\n';
+    }
+}
+
+/// Escapes every character a backslash can escape (in code spans and names, where nothing else is parsed).
+fn write_all_escaped(text: &str, out: &mut String) {
+    for c in text.chars() {
+        if ESCAPABLE.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+fn write_markup(nodes: &[TextNode], out: &mut String, escape: bool) {
     for node in nodes {
         match node {
+            TextNode::Plain(text) if escape => write_escaped_plain(text, out),
             TextNode::Plain(text) => out.push_str(text),
             TextNode::Markup { kind, children } => {
                 out.push(kind.delimiter());
-                write_markup(children, out);
+                write_markup(children, out, escape);
                 out.push(kind.delimiter());
             }
             TextNode::BulletList { children } => {
@@ -413,23 +620,27 @@ fn write_markup(nodes: &[TextNode], out: &mut String) {
                     }
                     out.push_str("- ");
                     match child {
-                        TextNode::BulletPoint { children } => write_markup(children, out),
-                        other => write_markup(std::slice::from_ref(other), out),
+                        TextNode::BulletPoint { children } => write_markup(children, out, escape),
+                        other => write_markup(std::slice::from_ref(other), out, escape),
                     }
                 }
                 out.push('\n');
             }
-            TextNode::BulletPoint { children } => write_markup(children, out),
+            TextNode::BulletPoint { children } => write_markup(children, out, escape),
             TextNode::CodeSpan { text } => {
                 out.push_str("```");
-                out.push_str(text);
+                if escape {
+                    write_all_escaped(text, out);
+                } else {
+                    out.push_str(text);
+                }
                 out.push_str("```");
             }
             TextNode::Link { url, children } => {
                 out.push('<');
                 out.push_str(url);
                 out.push('|');
-                write_markup(children, out);
+                write_markup(children, out, escape);
                 out.push('>');
             }
             TextNode::ActionLink { action, params, children } | TextNode::ActionButton { action, params, children } => {
@@ -449,14 +660,30 @@ fn write_markup(nodes: &[TextNode], out: &mut String) {
                     out.push_str(&query.join("&"));
                 }
                 out.push('|');
-                write_markup(children, out);
+                write_markup(children, out, escape);
                 out.push('>');
             }
-            TextNode::AutoLink { text, .. } => out.push_str(text),
+            // Bare, where the text alone links there; else the tag that names its URL (users may write only this tag).
+            TextNode::AutoLink { text, url } if autolink_url(text).as_deref() == Some(url.as_str()) => {
+                out.push_str(text)
+            }
+            TextNode::AutoLink { text, url }
+                if phone_number(text)
+                    .is_some_and(|(whole, digits)| whole == text && *url == format!("tel:{digits}")) =>
+            {
+                out.push_str(text)
+            }
+            TextNode::AutoLink { text, url } => out.push_str(&format!("<{url}|{text}>")),
             TextNode::CustomEmoji { text } => out.push_str(&format!("<!!customemoji:{text}>")),
             TextNode::Mention { id, text } => {
                 let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
-                out.push_str(&format!("<!!mention:{id}|{text}>"));
+                out.push_str(&format!("<!!mention:{id}|"));
+                if escape {
+                    write_all_escaped(text, out);
+                } else {
+                    out.push_str(text);
+                }
+                out.push('>');
             }
         }
     }
@@ -515,19 +742,11 @@ pub fn check_user_nodes(nodes: &[TextNode]) -> Result<(), ValidationError> {
             TextNode::ActionLink { .. } | TextNode::ActionButton { .. } => {
                 return Err(ValidationError::new("content", "users may not send action links or action buttons"))
             }
-            TextNode::AutoLink { url, text } => {
-                let expected = match phone_number(text) {
-                    Some((whole, digits)) if whole == text => Some(format!("tel:{digits}")),
-                    _ => autolink_url(text),
-                };
-                let secure =
-                    expected.as_deref().and_then(|e| e.strip_prefix("http://")).map(|r| format!("https://{r}"));
-                if expected.as_deref() != Some(url) && secure.as_deref() != Some(url) {
-                    return Err(ValidationError::new(
-                        "content",
-                        format!("autoLink text {text:?} does not match its url {url:?}"),
-                    ));
-                }
+            TextNode::AutoLink { url, text } if !autolink_matches(text, url) => {
+                return Err(ValidationError::new(
+                    "content",
+                    format!("autoLink text {text:?} does not match its url {url:?}"),
+                ));
             }
             TextNode::CustomEmoji { text } if !is_custom_emoji(text) => {
                 return Err(ValidationError::new("content", format!("{text:?} is not a custom emoji :name:")))

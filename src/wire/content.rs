@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::domain::{
-    content::{self, MarkupKind, TextNode},
+    content::{self, Links, MarkupKind, TextNode},
     message::{Location, MessageBody},
     ValidationError,
 };
@@ -75,12 +75,19 @@ pub enum SendContent {
 }
 
 impl SendContent {
-    /// The stored body: text nodes are written back as markup, parsed without links on the way out.
+    /// The stored body: text nodes are written as markup that parses back (without links) to exactly these nodes,
+    /// escaping what must be, so the message arrives as it was sent and its REST `text` says the same.
     pub fn into_body(self) -> Result<MessageBody, ValidationError> {
         match self {
             SendContent::Text(nodes) => {
                 content::check_user_nodes(&nodes)?;
-                let text = content::to_markup(&nodes);
+                let text = content::exact_markup(&nodes, Links::Refused).ok_or_else(|| {
+                    ValidationError::new(
+                        "content",
+                        "cannot be kept as sent: bold, italic and strikethrough must hold text that does not start or \
+                         end with white space, and two bullet lists need text between them",
+                    )
+                })?;
                 if text.is_empty() {
                     return Err(ValidationError::new("content", "a text block must not be empty"));
                 }

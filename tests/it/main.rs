@@ -6,6 +6,7 @@ mod schemas;
 mod abuse;
 mod authorization;
 mod connections;
+mod docs;
 mod durability;
 mod holes;
 mod layers;

@@ -2,7 +2,7 @@
 //! parses writes back to itself.
 
 use natter::{
-    domain::content::{parse_markup, to_markup, Links},
+    domain::content::{exact_markup, parse_markup, to_markup, Links, MarkupKind, TextNode},
     realtime::frames::parse_client_frame,
     wire::filter::parse_conversation_filter,
 };
@@ -45,6 +45,34 @@ proptest! {
             let nodes = parse_markup(&text, links);
             let again = parse_markup(&to_markup(&nodes), links);
             prop_assert_eq!(to_markup(&again), to_markup(&nodes));
+        }
+    }
+
+    #[test]
+    fn any_text_a_user_sends_arrives_as_it_was_sent(text in markup_text()) {
+        prop_assume!(!text.is_empty());
+        let sent = vec![TextNode::Plain(text)];
+        let stored = exact_markup(&sent, Links::Refused).expect("plain text can always be written as markup");
+        prop_assert_eq!(parse_markup(&stored, Links::Refused), sent);
+    }
+
+    #[test]
+    fn formatted_text_a_user_sends_arrives_as_it_was_sent(
+        before in markup_text(),
+        inside in "[a-z*_~<>|.:@+-]{1,8}",
+        after in markup_text(),
+        kind in prop_oneof![Just(MarkupKind::Bold), Just(MarkupKind::Italic), Just(MarkupKind::Strikethrough)],
+    ) {
+        let mut sent = Vec::new();
+        if !before.is_empty() {
+            sent.push(TextNode::Plain(before));
+        }
+        sent.push(TextNode::Markup { kind, children: vec![TextNode::Plain(inside)] });
+        if !after.is_empty() {
+            sent.push(TextNode::Plain(after));
+        }
+        if let Some(stored) = exact_markup(&sent, Links::Refused) {
+            prop_assert_eq!(parse_markup(&stored, Links::Refused), sent);
         }
     }
 

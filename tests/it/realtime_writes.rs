@@ -172,3 +172,37 @@ async fn content_is_one_block_as_an_object_or_an_array_and_files_take_the_rest_n
     }
     gateway.assert_frames_valid();
 }
+
+#[tokio::test]
+async fn content_sent_over_the_socket_arrives_as_it_was_sent() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    let alice = gateway.connect("alice").await;
+    let conversation = alice.conversation("c");
+    let subscription = conversation.subscribe_messages().await.unwrap();
+    within(subscription.connected()).await.unwrap();
+    let sent = [
+        json!(["*not bold*"]),
+        json!(["- x"]),
+        json!([{ "type": "autoLink", "url": "https://www.example.com/x", "text": "www.example.com/x" }]),
+        json!(["see ", { "type": "autoLink", "url": "https://example.com", "text": "example.com" }]),
+        json!([{ "type": "bold", "children": ["real"] }, " and a\\backslash"]),
+    ];
+    let mut ids = Vec::new();
+    for children in &sent {
+        let id = conversation
+            .send_with(json!({ "content": [{ "type": "text", "children": children }] }))
+            .await
+            .unwrap_or_else(|error| panic!("{children}: {error}"));
+        ids.push(id);
+    }
+    let state = within(subscription.wait_for(|state| messages(state).len() == sent.len())).await;
+    let mut arrived: Vec<_> =
+        messages(&state).into_iter().map(|message| message.content[0]["children"].clone()).collect();
+    arrived.reverse();
+    assert_eq!(arrived, sent.to_vec(), "each arrived as sent");
+    // The REST text is the same message, as markup that says exactly that.
+    let first = gateway.get(&format!("/conversations/c/messages/{}", ids[0])).await;
+    assert_eq!(first.expect(200)["text"], "\\*not bold\\*");
+    gateway.assert_frames_valid();
+}

@@ -147,3 +147,43 @@ fn users_may_not_send_links_or_misleading_autolinks() {
     assert!(check_user_nodes(&[honest]).is_ok());
     assert!(check_user_nodes(&parse_markup("mail a@b.co or +31 20 123 4567", Links::Refused)).is_ok());
 }
+
+#[test]
+fn a_backslash_makes_a_markup_character_literal_and_others_stay() {
+    assert_eq!(parse_markup("\\*not bold\\* \\- x", Links::Allowed), vec![plain("*not bold* - x")]);
+    assert_eq!(parse_markup("C:\\path\\to", Links::Allowed), vec![plain("C:\\path\\to")]);
+    assert_eq!(parse_markup("a\\\\b", Links::Allowed), vec![plain("a\\b")]);
+    assert_eq!(parse_markup("```\\`\\`\\````", Links::Refused), vec![TextNode::CodeSpan { text: "```".into() }]);
+}
+
+#[test]
+fn exact_markup_escapes_only_when_the_plain_rendering_would_change_the_nodes() {
+    let exact = |nodes: &[TextNode]| exact_markup(nodes, Links::Refused).unwrap();
+    assert_eq!(exact(&[plain("plain words, snake_case")]), "plain words, snake_case");
+    assert_eq!(exact(&[plain("*not bold*")]), "\\*not bold\\*");
+    assert_eq!(exact(&[plain("- not a list")]), "\\- not a list");
+    assert_eq!(exact(&[plain("see www.a.com")]), "see www\\.a.com");
+    let secure = TextNode::AutoLink { url: "https://www.example.com/x".into(), text: "www.example.com/x".into() };
+    assert_eq!(exact(std::slice::from_ref(&secure)), "<https://www.example.com/x|www.example.com/x>");
+    assert_eq!(parse_markup(&exact(std::slice::from_ref(&secure)), Links::Refused), vec![secure]);
+    // Formatting that starts with a space has no markup.
+    assert_eq!(exact_markup(&[markup(MarkupKind::Bold, vec![plain(" x")])], Links::Refused), None);
+}
+
+#[test]
+fn a_bare_domain_may_autolink_over_http_or_https_and_nowhere_else() {
+    let auto = |url: &str, text: &str| TextNode::AutoLink { url: url.into(), text: text.into() };
+    assert!(check_user_nodes(&[auto("https://example.com", "example.com")]).is_ok());
+    assert!(check_user_nodes(&[auto("http://shop.example.co.uk/boots", "shop.example.co.uk/boots")]).is_ok());
+    assert!(check_user_nodes(&[auto("https://evil.com", "example.com")]).is_err());
+    assert!(check_user_nodes(&[auto("https://example", "example")]).is_err());
+    // The same tag typed as text is an autolink only where its text says.
+    assert_eq!(
+        parse_markup("<https://example.com|example.com>", Links::Refused),
+        vec![auto("https://example.com", "example.com")]
+    );
+    assert_eq!(
+        parse_markup("<https://evil.com|example.com>", Links::Refused),
+        vec![plain("<https://evil.com|example.com>")]
+    );
+}
