@@ -15,6 +15,22 @@ fn file_form(bytes: &'static [u8], filename: &'static str) -> Form {
         .text("filename", filename)
 }
 
+/// Uploads a file and sends it as alice's message in conversation `c`; returns the message id and the file's URL.
+async fn send_file(gateway: &TestGateway, bytes: &'static [u8], filename: &'static str) -> (String, String) {
+    let token =
+        upload(gateway, file_form(bytes, filename)).await.expect(200)["attachmentToken"].as_str().unwrap().to_owned();
+    let sent = gateway
+        .post(
+            "/conversations/c/messages",
+            json!([{ "type": "UserMessage", "sender": "alice", "attachmentToken": token }]),
+        )
+        .await;
+    let id = sent.expect(200)[0]["id"].as_str().unwrap().to_owned();
+    let message = gateway.get(&format!("/conversations/c/messages/{id}")).await;
+    let url = message.expect(200)["attachment"]["url"].as_str().unwrap().to_owned();
+    (id, url)
+}
+
 #[tokio::test]
 async fn an_uploaded_file_is_sent_served_and_deleted_with_its_message() {
     let gateway = spawn_gateway().await;
@@ -85,19 +101,8 @@ async fn an_upload_over_the_limit_is_413() {
 async fn editing_an_attachment_message_to_text_removes_its_file() {
     let gateway = spawn_gateway().await;
     gateway.create_conversation("c", &["alice"]).await;
-    let token = upload(&gateway, file_form(b"bytes", "a.txt")).await.expect(200)["attachmentToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sent = gateway
-        .post(
-            "/conversations/c/messages",
-            json!([{ "type": "UserMessage", "sender": "alice", "attachmentToken": token }]),
-        )
-        .await;
-    let id = sent.expect(200)[0]["id"].as_str().unwrap().to_owned();
+    let (id, url) = send_file(&gateway, b"bytes", "a.txt").await;
     let path = format!("/conversations/c/messages/{id}");
-    let url = gateway.get(&path).await.expect(200)["attachment"]["url"].as_str().unwrap().to_owned();
 
     gateway.put(&path, json!({ "text": "now words", "custom": { "k": "v" } })).await.expect(200);
     let message = gateway.get(&path).await;
@@ -177,19 +182,7 @@ async fn attachment_urls_escape_only_what_a_path_segment_must() {
     for (filename, expected) in
         [("photo.png", "/photo.png"), ("my file#1 (v2).png", "/my%20file%231%20(v2).png"), ("é.txt", "/%C3%A9.txt")]
     {
-        let token = upload(&gateway, file_form(b"x", filename)).await.expect(200)["attachmentToken"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let sent = gateway
-            .post(
-                "/conversations/c/messages",
-                json!([{ "type": "UserMessage", "sender": "alice", "attachmentToken": token }]),
-            )
-            .await;
-        let id = sent.expect(200)[0]["id"].as_str().unwrap().to_owned();
-        let message = gateway.get(&format!("/conversations/c/messages/{id}")).await;
-        let url = message.expect(200)["attachment"]["url"].as_str().unwrap().to_owned();
+        let (_, url) = send_file(&gateway, b"x", filename).await;
         assert!(url.ends_with(expected), "{filename}: {url}");
         assert_eq!(gateway.client.get(&url).send().await.unwrap().status(), 200, "{url} serves the file");
     }
