@@ -79,6 +79,14 @@ fn check_id(raw: &str, field: &str) -> Result<(), ValidationError> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub i64);
 
+impl Seq {
+    /// Whether `seqs` are exactly the run `after + 1 ..= up_to`, in order, none missing or repeated.
+    pub fn is_whole_run(seqs: impl ExactSizeIterator<Item = Seq>, after: Seq, up_to: Seq) -> bool {
+        seqs.len() as i64 == up_to.0 - after.0
+            && seqs.enumerate().all(|(index, seq)| seq.0 == after.0 + 1 + index as i64)
+    }
+}
+
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -88,6 +96,14 @@ impl fmt::Display for Seq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_run_has_every_seq_once_in_order() {
+        let run = |seqs: &[i64]| Seq::is_whole_run(seqs.iter().map(|&s| Seq(s)), Seq(3), Seq(6));
+        assert!(run(&[4, 5, 6]));
+        assert!(!run(&[4, 6]) && !run(&[4, 5]) && !run(&[4, 6, 5]) && !run(&[4, 5, 5]));
+        assert!(Seq::is_whole_run(std::iter::empty(), Seq(6), Seq(6)));
+    }
 
     #[test]
     fn generated_message_ids_have_the_talkjs_shape() {

@@ -59,10 +59,6 @@ impl Node {
     pub fn history(&self) -> &History {
         &self.inner.history
     }
-
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
 }
 
 impl Inbound {

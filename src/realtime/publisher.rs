@@ -75,9 +75,7 @@ pub async fn replay(
     }
     state.metrics.replay_log_reads.inc();
     let logged = state.store.conversation_events(app_id, conversation_id, after, up_to).await?;
-    let whole = logged.len() as i64 == up_to.0 - after.0
-        && logged.iter().enumerate().all(|(index, logged)| logged.event.seq.0 == after.0 + 1 + index as i64);
-    if !whole {
+    if !Seq::is_whole_run(logged.iter().map(|logged| logged.event.seq), after, up_to) {
         return Ok(None);
     }
     let events: Vec<SharedEvent> =

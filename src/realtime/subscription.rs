@@ -60,9 +60,7 @@ pub fn decide_resume(resume: &Resume, window: &MessageWindow, replay: Option<Vec
         return ResumeDecision::Fresh;
     }
     let Some(events) = replay else { return ResumeDecision::Fresh };
-    let whole = events.len() as i64 == window.seq.0 - resume.from_seq.0
-        && events.iter().enumerate().all(|(index, event)| event.seq.0 == resume.from_seq.0 + 1 + index as i64);
-    if whole {
+    if Seq::is_whole_run(events.iter().map(|event| event.seq), resume.from_seq, window.seq) {
         ResumeDecision::Replay(events)
     } else {
         ResumeDecision::Fresh

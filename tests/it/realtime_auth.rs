@@ -225,8 +225,4 @@ async fn protocol_violations_close_with_their_rfc_6455_codes() {
     let mut stream = raw_websocket(&gateway).await;
     stream.write_all(&text_frame(br#"{"type":"unsubscribe","id":"1","conversationId":"c"}"#, false)).await.unwrap();
     assert_eq!(close_code(&mut stream).await, Some(1002), "an unmasked client frame");
-    // A well-formed frame on a fresh connection still works.
-    let mut stream = raw_websocket(&gateway).await;
-    stream.write_all(&text_frame(br#"{"type":"unsubscribe","id":"1","conversationId":"c"}"#, true)).await.unwrap();
-    drop(stream);
 }

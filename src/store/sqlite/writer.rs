@@ -173,7 +173,8 @@ fn log_events(
 }
 
 /// The newest seq logged per conversation since the last pruning pass: where the per-conversation cap applies.
-type Touched = HashMap<(AppId, ConversationId), Seq>;
+/// Nested, so that noting an event of a conversation already noted allocates nothing.
+type Touched = HashMap<AppId, HashMap<ConversationId, Seq>>;
 
 fn run(connection: Connection, mut commands_rx: mpsc::Receiver<Command>, hooks: StoreHooks, retention: Retention) {
     let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
@@ -271,9 +272,17 @@ fn commit_group(
     if committed {
         for batch in &committed_events {
             for logged in &batch.events {
-                let key = (logged.app.clone(), logged.event.conversation_id.clone());
-                let seq = touched.entry(key).or_insert(logged.event.seq);
-                *seq = (*seq).max(logged.event.seq);
+                let (conversation, seq) = (&logged.event.conversation_id, logged.event.seq);
+                let conversations = match touched.get_mut(&logged.app) {
+                    Some(conversations) => conversations,
+                    None => touched.entry(logged.app.clone()).or_default(),
+                };
+                match conversations.get_mut(conversation) {
+                    Some(last) => *last = (*last).max(seq),
+                    None => {
+                        conversations.insert(conversation.clone(), seq);
+                    }
+                }
             }
         }
         if let Some(listener) = listener {
@@ -337,9 +346,11 @@ fn prune_in_transaction(
     let cap = retention.max_events_per_conversation.clamp(1, i64::MAX as u64) as i64;
     let mut statement =
         connection.prepare_cached("DELETE FROM event_log WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3")?;
-    for ((app, conversation), last_seq) in touched.drain() {
-        if last_seq.0 > cap {
-            pruned += statement.execute(params![app.as_str(), conversation.as_str(), last_seq.0 - cap])? as u64;
+    for (app, conversations) in touched.drain() {
+        for (conversation, last_seq) in conversations {
+            if last_seq.0 > cap {
+                pruned += statement.execute(params![app.as_str(), conversation.as_str(), last_seq.0 - cap])? as u64;
+            }
         }
     }
     Ok(pruned)
