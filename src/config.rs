@@ -23,6 +23,8 @@ const APPS_FILE: &str = "apps.json";
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The shared database of several nodes (`postgres://...`); `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
     pub apps: Vec<AppCredentials>,
     /// The base of links the gateway hands out (attachment URLs). Defaults to `http://<listen address>`.
     pub public_url: Option<String>,

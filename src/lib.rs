@@ -81,7 +81,11 @@ pub async fn run(
             commit_metrics.commit_batch_jobs.observe(jobs as f64);
         })),
     };
-    let store_config = store::StoreConfig { data_dir: config.data_dir.clone(), retention: config.retention };
+    let store_config = store::StoreConfig {
+        data_dir: config.data_dir.clone(),
+        database_url: config.database_url.clone(),
+        retention: config.retention,
+    };
     let store = store::open(&store_config, hooks).await.context("cannot open the store")?;
     let state = AppState {
         store,

@@ -43,6 +43,10 @@ struct ServeArgs {
     /// Directory for the SQLite database, the uploaded files and apps.json.
     #[arg(long, env = "NATTER_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// PostgreSQL holding all data, shared by several nodes: postgres://USER:PASS@HOST:PORT/DB. Default: SQLite in
+    /// --data-dir.
+    #[arg(long, env = "NATTER_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Apps as "appId:secret[,appId:secret...]"; when set, these are the only apps and apps.json is not used.
     #[arg(long, env = "NATTER_APPS", hide_env_values = true)]
     apps: Option<String>,
@@ -131,6 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config {
         data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
         apps,
         public_url: args.public_url.clone(),
         max_upload_bytes: args.max_upload_bytes,

@@ -354,9 +354,12 @@ fn is_custom_emoji(text: &str) -> bool {
         && !text[1..text.len() - 1].contains([':', ' ', '<', '>'])
 }
 
-/// Whether a delimiter may open or close at this boundary: start or end of text, white space or punctuation.
+/// Whether a delimiter may open or close at this boundary: start or end of text, white space or punctuation. An
+/// escaped character is punctuation (every escapable one is), even `\*`: escaped, it is no delimiter.
 fn is_boundary(c: Option<char>) -> bool {
-    c.is_none_or(|c| c.is_whitespace() || (c.is_ascii_punctuation() && !matches!(c, '*' | '_' | '~')))
+    c.is_none_or(|c| {
+        c.is_whitespace() || is_placeholder(c) || (c.is_ascii_punctuation() && !matches!(c, '*' | '_' | '~'))
+    })
 }
 
 /// How deep bold, italic and strikethrough may nest; deeper markup stays text. Bounds the work on crafted input.

@@ -36,13 +36,27 @@ impl Recorder {
 struct Backend {
     store: Arc<dyn Store>,
     committed: Arc<Recorder>,
-    _dir: tempfile::TempDir,
+    _place: Place,
+}
+
+/// Where a backend under test keeps its data: a fresh one for every case.
+enum Place {
+    Dir(tempfile::TempDir),
+    /// A database URL whose `search_path` names a schema of its own.
+    #[cfg(feature = "postgres")]
+    Url(String),
 }
 
 #[derive(Clone, Copy)]
 enum Opener {
     Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
+
+/// The PostgreSQL server the suite runs against (`.ci/services start` prints it).
+#[cfg(feature = "postgres")]
+const POSTGRES_URL_VARIABLE: &str = "NATTER_TEST_POSTGRES_URL";
 
 impl Opener {
     async fn open(self) -> Backend {
@@ -50,25 +64,44 @@ impl Opener {
     }
 
     async fn open_with(self, retention: Retention) -> Backend {
+        let place = self.new_place().await;
+        let committed = Arc::new(Recorder::default());
+        let store = Self::open_at(&place, retention, committed.clone()).await;
+        Backend { store, committed, _place: place }
+    }
+
+    async fn new_place(self) -> Place {
         match self {
-            Opener::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let committed = Arc::new(Recorder::default());
-                let (store, committed) = Self::open_sqlite(dir.path(), retention, committed).await;
-                Backend { store, committed, _dir: dir }
+            Opener::Sqlite => Place::Dir(tempfile::tempdir().unwrap()),
+            #[cfg(feature = "postgres")]
+            Opener::Postgres => {
+                let base = std::env::var(POSTGRES_URL_VARIABLE).unwrap();
+                Place::Url(tokio::task::spawn_blocking(move || fresh_schema(&base)).await.unwrap())
             }
         }
     }
 
-    async fn open_sqlite(
-        path: &std::path::Path,
-        retention: Retention,
-        committed: Arc<Recorder>,
-    ) -> (Arc<dyn Store>, Arc<Recorder>) {
-        let hooks = StoreHooks { listener: Some(committed.clone()), observe_commit: None };
-        let config = StoreConfig { data_dir: path.to_owned(), retention };
-        (open(&config, hooks).await.unwrap(), committed)
+    async fn open_at(place: &Place, retention: Retention, committed: Arc<Recorder>) -> Arc<dyn Store> {
+        let hooks = StoreHooks { listener: Some(committed), observe_commit: None };
+        let config = match place {
+            Place::Dir(dir) => StoreConfig { data_dir: dir.path().to_owned(), database_url: None, retention },
+            #[cfg(feature = "postgres")]
+            Place::Url(url) => {
+                StoreConfig { data_dir: std::env::temp_dir(), database_url: Some(url.clone()), retention }
+            }
+        };
+        open(&config, hooks).await.unwrap()
     }
+}
+
+/// Creates an empty schema and returns a URL whose connections use it.
+#[cfg(feature = "postgres")]
+fn fresh_schema(base: &str) -> String {
+    let schema = format!("contract_{}", crate::domain::ids::random_base62(12).to_lowercase());
+    let mut client = ::postgres::Client::connect(base, ::postgres::NoTls).unwrap();
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-csearch_path%3D{schema}")
 }
 
 macro_rules! contract {
@@ -78,6 +111,20 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::$case(super::Opener::Sqlite).await
+                }
+            )*
+        }
+        /// Runs where `NATTER_TEST_POSTGRES_URL` names a server (CI starts one); says so where it does not.
+        #[cfg(feature = "postgres")]
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if std::env::var_os(super::POSTGRES_URL_VARIABLE).is_none() {
+                        eprintln!("skipped: {} is not set", super::POSTGRES_URL_VARIABLE);
+                        return;
+                    }
+                    super::$case(super::Opener::Postgres).await
                 }
             )*
         }
@@ -504,13 +551,12 @@ async fn the_log_reads_a_conversation_by_seq_and_an_app_after_a_position(opener:
 }
 
 async fn the_log_outlives_a_restart(opener: Opener) {
-    let Opener::Sqlite = opener;
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Opener::open_sqlite(dir.path(), Retention::default(), Arc::default()).await;
+    let place = opener.new_place().await;
+    let store = Opener::open_at(&place, Retention::default(), Arc::default()).await;
     store.upsert_conversation(&app(), &conversation(), ConversationPatch::default(), 1).await.unwrap();
     store.append_messages(&app(), &conversation(), vec![text(None, "kept")], 2).await.unwrap();
     drop(store);
-    let (store, _) = Opener::open_sqlite(dir.path(), Retention::default(), Arc::default()).await;
+    let store = Opener::open_at(&place, Retention::default(), Arc::default()).await;
     let logged = store.conversation_events(&app(), &conversation(), Seq(0), Seq(2)).await.unwrap();
     assert_eq!(logged.len(), 2);
 }

@@ -25,6 +25,10 @@ use crate::domain::{
 };
 
 pub mod log;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -154,24 +158,39 @@ pub struct StoreHooks {
 pub struct StoreConfig {
     /// The embedded backend's directory (SQLite's database file).
     pub data_dir: std::path::PathBuf,
+    /// A PostgreSQL URL (`postgres://user:password@host:port/db`): the shared backend several nodes use. Without
+    /// it, SQLite in `data_dir`.
+    pub database_url: Option<String>,
     pub retention: Retention,
 }
 
 /// Opens the configured backend, creating and migrating its schema as needed. The only place that names a
 /// backend: the rest of the gateway holds an `Arc<dyn Store>`.
 pub async fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::sync::Arc<dyn Store>> {
-    #[cfg(feature = "sqlite")]
-    {
-        let config = config.clone();
-        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&config, hooks))
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("store open task failed: {error}")))??;
-        Ok(std::sync::Arc::new(store))
-    }
-    #[cfg(not(feature = "sqlite"))]
-    {
-        let _ = (config, hooks);
-        Err(StoreError::Unavailable("no store backend is compiled in (enable the \"sqlite\" feature)".into()))
+    let config = config.clone();
+    let store = tokio::task::spawn_blocking(move || open_backend(&config, hooks))
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("store open task failed: {error}")))??;
+    Ok(store)
+}
+
+fn open_backend(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::sync::Arc<dyn Store>> {
+    match config.database_url.as_deref() {
+        #[cfg(feature = "postgres")]
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(postgres::open(url, config, hooks)?))
+        }
+        Some(url) => Err(StoreError::Unavailable(format!(
+            "unsupported database URL {:?}: expected postgres://... (with the \"postgres\" feature)",
+            url.split('@').next_back().unwrap_or_default()
+        ))),
+        #[cfg(feature = "sqlite")]
+        None => Ok(std::sync::Arc::new(sqlite::open(config, hooks)?)),
+        #[cfg(not(feature = "sqlite"))]
+        None => {
+            let _ = hooks;
+            Err(StoreError::Unavailable("no embedded store is compiled in (enable the \"sqlite\" feature)".into()))
+        }
     }
 }
 

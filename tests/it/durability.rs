@@ -40,9 +40,11 @@ pub async fn start_on(data_dir: &std::path::Path, listen: &str) -> Process {
 
 /// Like `start_on`, with more environment variables.
 pub async fn start_with(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Process {
+    let database_url = crate::helpers::database_url_for(data_dir).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .args(database_url.map(|url| format!("--database-url={url}")))
         .envs(env.iter().copied())
         .env("NATTER_APPS", format!("{APP}:{SECRET}"))
         .env("RUST_LOG", "natter=info")

@@ -47,6 +47,40 @@ pub async fn spawn_gateway() -> TestGateway {
     spawn_gateway_with(|_| {}).await
 }
 
+/// With `NATTER_TEST_BACKEND=postgres` (CI runs the suite so a second time), every gateway a test starts keeps its
+/// data in PostgreSQL, in a fresh schema of the server `NATTER_TEST_POSTGRES_URL` names: the URL to pass as
+/// `--database-url`. It is kept in the data directory, so a gateway restarted on that directory finds its data.
+pub async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
+    if std::env::var("NATTER_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let kept = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let base =
+        std::env::var("NATTER_TEST_POSTGRES_URL").expect("NATTER_TEST_BACKEND=postgres needs NATTER_TEST_POSTGRES_URL");
+    let url = tokio::task::spawn_blocking(move || fresh_schema(&base)).await.unwrap();
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&kept, &url).unwrap();
+    Some(url)
+}
+
+/// Creates an empty schema and returns a URL whose connections use it.
+pub fn fresh_schema(base: &str) -> String {
+    let schema = format!("it_{}", uuid_like());
+    let mut client = postgres::Client::connect(base, postgres::NoTls).expect("connect to NATTER_TEST_POSTGRES_URL");
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-csearch_path%3D{schema}")
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+}
+
 /// Like `spawn_gateway`, with a chance to change the configuration first.
 pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -55,6 +89,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
         data_dir: data_dir.path().to_owned(),
+        database_url: database_url_for(data_dir.path()).await,
         apps: test_apps(),
         public_url: None,
         max_upload_bytes: 1024 * 1024,

@@ -39,12 +39,17 @@ fn markup_text() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
+    /// What the parser gives, written back with escapes where plain text needs them, parses to the same nodes.
+    /// (Written without escapes it may not: an escaped `\|` is a bare `|` in plain text.) Some rare node lists have
+    /// no exact markup (`exact_markup` says `None`, and the socket refuses such text with a clear error): an
+    /// autolink whose URL holds backticks, for one.
     #[test]
-    fn the_markup_parser_never_panics_and_round_trips(text in markup_text()) {
+    fn the_markup_parser_never_panics_and_what_it_parses_is_written_back_exactly(text in markup_text()) {
         for links in [Links::Allowed, Links::Refused] {
             let nodes = parse_markup(&text, links);
-            let again = parse_markup(&to_markup(&nodes), links);
-            prop_assert_eq!(to_markup(&again), to_markup(&nodes));
+            if let Some(written) = exact_markup(&nodes, links) {
+                prop_assert_eq!(parse_markup(&written, links), nodes);
+            }
         }
     }
 

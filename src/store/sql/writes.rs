@@ -1,8 +1,6 @@
 //! Write transactions. Each function runs inside the writer's savepoint: it checks the rules against the stored
 //! data, writes, bumps the conversation's sequence number once per event, and returns the events.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
 use crate::domain::{
     content::Links,
     conversation::{Access, ConversationPatch, Notify, ParticipantSettings},
@@ -18,34 +16,29 @@ use crate::domain::{
 };
 use crate::store::{Appended, FileReceipt, NewFile, StoreError, StoreResult};
 
-use super::{reads, to_json};
+use super::{args, reads, to_json, Db};
 
 /// Takes the conversation's next sequence number. The counter row outlives the conversation.
-fn next_seq(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<Seq> {
-    let seq: i64 = connection
-        .prepare_cached(
-            "INSERT INTO sequences (app_id, conversation_id, last_seq) VALUES (?1, ?2, 1) \
-             ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-        )?
-        .query_row(params![app.as_str(), conversation.as_str()], |row| row.get(0))?;
+fn next_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Seq> {
+    let seq = db.one(
+        "INSERT INTO sequences (app_id, conversation_id, last_seq) VALUES (?1, ?2, 1) \
+         ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = sequences.last_seq + 1 RETURNING last_seq",
+        args![app.as_str(), conversation.as_str()],
+        |row| row.i64(0),
+    )?;
     Ok(Seq(seq))
 }
 
-fn event(connection: &Connection, app: &AppId, conversation: &ConversationId, kind: EventKind) -> StoreResult<Event> {
-    Ok(Event { conversation_id: conversation.clone(), seq: next_seq(connection, app, conversation)?, kind })
+fn event(db: &dyn Db, app: &AppId, conversation: &ConversationId, kind: EventKind) -> StoreResult<Event> {
+    Ok(Event { conversation_id: conversation.clone(), seq: next_seq(db, app, conversation)?, kind })
 }
 
-pub fn upsert_users(
-    connection: &Connection,
-    app: &AppId,
-    users: Vec<(UserId, UserPatch)>,
-    now: Millis,
-) -> StoreResult<()> {
+pub fn upsert_users(db: &dyn Db, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
     let batch = users.len() > 1;
     let mut errors = Vec::new();
     let mut ready = Vec::with_capacity(users.len());
     for (id, patch) in users {
-        match reads::user(connection, app, &id)? {
+        match reads::user(db, app, &id)? {
             Some(mut user) => {
                 patch.apply(&mut user);
                 ready.push(user);
@@ -60,31 +53,35 @@ pub fn upsert_users(
     if !errors.is_empty() {
         return Err(if batch { Rejection::InvalidBatch(errors) } else { Rejection::Invalid(errors.remove(0)) }.into());
     }
-    let mut statement = connection.prepare_cached(
-        "INSERT OR REPLACE INTO users (app_id, id, name, email, phone, photo_url, locale, role, welcome_message, \
-         custom, push_tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
     for user in ready {
-        statement.execute(params![
-            app.as_str(),
-            user.id.as_str(),
-            user.name,
-            user.email.as_ref().map(to_json),
-            user.phone.as_ref().map(to_json),
-            user.photo_url,
-            user.locale,
-            user.role,
-            user.welcome_message,
-            to_json(&user.custom),
-            user.push_tokens.as_ref().map(to_json),
-            user.created_at,
-        ])?;
+        db.execute(
+            "INSERT INTO users (app_id, id, name, email, phone, photo_url, locale, role, welcome_message, custom, \
+             push_tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name, email = excluded.email, \
+             phone = excluded.phone, photo_url = excluded.photo_url, locale = excluded.locale, role = excluded.role, \
+             welcome_message = excluded.welcome_message, custom = excluded.custom, \
+             push_tokens = excluded.push_tokens, created_at = excluded.created_at",
+            args![
+                app.as_str(),
+                user.id.as_str(),
+                user.name,
+                user.email.as_ref().map(to_json),
+                user.phone.as_ref().map(to_json),
+                user.photo_url,
+                user.locale,
+                user.role,
+                user.welcome_message,
+                to_json(&user.custom),
+                user.push_tokens.as_ref().map(to_json),
+                user.created_at,
+            ],
+        )?;
     }
     Ok(())
 }
 
 pub fn upsert_conversation(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     id: &ConversationId,
     patch: ConversationPatch,
@@ -93,7 +90,7 @@ pub fn upsert_conversation(
     let missing: Vec<ValidationError> = patch
         .participants
         .iter()
-        .filter_map(|user| match reads::user(connection, app, user) {
+        .filter_map(|user| match reads::user(db, app, user) {
             Ok(Some(_)) => None,
             Ok(None) => Some(Ok(ValidationError::new("participants", format!("user \"{user}\" does not exist")))),
             Err(error) => Some(Err(error)),
@@ -103,7 +100,7 @@ pub fn upsert_conversation(
         return Err(Rejection::InvalidBatch(missing).into());
     }
     let mut events = Vec::new();
-    let existing = reads::conversation(connection, app, id)?;
+    let existing = reads::conversation(db, app, id)?;
     let created = existing.is_none();
     let changes_fields = patch.changes_fields();
     let participants = patch.participants.clone();
@@ -119,14 +116,12 @@ pub fn upsert_conversation(
     });
     patch.apply(&mut conversation);
     if created || changes_fields {
-        connection
-            .prepare_cached(
-                "INSERT INTO conversations (app_id, id, subject, photo_url, welcome_messages, custom, created_at, \
+        db.execute(
+            "INSERT INTO conversations (app_id, id, subject, photo_url, welcome_messages, custom, created_at, \
                  last_message_at, last_activity_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?7) \
                  ON CONFLICT (app_id, id) DO UPDATE SET subject = ?3, photo_url = ?4, welcome_messages = ?5, \
                  custom = ?6",
-            )?
-            .execute(params![
+            args![
                 app.as_str(),
                 id.as_str(),
                 conversation.subject,
@@ -134,20 +129,21 @@ pub fn upsert_conversation(
                 conversation.welcome_messages.as_ref().map(to_json),
                 to_json(&conversation.custom),
                 conversation.created_at,
-            ])?;
-        events.push(event(connection, app, id, EventKind::ConversationUpdated)?);
+            ],
+        )?;
+        events.push(event(db, app, id, EventKind::ConversationUpdated)?);
     }
     for user in participants {
-        if reads::membership(connection, app, id, &user)?.is_none() {
+        if reads::membership(db, app, id, &user)?.is_none() {
             let settings = ParticipantSettings::default();
-            events.push(join(connection, app, id, &user, settings, now)?);
+            events.push(join(db, app, id, &user, settings, now)?);
         }
     }
     Ok(events)
 }
 
 fn join(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
@@ -156,75 +152,74 @@ fn join(
 ) -> StoreResult<Event> {
     let access = settings.access.unwrap_or(Access::ReadWrite);
     let notify = settings.notify.unwrap_or(Notify::All);
-    connection
-        .prepare_cached(
-            "INSERT INTO participants (app_id, conversation_id, user_id, access, notify, joined_at, read_until_seq, \
+    db.execute(
+        "INSERT INTO participants (app_id, conversation_id, user_id, access, notify, joined_at, read_until_seq, \
              marked_unread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
-        )?
-        .execute(params![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str(), now])?;
-    event(connection, app, conversation, EventKind::ParticipantJoined { user_id: user.clone(), access, notify })
+        args![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str(), now],
+    )?;
+    event(db, app, conversation, EventKind::ParticipantJoined { user_id: user.clone(), access, notify })
 }
 
-pub fn delete_conversation(connection: &Connection, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
-    reads::require_conversation(connection, app, id)?;
-    let args = params![app.as_str(), id.as_str()];
-    connection.execute(
+pub fn delete_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
+    reads::require_conversation(db, app, id)?;
+    let args = args![app.as_str(), id.as_str()];
+    db.execute(
         "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
          (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
         args,
     )?;
     for table in ["reactions", "messages", "participants", "idempotency_keys"] {
-        connection.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
+        db.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
     }
-    connection.execute("DELETE FROM conversations WHERE app_id = ?1 AND id = ?2", args)?;
-    event(connection, app, id, EventKind::ConversationDeleted)
+    db.execute("DELETE FROM conversations WHERE app_id = ?1 AND id = ?2", args)?;
+    event(db, app, id, EventKind::ConversationDeleted)
 }
 
-fn require_user(connection: &Connection, app: &AppId, user: &UserId) -> StoreResult<()> {
-    match reads::user(connection, app, user)? {
+fn require_user(db: &dyn Db, app: &AppId, user: &UserId) -> StoreResult<()> {
+    match reads::user(db, app, user)? {
         Some(_) => Ok(()),
         None => Err(Rejection::UserNotFound(user.clone()).into()),
     }
 }
 
 pub fn put_participant(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
     settings: ParticipantSettings,
     now: Millis,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(connection, app, conversation)?;
-    require_user(connection, app, user)?;
-    match reads::membership(connection, app, conversation, user)? {
-        None => Ok(Some(join(connection, app, conversation, user, settings, now)?)),
+    reads::require_conversation(db, app, conversation)?;
+    require_user(db, app, user)?;
+    match reads::membership(db, app, conversation, user)? {
+        None => Ok(Some(join(db, app, conversation, user, settings, now)?)),
         Some(current) => {
             // PUT overwrites: what is not given goes back to the default.
             let access = settings.access.unwrap_or(Access::ReadWrite);
             let notify = settings.notify.unwrap_or(Notify::All);
-            update_participant(connection, app, conversation, user, current, (access, notify))
+            update_participant(db, app, conversation, user, current, (access, notify))
         }
     }
 }
 
 pub fn patch_participant(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
     settings: ParticipantSettings,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(connection, app, conversation)?;
-    let current = reads::membership(connection, app, conversation, user)?
+    reads::require_conversation(db, app, conversation)?;
+    let current = reads::membership(db, app, conversation, user)?
         .ok_or_else(|| Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() })?;
     let access = settings.access.unwrap_or(current.0);
     let notify = settings.notify.unwrap_or(current.1);
-    update_participant(connection, app, conversation, user, current, (access, notify))
+    update_participant(db, app, conversation, user, current, (access, notify))
 }
 
 fn update_participant(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
@@ -234,55 +229,55 @@ fn update_participant(
     if before == (access, notify) {
         return Ok(None);
     }
-    connection
-        .prepare_cached(
-            "UPDATE participants SET access = ?4, notify = ?5 \
+    db.execute(
+        "UPDATE participants SET access = ?4, notify = ?5 \
              WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
-        )?
-        .execute(params![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str()])?;
+        args![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str()],
+    )?;
     let kind = EventKind::ParticipantUpdated { user_id: user.clone(), access, notify };
-    Ok(Some(event(connection, app, conversation, kind)?))
+    Ok(Some(event(db, app, conversation, kind)?))
 }
 
 pub fn remove_participant(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(connection, app, conversation)?;
-    let removed = connection
-        .prepare_cached("DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3")?
-        .execute(params![app.as_str(), conversation.as_str(), user.as_str()])?;
+    reads::require_conversation(db, app, conversation)?;
+    let removed = db.execute(
+        "DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+        args![app.as_str(), conversation.as_str(), user.as_str()],
+    )?;
     if removed == 0 {
         return Ok(None);
     }
-    Ok(Some(event(connection, app, conversation, EventKind::ParticipantLeft { user_id: user.clone() })?))
+    Ok(Some(event(db, app, conversation, EventKind::ParticipantLeft { user_id: user.clone() })?))
 }
 
 pub fn set_read_state(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     user: &UserId,
     is_unread: Option<bool>,
 ) -> StoreResult<()> {
-    reads::require_conversation(connection, app, conversation)?;
-    require_user(connection, app, user)?;
-    if reads::membership(connection, app, conversation, user)?.is_none() {
+    reads::require_conversation(db, app, conversation)?;
+    require_user(db, app, user)?;
+    if reads::membership(db, app, conversation, user)?.is_none() {
         return Err(Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() }.into());
     }
-    let args = params![app.as_str(), conversation.as_str(), user.as_str()];
+    let args = args![app.as_str(), conversation.as_str(), user.as_str()];
     match is_unread {
         None => {}
         Some(true) => {
-            connection.execute(
+            db.execute(
                 "UPDATE participants SET marked_unread = 1 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
                 args,
             )?;
         }
         Some(false) => {
-            connection.execute(
+            db.execute(
                 "UPDATE participants SET marked_unread = 0, read_until_seq = \
                  (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE app_id = ?1 AND conversation_id = ?2) \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
@@ -294,37 +289,35 @@ pub fn set_read_state(
 }
 
 /// Refreshes the conversation's last-message time after messages came or went.
-fn touch_last_message(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<()> {
-    connection
-        .prepare_cached(
-            "UPDATE conversations SET last_message_at = \
+fn touch_last_message(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<()> {
+    db.execute(
+        "UPDATE conversations SET last_message_at = \
              (SELECT created_at FROM messages WHERE app_id = ?1 AND conversation_id = ?2 ORDER BY seq DESC LIMIT 1), \
              last_activity_at = COALESCE((SELECT created_at FROM messages WHERE app_id = ?1 AND conversation_id = ?2 \
              ORDER BY seq DESC LIMIT 1), created_at) WHERE app_id = ?1 AND id = ?2",
-        )?
-        .execute(params![app.as_str(), conversation.as_str()])?;
+        args![app.as_str(), conversation.as_str()],
+    )?;
     Ok(())
 }
 
 pub fn append_messages(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     messages: Vec<NewMessage>,
     now: Millis,
 ) -> StoreResult<Appended> {
-    reads::require_conversation(connection, app, conversation)?;
+    reads::require_conversation(db, app, conversation)?;
     let mut appended = Appended { ids: Vec::with_capacity(messages.len()), events: Vec::new() };
     for (index, message) in messages.into_iter().enumerate() {
         let place = format!("[{index}]");
         if let Some(key) = &message.idempotency_key {
-            let known: Option<(String, i64)> = connection
-                .prepare_cached(
-                    "SELECT message_id, created_at FROM idempotency_keys \
-                     WHERE app_id = ?1 AND conversation_id = ?2 AND key = ?3",
-                )?
-                .query_row(params![app.as_str(), conversation.as_str(), key], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
+            let known = db.row(
+                "SELECT message_id, created_at FROM idempotency_keys \
+                 WHERE app_id = ?1 AND conversation_id = ?2 AND key = ?3",
+                args![app.as_str(), conversation.as_str(), key],
+                |row| Ok((row.string(0)?, row.i64(1)?)),
+            )?;
             if let Some((id, created_at)) = known {
                 if idempotency_key_holds(created_at, now) {
                     appended.ids.push(MessageId::from_trusted(id));
@@ -332,23 +325,22 @@ pub fn append_messages(
                 }
             }
         }
-        let (id, event) = append_one(connection, app, conversation, message, now, &place)?;
+        let (id, event) = append_one(db, app, conversation, message, now, &place)?;
         appended.ids.push(id);
         appended.events.push(event);
     }
     if !appended.events.is_empty() {
         // The messages just appended are the newest: no need to search for the last one.
-        connection
-            .prepare_cached(
-                "UPDATE conversations SET last_message_at = ?3, last_activity_at = ?3 WHERE app_id = ?1 AND id = ?2",
-            )?
-            .execute(params![app.as_str(), conversation.as_str(), now])?;
+        db.execute(
+            "UPDATE conversations SET last_message_at = ?3, last_activity_at = ?3 WHERE app_id = ?1 AND id = ?2",
+            args![app.as_str(), conversation.as_str(), now],
+        )?;
     }
     Ok(appended)
 }
 
 fn append_one(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     message: NewMessage,
@@ -356,22 +348,20 @@ fn append_one(
     place: &str,
 ) -> StoreResult<(MessageId, Event)> {
     let sender = match &message.sender_id {
-        Some(sender) => reads::user(connection, app, sender)?,
+        Some(sender) => reads::user(db, app, sender)?,
         None => None,
     };
     if let Some(sender) = &message.sender_id {
-        check_sender(&format!("{place}.sender"), sender, access_of(connection, app, conversation, sender)?)?;
+        check_sender(&format!("{place}.sender"), sender, access_of(db, app, conversation, sender)?)?;
     }
     // The reply target must exist; read once, it also expands the new message's snapshot.
     let referenced = match &message.referenced_message_id {
-        Some(referenced) => {
-            Some(reads::referenced_view(connection, app, conversation, referenced)?.ok_or_else(|| {
-                Rejection::Invalid(ValidationError::new(
-                    format!("{place}.referencedMessageId"),
-                    format!("no message \"{referenced}\" in this conversation"),
-                ))
-            })?)
-        }
+        Some(referenced) => Some(reads::referenced_view(db, app, conversation, referenced)?.ok_or_else(|| {
+            Rejection::Invalid(ValidationError::new(
+                format!("{place}.referencedMessageId"),
+                format!("no message \"{referenced}\" in this conversation"),
+            ))
+        })?),
         None => None,
     };
     let id = MessageId::generate();
@@ -379,35 +369,31 @@ fn append_one(
         MessageBody::Text(text) => (text.as_str(), None, None),
         MessageBody::Location(location) => ("", None, Some(*location)),
         MessageBody::Attachment { token } => {
-            let file: Option<Attachment> = connection
-                .prepare_cached(
-                    "SELECT id, filename, size FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL",
-                )?
-                .query_row(params![app.as_str(), token], |row| {
-                    Ok(Attachment { file_id: row.get(0)?, filename: row.get(1)?, size: row.get::<_, i64>(2)? as u64 })
-                })
-                .optional()?;
+            let file = db.row(
+                "SELECT id, filename, size FROM files WHERE app_id = ?1 AND token = ?2 AND message_id IS NULL",
+                args![app.as_str(), token],
+                |row| Ok(Attachment { file_id: row.string(0)?, filename: row.string(1)?, size: row.i64(2)? as u64 }),
+            )?;
             let file = file.ok_or_else(|| {
                 Rejection::Invalid(ValidationError::new(
                     format!("{place}.attachmentToken"),
                     "is unknown or already used by another message",
                 ))
             })?;
-            connection
-                .prepare_cached("UPDATE files SET message_id = ?3 WHERE app_id = ?1 AND id = ?2")?
-                .execute(params![app.as_str(), file.file_id, id.as_str()])?;
+            db.execute(
+                "UPDATE files SET message_id = ?3 WHERE app_id = ?1 AND id = ?2",
+                args![app.as_str(), &file.file_id, id.as_str()],
+            )?;
             ("", Some(file), None)
         }
     };
     let file_id = attachment.as_ref().map(|file| file.file_id.as_str());
-    let seq = next_seq(connection, app, conversation)?;
-    connection
-        .prepare_cached(
-            "INSERT INTO messages (app_id, conversation_id, id, seq, type, sender_id, text, custom, \
+    let seq = next_seq(db, app, conversation)?;
+    db.execute(
+        "INSERT INTO messages (app_id, conversation_id, id, seq, type, sender_id, text, custom, \
              referenced_message_id, file_id, latitude, longitude, origin, created_at, edited_at, links_allowed) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, ?15)",
-        )?
-        .execute(params![
+        args![
             app.as_str(),
             conversation.as_str(),
             id.as_str(),
@@ -423,23 +409,23 @@ fn append_one(
             message.origin.as_str(),
             now,
             message.links == Links::Allowed,
-        ])?;
+        ],
+    )?;
     if let Some(key) = &message.idempotency_key {
-        connection
-            .prepare_cached(
-                "INSERT OR REPLACE INTO idempotency_keys (app_id, conversation_id, key, message_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![app.as_str(), conversation.as_str(), key, id.as_str(), now])?;
+        db.execute(
+            "INSERT INTO idempotency_keys (app_id, conversation_id, key, message_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id, conversation_id, key) \
+                 DO UPDATE SET message_id = excluded.message_id, created_at = excluded.created_at",
+            args![app.as_str(), conversation.as_str(), key, id.as_str(), now],
+        )?;
     }
     if let (MessageType::UserMessage, Some(sender)) = (message.kind, &message.sender_id) {
         // Writing in a conversation means having read it up to one's own message.
-        connection
-            .prepare_cached(
-                "UPDATE participants SET read_until_seq = ?4, marked_unread = 0 \
+        db.execute(
+            "UPDATE participants SET read_until_seq = ?4, marked_unread = 0 \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
-            )?
-            .execute(params![app.as_str(), conversation.as_str(), sender.as_str(), seq.0])?;
+            args![app.as_str(), conversation.as_str(), sender.as_str(), seq.0],
+        )?;
     }
     // Built from what this transaction knows rather than read back: a new message has no reactions, and nobody
     // has read past it yet.
@@ -471,39 +457,29 @@ fn append_one(
 }
 
 fn require_message(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
 ) -> StoreResult<crate::domain::message::Message> {
-    reads::require_conversation(connection, app, conversation)?;
-    reads::message(connection, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
+    reads::require_conversation(db, app, conversation)?;
+    reads::message(db, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
 }
 
 /// The user's access in the conversation, `None` when they do not take part: the fact the rules decide on.
-fn access_of(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-    user: &UserId,
-) -> StoreResult<Option<Access>> {
-    Ok(reads::membership(connection, app, conversation, user)?.map(|(access, _)| access))
+fn access_of(db: &dyn Db, app: &AppId, conversation: &ConversationId, user: &UserId) -> StoreResult<Option<Access>> {
+    Ok(reads::membership(db, app, conversation, user)?.map(|(access, _)| access))
 }
 
-fn actor_access(
-    connection: &Connection,
-    app: &AppId,
-    conversation: &ConversationId,
-    actor: &Actor,
-) -> StoreResult<Option<Access>> {
+fn actor_access(db: &dyn Db, app: &AppId, conversation: &ConversationId, actor: &Actor) -> StoreResult<Option<Access>> {
     match actor {
         Actor::App => Ok(None),
-        Actor::User(user) => access_of(connection, app, conversation, user),
+        Actor::User(user) => access_of(db, app, conversation, user),
     }
 }
 
 pub fn edit_message(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
@@ -511,8 +487,8 @@ pub fn edit_message(
     actor: &Actor,
     now: Millis,
 ) -> StoreResult<Event> {
-    let mut message = require_message(connection, app, conversation, id)?;
-    check_author(actor, actor_access(connection, app, conversation, actor)?, &message)?;
+    let mut message = require_message(db, app, conversation, id)?;
+    check_author(actor, actor_access(db, app, conversation, actor)?, &message)?;
     let mut removed_file = None;
     if let Some((text, links)) = edit.text {
         message.text = text;
@@ -531,42 +507,39 @@ pub fn edit_message(
         message.edited_at = Some(now);
     }
     if let Some(file) = removed_file {
-        connection
-            .prepare_cached("DELETE FROM files WHERE app_id = ?1 AND id = ?2")?
-            .execute(params![app.as_str(), file.file_id])?;
+        db.execute("DELETE FROM files WHERE app_id = ?1 AND id = ?2", args![app.as_str(), file.file_id])?;
     }
-    connection
-        .prepare_cached(
-            "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6, links_allowed = ?7, file_id = ?8, \
+    db.execute(
+        "UPDATE messages SET text = ?4, custom = ?5, edited_at = ?6, links_allowed = ?7, file_id = ?8, \
              latitude = ?9, longitude = ?10 WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3",
-        )?
-        .execute(params![
+        args![
             app.as_str(),
             conversation.as_str(),
             id.as_str(),
-            message.text,
+            &message.text,
             to_json(&message.custom),
             message.edited_at,
             message.links == Links::Allowed,
             message.attachment.as_ref().map(|file| file.file_id.as_str()),
             message.location.map(|location| location.latitude),
             message.location.map(|location| location.longitude),
-        ])?;
-    let view = reads::message_view(connection, app, message)?;
-    event(connection, app, conversation, EventKind::MessageEdited { message: Box::new(view) })
+        ],
+    )?;
+    let view = reads::message_view(db, app, message)?;
+    event(db, app, conversation, EventKind::MessageEdited { message: Box::new(view) })
 }
 
 /// Deletes a message. The app gets `MessageNotFound` for a missing message; a user's delete of a missing message
 /// succeeds with no event (seed 004).
 pub fn delete_message(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     id: &MessageId,
     actor: &Actor,
 ) -> StoreResult<Option<Event>> {
-    let access = actor_access(connection, app, conversation, actor)?;
-    let message = match require_message(connection, app, conversation, id) {
+    let access = actor_access(db, app, conversation, actor)?;
+    let message = match require_message(db, app, conversation, id) {
         Ok(message) => message,
         Err(StoreError::Rejected(Rejection::MessageNotFound(_))) => {
             check_delete_missing(actor, access, id)?;
@@ -575,43 +548,43 @@ pub fn delete_message(
         Err(error) => return Err(error),
     };
     check_author(actor, access, &message)?;
-    let args = params![app.as_str(), conversation.as_str(), id.as_str()];
-    connection.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?3", args)?;
-    connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
-    connection.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
-    touch_last_message(connection, app, conversation)?;
-    Ok(Some(event(connection, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })?))
+    let args = args![app.as_str(), conversation.as_str(), id.as_str()];
+    db.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?2", args![app.as_str(), id.as_str()])?;
+    db.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
+    db.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
+    touch_last_message(db, app, conversation)?;
+    Ok(Some(event(db, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })?))
 }
 
-pub fn delete_all_messages(connection: &Connection, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
-    reads::require_conversation(connection, app, conversation)?;
-    let args = params![app.as_str(), conversation.as_str()];
-    connection.execute(
+pub fn delete_all_messages(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
+    reads::require_conversation(db, app, conversation)?;
+    let args = args![app.as_str(), conversation.as_str()];
+    db.execute(
         "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
          (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
         args,
     )?;
-    connection.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2", args)?;
-    connection.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2", args)?;
-    touch_last_message(connection, app, conversation)?;
-    event(connection, app, conversation, EventKind::AllMessagesDeleted)
+    db.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2", args)?;
+    db.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2", args)?;
+    touch_last_message(db, app, conversation)?;
+    event(db, app, conversation, EventKind::AllMessagesDeleted)
 }
 
 /// Reactions are made by participants; the reacting user must exist and take part in the conversation.
 fn require_reactor(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     message: &MessageId,
     user: &UserId,
 ) -> StoreResult<()> {
-    require_message(connection, app, conversation, message)?;
-    require_user(connection, app, user)?;
-    Ok(check_reactor(user, access_of(connection, app, conversation, user)?)?)
+    require_message(db, app, conversation, message)?;
+    require_user(db, app, user)?;
+    Ok(check_reactor(user, access_of(db, app, conversation, user)?)?)
 }
 
 pub fn add_reaction(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     message: &MessageId,
@@ -619,70 +592,66 @@ pub fn add_reaction(
     user: &UserId,
     now: Millis,
 ) -> StoreResult<Option<Event>> {
-    require_reactor(connection, app, conversation, message, user)?;
-    let args = params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()];
-    let (already, emoji_present, n_distinct): (bool, bool, i64) = connection
-        .prepare_cached(
-            "SELECT \
+    require_reactor(db, app, conversation, message, user)?;
+    let (already, emoji_present, n_distinct) = db.one(
+        "SELECT \
              EXISTS (SELECT 1 FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
                      AND emoji = ?4 AND user_id = ?5), \
              EXISTS (SELECT 1 FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
                      AND emoji = ?4), \
              (SELECT COUNT(DISTINCT emoji) FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 \
                      AND message_id = ?3)",
-        )?
-        .query_row(args, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        args![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()],
+        |row| Ok((row.bool(0)?, row.bool(1)?, row.i64(2)?)),
+    )?;
     if !check_add(already, emoji_present, n_distinct as usize)? {
         return Ok(None);
     }
-    connection
-        .prepare_cached(
-            "INSERT INTO reactions (app_id, conversation_id, message_id, emoji, user_id, created_at) \
+    db.execute(
+        "INSERT INTO reactions (app_id, conversation_id, message_id, emoji, user_id, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str(), now])?;
+        args![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str(), now],
+    )?;
     let kind = EventKind::ReactionAdded { message_id: message.clone(), emoji: emoji.clone(), user_id: user.clone() };
-    Ok(Some(event(connection, app, conversation, kind)?))
+    Ok(Some(event(db, app, conversation, kind)?))
 }
 
 pub fn remove_reaction(
-    connection: &Connection,
+    db: &dyn Db,
     app: &AppId,
     conversation: &ConversationId,
     message: &MessageId,
     emoji: &Emoji,
     user: &UserId,
 ) -> StoreResult<Option<Event>> {
-    require_reactor(connection, app, conversation, message, user)?;
-    let removed = connection
-        .prepare_cached(
-            "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
+    require_reactor(db, app, conversation, message, user)?;
+    let removed = db.execute(
+        "DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
              AND emoji = ?4 AND user_id = ?5",
-        )?
-        .execute(params![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()])?;
+        args![app.as_str(), conversation.as_str(), message.as_str(), emoji.as_str(), user.as_str()],
+    )?;
     if removed == 0 {
         return Ok(None);
     }
     let kind = EventKind::ReactionRemoved { message_id: message.clone(), emoji: emoji.clone(), user_id: user.clone() };
-    Ok(Some(event(connection, app, conversation, kind)?))
+    Ok(Some(event(db, app, conversation, kind)?))
 }
 
-pub fn put_file(connection: &Connection, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
+pub fn put_file(db: &dyn Db, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
     let receipt = FileReceipt { id: random_base62(24), token: random_base62(40) };
-    connection
-        .prepare_cached(
-            "INSERT INTO files (app_id, id, token, filename, content_type, size, data, message_id, created_at) \
+    db.execute(
+        "INSERT INTO files (app_id, id, token, filename, content_type, size, data, message_id, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
-        )?
-        .execute(params![
+        args![
             app.as_str(),
-            receipt.id,
-            receipt.token,
+            &receipt.id,
+            &receipt.token,
             file.filename,
             file.content_type,
             file.bytes.len() as i64,
             file.bytes.as_ref(),
             now
-        ])?;
+        ],
+    )?;
     Ok(receipt)
 }

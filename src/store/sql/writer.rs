@@ -1,4 +1,4 @@
-//! The single writer: a dedicated thread that owns the write connection and commits in groups.
+//! The single writer of a node: a dedicated thread that owns the write connection and commits in groups.
 //!
 //! Every write is a job sent over a bounded channel. The thread takes the first job, drains whatever else is
 //! already waiting (up to `MAX_JOBS_PER_COMMIT`), runs each job in its own savepoint inside one transaction, and
@@ -8,21 +8,22 @@
 //! savepoints: the log's pages are then written once per group rather than copied into each job's savepoint.
 //! Answers go out only after the commit returned, so an acknowledged write is durable.
 //!
-//! The same thread prunes the event log when asked (`Command::Prune`), between groups.
+//! The same thread prunes the event log when asked (`Command::Prune`), between groups. A connection the server
+//! closed (a database restart) is replaced before the next group; while none can be opened, writes fail at once.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
-use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{
-    log::{self, LoggedEvent, Position, Retention},
-    CommitListener, Committed, HasEvents, StoreError, StoreHooks, StoreResult,
-};
+use super::{args, now_millis, Db};
 use crate::domain::{
     event::Event,
     ids::{AppId, ConversationId, Seq},
     Millis,
+};
+use crate::store::{
+    log::{self, LoggedEvent, Position, Retention},
+    CommitListener, Committed, HasEvents, StoreError, StoreHooks, StoreResult,
 };
 
 /// Jobs waiting for the writer. When full, callers wait on `send` (async), which is the store's backpressure.
@@ -35,10 +36,12 @@ type Finish = Box<dyn FnOnce(bool) + Send>;
 type Produced = (AppId, Vec<Event>);
 /// Runs a write on the connection; says whether it succeeded, what events it produced, and how to answer its
 /// caller once the commit's outcome is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Produced>, Finish) + Send>;
+type Job = Box<dyn FnOnce(&dyn Db) -> (bool, Option<Produced>, Finish) + Send>;
+/// Opens a new write connection, when the one the writer holds is broken.
+pub type Reconnect = Box<dyn Fn() -> StoreResult<Box<dyn Db>> + Send>;
 
 enum Command {
-    Write(Job),
+    Write(AppId, Job),
     /// Prune the event log as of `now`; answers with how many events went.
     Prune {
         now: Millis,
@@ -76,11 +79,13 @@ impl Writer {
     }
 
     /// Starts the writer thread on an open connection. The thread ends when the last `Writer` is dropped.
-    pub fn spawn(connection: Connection, hooks: StoreHooks, retention: Retention) -> std::io::Result<Self> {
+    pub fn spawn(db: Box<dyn Db>, reconnect: Reconnect, hooks: StoreHooks, retention: Retention) -> StoreResult<Self> {
         let (commands_tx, commands_rx) = mpsc::channel(JOB_QUEUE_CAPACITY);
+        let writer = Connected { db, reconnect };
         std::thread::Builder::new()
-            .name("natter-sqlite-writer".into())
-            .spawn(move || run(connection, commands_rx, hooks, retention))?;
+            .name("natter-store-writer".into())
+            .spawn(move || run(writer, commands_rx, hooks, retention))
+            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer: {error}")))?;
         Ok(Self { commands_tx })
     }
 
@@ -89,11 +94,12 @@ impl Writer {
     pub async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
         T: HasEvents + Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         let (answer_tx, answer_rx) = oneshot::channel();
-        let job: Job = Box::new(move |connection| {
-            let result = work(connection);
+        let job_app = app.clone();
+        let job: Job = Box::new(move |db| {
+            let result = work(db);
             let produced = match &result {
                 Ok(value) if !value.events().is_empty() => Some((app, value.events().to_vec())),
                 _ => None,
@@ -110,7 +116,7 @@ impl Writer {
             });
             (ok, produced, finish)
         });
-        self.commands_tx.send(Command::Write(job)).await.map_err(|_| stopped())?;
+        self.commands_tx.send(Command::Write(job_app, job)).await.map_err(|_| stopped())?;
         answer_rx.await.map_err(|_| stopped())?
     }
 
@@ -123,51 +129,78 @@ impl Writer {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("writer stopped".into())
+    StoreError::Unavailable("the store cannot write (the database is unreachable, or the store was closed)".into())
+}
+
+/// How often the pruner asks the writer to apply the retention policy.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Asks the writer to prune the event log every `PRUNE_INTERVAL`, until the store is dropped.
+pub fn spawn_pruner(writer: WeakWriter) -> StoreResult<()> {
+    std::thread::Builder::new()
+        .name("natter-store-pruner".into())
+        .spawn(move || {
+            let mut last_prune = std::time::Instant::now();
+            while writer.is_alive() {
+                std::thread::sleep(Duration::from_millis(500));
+                if last_prune.elapsed() >= PRUNE_INTERVAL {
+                    last_prune = std::time::Instant::now();
+                    writer.request_prune(now_millis());
+                }
+            }
+        })
+        .map_err(|error| StoreError::Unavailable(format!("cannot start the pruner: {error}")))?;
+    Ok(())
+}
+
+/// The write connection, and how to replace it.
+struct Connected {
+    db: Box<dyn Db>,
+    reconnect: Reconnect,
+}
+
+impl Connected {
+    /// The connection to write on, replaced first if the server closed it; `None` while no new one opens.
+    fn usable(&mut self) -> Option<&dyn Db> {
+        if self.db.is_broken() {
+            match (self.reconnect)() {
+                Ok(db) => {
+                    tracing::info!("write connection reopened");
+                    self.db = db;
+                }
+                Err(error) => {
+                    tracing::warn!(cause = %error, "cannot reopen the write connection");
+                    return None;
+                }
+            }
+        }
+        Some(&*self.db)
+    }
 }
 
 /// Appends the group's events to the log, in commit order, and returns them with their positions.
-fn append_to_log(
-    connection: &Connection,
-    produced: Vec<Produced>,
-    committed_at: Millis,
-) -> StoreResult<Vec<Committed>> {
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO event_log (app_id, conversation_id, seq, kind, data, committed_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+fn append_to_log(db: &dyn Db, produced: Vec<Produced>, committed_at: Millis) -> StoreResult<Vec<Committed>> {
     let mut batches = Vec::with_capacity(produced.len());
     for (app, events) in produced {
-        let logged = log_events(&mut statement, connection, &app, events, committed_at)?;
+        let logged = log_events(db, &app, events, committed_at)?;
         batches.push(Committed { app, events: logged });
     }
     Ok(batches)
 }
 
-fn log_events(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    connection: &Connection,
-    app: &AppId,
-    events: Vec<Event>,
-    committed_at: Millis,
-) -> StoreResult<Vec<LoggedEvent>> {
+fn log_events(db: &dyn Db, app: &AppId, events: Vec<Event>, committed_at: Millis) -> StoreResult<Vec<LoggedEvent>> {
     let mut logged = Vec::with_capacity(events.len());
     for event in events {
         let (kind, data) = log::encode(&event.kind);
-        statement.execute(params![
-            app.as_str(),
-            event.conversation_id.as_str(),
-            event.seq.0,
-            kind,
-            data,
-            committed_at
-        ])?;
-        logged.push(LoggedEvent {
-            position: Position(connection.last_insert_rowid()),
-            app: app.clone(),
-            event,
-            committed_at,
-        });
+        // The backend assigns the position (SQLite's rowid, PostgreSQL's sequence) while this app's writes are
+        // held to one transaction at a time (`Db::begin_write`), so positions follow commit order.
+        let position = db.one(
+            "INSERT INTO event_log (app_id, conversation_id, seq, kind, data, committed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING position",
+            args![app.as_str(), event.conversation_id.as_str(), event.seq.0, kind, data, committed_at],
+            |row| row.i64(0),
+        )?;
+        logged.push(LoggedEvent { position: Position(position), app: app.clone(), event, committed_at });
     }
     Ok(logged)
 }
@@ -176,7 +209,7 @@ fn log_events(
 /// Nested, so that noting an event of a conversation already noted allocates nothing.
 type Touched = HashMap<AppId, HashMap<ConversationId, Seq>>;
 
-fn run(connection: Connection, mut commands_rx: mpsc::Receiver<Command>, hooks: StoreHooks, retention: Retention) {
+fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: StoreHooks, retention: Retention) {
     let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     let mut touched = Touched::new();
     while let Some(first) = commands_rx.blocking_recv() {
@@ -184,23 +217,28 @@ fn run(connection: Connection, mut commands_rx: mpsc::Receiver<Command>, hooks: 
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Write(job) => group.push(job),
+                Command::Write(app, job) => group.push((app, job)),
                 Command::Prune { now, reply_tx } => prunes.push((now, reply_tx)),
             }
             if group.len() < MAX_JOBS_PER_COMMIT {
                 next = commands_rx.try_recv().ok();
             }
         }
+        let Some(db) = writer.usable() else {
+            // Dropping the jobs and the prune requests tells their callers the store cannot write.
+            group.clear();
+            continue;
+        };
         if !group.is_empty() {
             let started = std::time::Instant::now();
             let jobs = group.len();
-            commit_group(&connection, &mut group, hooks.listener.as_deref(), &mut touched);
+            commit_group(db, &mut group, hooks.listener.as_deref(), &mut touched);
             if let Some(observe) = &hooks.observe_commit {
                 observe(started.elapsed(), jobs);
             }
         }
         for (now, reply_tx) in prunes {
-            let result = prune(&connection, &retention, now, &mut touched);
+            let result = prune(db, &retention, now, &mut touched);
             if let Err(error) = &result {
                 tracing::warn!(cause = %error, "event log pruning failed");
             }
@@ -209,44 +247,35 @@ fn run(connection: Connection, mut commands_rx: mpsc::Receiver<Command>, hooks: 
             }
         }
     }
-    tracing::debug!("sqlite writer stopped");
-}
-
-/// Runs a transaction-control statement, prepared once and cached: these run several times per commit.
-fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
-    connection.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-/// The wall clock in Unix milliseconds: the commit time the log records.
-fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as Millis)
+    tracing::debug!("store writer stopped");
 }
 
 fn commit_group(
-    connection: &Connection,
-    group: &mut Vec<Job>,
+    db: &dyn Db,
+    group: &mut Vec<(AppId, Job)>,
     listener: Option<&dyn CommitListener>,
     touched: &mut Touched,
 ) {
     let mut finishes = Vec::with_capacity(group.len());
     let mut produced = Vec::new();
-    if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
+    // The distinct apps of the group, sorted: the order in which a backend takes their write locks.
+    let mut apps: Vec<&AppId> = group.iter().map(|(app, _)| app).collect();
+    apps.sort_unstable();
+    apps.dedup();
+    if let Err(error) = db.begin_write(&apps) {
         tracing::error!(cause = %error, "cannot begin write transaction");
-        for job in group.drain(..) {
-            // Run nothing; dropping the job tells its caller the store is unavailable.
-            drop(job);
-        }
+        let _ = db.batch("ROLLBACK");
+        // Run nothing; dropping the jobs tells their callers the store is unavailable.
+        group.clear();
         return;
     }
-    for job in group.drain(..) {
-        let savepoint = control(connection, "SAVEPOINT job");
-        let (ok, events, finish) = job(connection);
+    for (_, job) in group.drain(..) {
+        let savepoint = db.batch("SAVEPOINT job");
+        let (ok, events, finish) = job(db);
         let closed = if ok && savepoint.is_ok() {
-            control(connection, "RELEASE job")
+            db.batch("RELEASE job")
         } else {
-            control(connection, "ROLLBACK TO job").and_then(|()| control(connection, "RELEASE job"))
+            db.batch("ROLLBACK TO job").and_then(|()| db.batch("RELEASE job"))
         };
         if let Err(error) = closed {
             tracing::error!(cause = %error, "cannot close savepoint");
@@ -257,15 +286,15 @@ fn commit_group(
         finishes.push(finish);
     }
     // A log that cannot be written fails the whole group: nothing is committed that the log does not hold.
-    let logged = append_to_log(connection, produced, now_millis());
+    let logged = append_to_log(db, produced, now_millis());
     let (committed, committed_events) = match logged.and_then(|batches| {
-        control(connection, "COMMIT")?;
+        db.batch("COMMIT")?;
         Ok(batches)
     }) {
         Ok(batches) => (true, batches),
         Err(error) => {
             tracing::error!(cause = %error, "group commit failed");
-            let _ = control(connection, "ROLLBACK");
+            let _ = db.batch("ROLLBACK");
             (false, Vec::new())
         }
     };
@@ -299,57 +328,49 @@ fn commit_group(
 
 /// Deletes what the retention policy no longer keeps: events older than its age, and of each conversation written
 /// since the last pass, all but the newest `max_events_per_conversation`. At most `MAX_PRUNED_PER_PASS` by age.
-fn prune(connection: &Connection, retention: &Retention, now: Millis, touched: &mut Touched) -> StoreResult<u64> {
-    control(connection, "BEGIN IMMEDIATE")?;
-    let result = prune_in_transaction(connection, retention, now, touched);
+fn prune(db: &dyn Db, retention: &Retention, now: Millis, touched: &mut Touched) -> StoreResult<u64> {
+    db.begin_write(&[])?;
+    let result = prune_in_transaction(db, retention, now, touched);
     match &result {
-        Ok(_) => control(connection, "COMMIT")?,
+        Ok(_) => db.batch("COMMIT")?,
         Err(_) => {
-            let _ = control(connection, "ROLLBACK");
+            let _ = db.batch("ROLLBACK");
         }
     }
     result
 }
 
-fn prune_in_transaction(
-    connection: &Connection,
-    retention: &Retention,
-    now: Millis,
-    touched: &mut Touched,
-) -> StoreResult<u64> {
+fn prune_in_transaction(db: &dyn Db, retention: &Retention, now: Millis, touched: &mut Touched) -> StoreResult<u64> {
     let cutoff = retention.oldest_kept(now);
     // Positions follow commit time, so the old events are the first ones: find where they end without a scan
     // past them (a query `WHERE committed_at < ?` would read the whole table).
     let mut boundary = None;
-    {
-        let mut statement =
-            connection.prepare_cached("SELECT position, committed_at FROM event_log ORDER BY position LIMIT ?1")?;
-        let mut rows = statement.query(params![log::MAX_PRUNED_PER_PASS as i64])?;
-        while let Some(row) = rows.next()? {
-            let (position, committed_at): (i64, Millis) = (row.get(0)?, row.get(1)?);
-            if committed_at >= cutoff {
-                break;
-            }
-            boundary = Some(position);
+    let oldest = db.rows(
+        "SELECT position, committed_at FROM event_log ORDER BY position LIMIT ?1",
+        args![log::MAX_PRUNED_PER_PASS as i64],
+        |row| Ok((row.i64(0)?, row.i64(1)?)),
+    )?;
+    for (position, committed_at) in oldest {
+        if committed_at >= cutoff {
+            break;
         }
+        boundary = Some(position);
     }
     let mut pruned = 0;
     if let Some(boundary) = boundary {
-        // The newest row stays whatever its age: the next position is one more than it.
-        let newest: i64 =
-            connection.prepare_cached("SELECT MAX(position) FROM event_log")?.query_row([], |row| row.get(0))?;
-        pruned += connection
-            .prepare_cached("DELETE FROM event_log WHERE position <= ?1")?
-            .execute(params![boundary.min(newest - 1)])? as u64;
+        // The newest row stays whatever its age: SQLite's next position is one more than it.
+        let newest = db.one("SELECT MAX(position) FROM event_log", args![], |row| row.i64(0))?;
+        pruned += db.execute("DELETE FROM event_log WHERE position <= ?1", args![boundary.min(newest - 1)])?;
     }
     // At least one event of each conversation stays, for the same reason.
     let cap = retention.max_events_per_conversation.clamp(1, i64::MAX as u64) as i64;
-    let mut statement =
-        connection.prepare_cached("DELETE FROM event_log WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3")?;
     for (app, conversations) in touched.drain() {
         for (conversation, last_seq) in conversations {
             if last_seq.0 > cap {
-                pruned += statement.execute(params![app.as_str(), conversation.as_str(), last_seq.0 - cap])? as u64;
+                pruned += db.execute(
+                    "DELETE FROM event_log WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3",
+                    args![app.as_str(), conversation.as_str(), last_seq.0 - cap],
+                )?;
             }
         }
     }

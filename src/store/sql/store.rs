@@ -1,23 +1,12 @@
-//! The embedded SQLite backend: WAL, `synchronous=FULL`, one writer thread with group commit, a small pool of
-//! reader connections used from tokio's blocking pool. Nothing here runs on the async runtime's threads.
-//!
-//! `writes.rs` holds the transactions, `reads.rs` the queries and row mapping, `writer.rs` the commit loop.
+//! The `Store` both SQL backends are: writes go to the node's writer (group commit), reads to a small pool of
+//! connections used from tokio's blocking pool. Nothing here runs on the async runtime's threads.
 
-mod reads;
-mod writer;
-mod writes;
-
-use std::{path::Path, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
-use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
 
-use super::{
-    Appended, ConversationQuery, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page, Position, Store,
-    StoreConfig, StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
-};
+use super::{args, reads, writer, writes, Db};
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
     event::Event,
@@ -27,85 +16,82 @@ use crate::domain::{
     user::{User, UserPatch},
     Actor, Millis,
 };
+use crate::store::{
+    Appended, ConversationQuery, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page, Position, Store,
+    StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
+};
 
-/// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/sqlite/0002_message_links.sql"),
-    include_str!("../migrations/sqlite/0003_event_log.sql"),
-];
+/// Opens a connection of the backend.
+pub type Connect = Arc<dyn Fn() -> StoreResult<Box<dyn Db>> + Send + Sync>;
 
-/// Reader connections kept open; more concurrent reads wait for one to come back.
-const MAX_READERS: usize = 8;
-
-const DATABASE_FILE: &str = "natter.sqlite3";
-
-pub struct SqliteStore {
+pub struct SqlStore {
     writer: writer::Writer,
     readers: Arc<ReaderPool>,
 }
 
 struct ReaderPool {
-    path: std::path::PathBuf,
+    connect: Connect,
     /// Idle connections. A std mutex: it is held only to push or pop, never across an await.
-    idle: std::sync::Mutex<Vec<Connection>>,
+    idle: std::sync::Mutex<Vec<Box<dyn Db>>>,
     permits: Semaphore,
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError::Unavailable(error.to_string())
-    }
-}
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database in `config.data_dir` and runs pending migrations. Committed events
-    /// go to `hooks.listener`, in commit order.
-    pub fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<Self> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
-            StoreError::Unavailable(format!("cannot create {}: {error}", config.data_dir.display()))
-        })?;
-        let path = config.data_dir.join(DATABASE_FILE);
-        let mut connection = open_connection(&path)?;
-        migrate(&mut connection)?;
-        // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
-        connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-        let writer = writer::Writer::spawn(connection, hooks, config.retention)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        spawn_maintenance(open_connection(&path)?, writer.downgrade())
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+impl SqlStore {
+    /// Starts the writer on `write` (a migrated connection) and the pruner; reads open up to `max_readers`
+    /// connections with `connect`, which also replaces a broken write connection.
+    pub fn start(
+        write: Box<dyn Db>,
+        connect: Connect,
+        max_readers: usize,
+        hooks: StoreHooks,
+        retention: crate::store::Retention,
+    ) -> StoreResult<Self> {
+        let reconnect = {
+            let connect = connect.clone();
+            Box::new(move || connect())
+        };
+        let writer = writer::Writer::spawn(write, reconnect, hooks, retention)?;
+        writer::spawn_pruner(writer.downgrade())?;
         let readers = Arc::new(ReaderPool {
-            path,
+            connect,
             idle: std::sync::Mutex::new(Vec::new()),
-            permits: Semaphore::new(MAX_READERS),
+            permits: Semaphore::new(max_readers),
         });
         Ok(Self { writer, readers })
+    }
+
+    /// Tells whether the store is still open (its writer runs).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub fn weak_writer(&self) -> writer::WeakWriter {
+        self.writer.downgrade()
     }
 
     async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
         T: HasEvents + Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         self.writer.write(app, work).await
     }
 
-    /// Runs a read on the blocking pool with a pooled connection.
+    /// Runs a read on the blocking pool with a pooled connection; a connection the server closed is not kept.
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         let _permit = self.readers.permits.acquire().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let pooled = readers.idle.lock().expect("reader pool lock poisoned").pop();
-            let connection = match pooled {
-                Some(connection) => connection,
-                None => open_connection(&readers.path)?,
+            let db = match pooled {
+                Some(db) => db,
+                None => (readers.connect)()?,
             };
-            let result = work(&connection);
-            readers.idle.lock().expect("reader pool lock poisoned").push(connection);
+            let result = work(&*db);
+            if !db.is_broken() {
+                readers.idle.lock().expect("reader pool lock poisoned").push(db);
+            }
             result
         })
         .await
@@ -113,110 +99,25 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
-    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an acknowledged write
-    // survives power loss, not only a crash of the process.
-    connection.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
-    )?;
-    connection.set_prepared_statement_cache_capacity(64);
-    Ok(connection)
-}
-
-/// How often the maintenance thread copies committed WAL frames back into the database.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
-/// How often it asks the writer to prune the event log.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Runs PASSIVE checkpoints (they never block the writer) and asks for log pruning until the store is dropped.
-fn spawn_maintenance(connection: Connection, writer: writer::WeakWriter) -> std::io::Result<()> {
-    std::thread::Builder::new().name("natter-sqlite-maintenance".into()).spawn(move || {
-        let mut last_prune = std::time::Instant::now();
-        while writer.is_alive() {
-            std::thread::sleep(CHECKPOINT_INTERVAL);
-            if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(cause = %error, "checkpoint failed");
-            }
-            if last_prune.elapsed() >= PRUNE_INTERVAL {
-                last_prune = std::time::Instant::now();
-                writer.request_prune(wall_clock_millis());
-            }
-        }
-    })?;
-    Ok(())
-}
-
-fn wall_clock_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as Millis)
-}
-
-fn migrate(connection: &mut Connection) -> StoreResult<()> {
-    let applied: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-        let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
-        transaction.commit()?;
-        tracing::info!(version = index + 1, "applied schema migration");
-    }
-    Ok(())
-}
-
-/// Encodes a column value that holds a map or a list.
-fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).expect("maps and lists of strings always encode")
-}
-
-fn from_json<T: DeserializeOwned>(raw: Option<&str>) -> Option<T> {
-    raw.and_then(|raw| serde_json::from_str(raw).ok())
-}
-
-/// A query assembled from fragments with positional parameters.
-struct Sql {
-    text: String,
-    values: Vec<rusqlite::types::Value>,
-}
-
-impl Sql {
-    fn new(text: String) -> Self {
-        Self { text, values: Vec::new() }
-    }
-
-    fn push(&mut self, fragment: &str) {
-        self.text.push_str(fragment);
-    }
-
-    fn bind(&mut self, value: impl Into<rusqlite::types::Value>) {
-        self.values.push(value.into());
-        self.text.push_str(&format!("?{}", self.values.len()));
-    }
-}
-
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn check(&self) -> StoreResult<()> {
-        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.read(|db| db.one("SELECT 1", args![], |_| Ok(()))).await
     }
 
     async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
         let app = app.clone();
-        self.write(app.clone(), move |connection| writes::upsert_users(connection, &app, users, now)).await
+        self.write(app.clone(), move |db| writes::upsert_users(db, &app, users, now)).await
     }
 
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
         let (app, id) = (app.clone(), id.clone());
-        self.read(move |connection| reads::user(connection, &app, &id)).await
+        self.read(move |db| reads::user(db, &app, &id)).await
     }
 
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>> {
         let app = app.clone();
-        self.read(move |connection| reads::users(connection, &app, &page)).await
+        self.read(move |db| reads::users(db, &app, &page)).await
     }
 
     async fn user_conversations(
@@ -226,7 +127,7 @@ impl Store for SqliteStore {
         query: ConversationQuery,
     ) -> StoreResult<Vec<UserConversation>> {
         let (app, user) = (app.clone(), user.clone());
-        self.read(move |connection| reads::user_conversations(connection, &app, &user, &query)).await
+        self.read(move |db| reads::user_conversations(db, &app, &user, &query)).await
     }
 
     async fn upsert_conversation(
@@ -237,13 +138,13 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<Vec<Event>> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(app.clone(), move |connection| writes::upsert_conversation(connection, &app, &id, patch, now)).await
+        self.write(app.clone(), move |db| writes::upsert_conversation(db, &app, &id, patch, now)).await
     }
 
     async fn conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Option<ConversationView>> {
         let (app, id) = (app.clone(), id.clone());
-        self.read(move |connection| match reads::conversation(connection, &app, &id)? {
-            Some(conversation) => Ok(Some(reads::conversation_view(connection, &app, conversation)?)),
+        self.read(move |db| match reads::conversation(db, &app, &id)? {
+            Some(conversation) => Ok(Some(reads::conversation_view(db, &app, conversation)?)),
             None => Ok(None),
         })
         .await
@@ -251,12 +152,12 @@ impl Store for SqliteStore {
 
     async fn conversations(&self, app: &AppId, query: ConversationQuery) -> StoreResult<Vec<ConversationView>> {
         let app = app.clone();
-        self.read(move |connection| reads::conversations(connection, &app, &query)).await
+        self.read(move |db| reads::conversations(db, &app, &query)).await
     }
 
     async fn delete_conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(app.clone(), move |connection| writes::delete_conversation(connection, &app, &id)).await
+        self.write(app.clone(), move |db| writes::delete_conversation(db, &app, &id)).await
     }
 
     async fn put_participant(
@@ -409,19 +310,7 @@ impl Store for SqliteStore {
 
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>> {
         let (app, id) = (app.clone(), id.to_owned());
-        self.read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.prepare_cached("SELECT filename, content_type, data FROM files WHERE app_id = ?1 AND id = ?2")?
-                .query_row(rusqlite::params![app.as_str(), id], |row| {
-                    Ok(StoredFile {
-                        filename: row.get(0)?,
-                        content_type: row.get(1)?,
-                        bytes: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
-                    })
-                })
-                .optional()?)
-        })
-        .await
+        self.read(move |c| reads::file(c, &app, &id)).await
     }
 
     async fn conversation_events(

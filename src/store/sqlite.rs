@@ -1,0 +1,174 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, the shared SQL code (`super::sql`) on rusqlite. Its
+//! writer serialises every write of the node anyway, so a write transaction is `BEGIN IMMEDIATE`; a maintenance
+//! thread checkpoints the WAL so the writer never does it while callers wait.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use rusqlite::{
+    types::{ToSqlOutput, ValueRef},
+    Connection, OpenFlags, ToSql,
+};
+
+use super::{
+    sql::{store::SqlStore, writer::WeakWriter, Db, Row, Value},
+    StoreConfig, StoreError, StoreHooks, StoreResult,
+};
+use crate::domain::ids::AppId;
+
+/// Versioned migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_message_links.sql"),
+    include_str!("migrations/sqlite/0003_event_log.sql"),
+];
+
+/// Reader connections kept open; more concurrent reads wait for one to come back.
+const MAX_READERS: usize = 8;
+
+const DATABASE_FILE: &str = "natter.sqlite3";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// Opens (creating if needed) the database in `config.data_dir` and runs pending migrations.
+pub fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<SqlStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|error| StoreError::Unavailable(format!("cannot create {}: {error}", config.data_dir.display())))?;
+    let path = config.data_dir.join(DATABASE_FILE);
+    let mut connection = open_connection(&path)?;
+    migrate(&mut connection)?;
+    // Checkpoints run on their own thread, so the writer never copies the WAL back while callers wait.
+    connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    let connect = {
+        let path = path.clone();
+        Arc::new(move || Ok(Box::new(SqliteDb(open_connection(&path)?)) as Box<dyn Db>))
+    };
+    let store = SqlStore::start(Box::new(SqliteDb(connection)), connect, MAX_READERS, hooks, config.retention)?;
+    spawn_checkpoints(open_connection(&path)?, store.weak_writer())?;
+    Ok(store)
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an acknowledged write
+    // survives power loss, not only a crash of the process.
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
+    )?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+/// How often the maintenance thread copies committed WAL frames back into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs PASSIVE checkpoints (they never block the writer) until the store is dropped.
+fn spawn_checkpoints(connection: Connection, writer: WeakWriter) -> StoreResult<()> {
+    std::thread::Builder::new()
+        .name("natter-sqlite-checkpoints".into())
+        .spawn(move || {
+            while writer.is_alive() {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(cause = %error, "checkpoint failed");
+                }
+            }
+        })
+        .map_err(|error| StoreError::Unavailable(format!("cannot start checkpoints: {error}")))?;
+    Ok(())
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    let applied: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        transaction.commit()?;
+        tracing::info!(version = index + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+struct SqliteDb(Connection);
+
+impl Db for SqliteDb {
+    fn execute(&self, sql: &str, args: &[Value<'_>]) -> StoreResult<u64> {
+        Ok(self.0.prepare_cached(sql)?.execute(rusqlite::params_from_iter(args))? as u64)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(args))?;
+        while let Some(row) = rows.next()? {
+            each(&SqliteRow(row))?;
+        }
+        Ok(())
+    }
+
+    /// Prepared once and cached: transaction control runs several times per commit.
+    fn batch(&self, sql: &str) -> StoreResult<()> {
+        self.0.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    /// The writer is the only one writing, so no app needs a lock of its own; `IMMEDIATE` takes the write lock
+    /// now rather than at the first write.
+    fn begin_write(&self, _apps: &[&AppId]) -> StoreResult<()> {
+        self.batch("BEGIN IMMEDIATE")
+    }
+
+    /// A deferred transaction sees one snapshot from its first read on (WAL).
+    fn begin_snapshot(&self) -> StoreResult<()> {
+        self.batch("BEGIN")
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(value) => ValueRef::Integer(*value),
+            Value::Real(value) => ValueRef::Real(*value),
+            Value::Bool(value) => ValueRef::Integer(i64::from(*value)),
+            Value::Text(value) => ValueRef::Text(value.as_bytes()),
+            Value::Owned(value) => ValueRef::Text(value.as_bytes()),
+            Value::Blob(value) => ValueRef::Blob(value),
+        }))
+    }
+}
+
+struct SqliteRow<'a, 'stmt>(&'a rusqlite::Row<'stmt>);
+
+impl Row for SqliteRow<'_, '_> {
+    fn opt_i64(&self, index: usize) -> StoreResult<Option<i64>> {
+        Ok(self.0.get(index)?)
+    }
+
+    fn opt_f64(&self, index: usize) -> StoreResult<Option<f64>> {
+        Ok(self.0.get(index)?)
+    }
+
+    fn opt_bool(&self, index: usize) -> StoreResult<Option<bool>> {
+        Ok(self.0.get(index)?)
+    }
+
+    fn opt_string(&self, index: usize) -> StoreResult<Option<String>> {
+        Ok(self.0.get(index)?)
+    }
+
+    fn opt_bytes(&self, index: usize) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.0.get(index)?)
+    }
+}
