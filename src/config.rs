@@ -80,6 +80,11 @@ pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
     Ok(apps)
 }
 
+/// A new app with a random id and secret.
+pub fn new_app() -> AppCredentials {
+    AppCredentials { app_id: random_base62(8).to_ascii_lowercase(), secret: format!("sk_live_{}", random_base62(32)) }
+}
+
 /// Reads the apps kept in the data directory, creating one app with a random secret on first start.
 /// Returns the apps and whether they were just created.
 pub fn load_or_create_apps(data_dir: &Path) -> Result<(Vec<AppCredentials>, bool), ConfigError> {
@@ -92,10 +97,7 @@ pub fn load_or_create_apps(data_dir: &Path) -> Result<(Vec<AppCredentials>, bool
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(|e| file_error(e.to_string()))?;
-            let apps = vec![AppCredentials {
-                app_id: random_base62(8).to_ascii_lowercase(),
-                secret: format!("sk_live_{}", random_base62(32)),
-            }];
+            let apps = vec![new_app()];
             let text = serde_json::to_string_pretty(&apps).expect("credentials always encode");
             write_private(&path, &text).map_err(|e| file_error(e.to_string()))?;
             Ok((apps, true))

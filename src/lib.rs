@@ -70,7 +70,8 @@ pub async fn run(
         .context("invalid app id")?;
     let limit_config = config.limits;
     let metrics = Arc::new(metrics::Metrics::default());
-    let node = Node::new(Hub::with_metrics(metrics.clone()), &config.broker, config.history_bytes);
+    let node = Node::new(Hub::with_metrics(metrics.clone()), &config.broker, config.history_bytes)
+        .map_err(|error| anyhow::anyhow!("{error} (--broker-url)"))?;
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
     let publisher = Arc::new(Publisher::new(node.clone(), links.clone(), metrics.clone()));
     let commit_metrics = metrics.clone();
@@ -99,6 +100,14 @@ pub async fn run(
         limits: Arc::new(limits::Limits::new(limit_config)),
         uploads: Arc::new(tokio::sync::Semaphore::new(api::files::MAX_CONCURRENT_UPLOADS)),
     };
+    realtime::catchup::CatchUp {
+        store: state.store.clone(),
+        node: state.node.clone(),
+        links: state.links.clone(),
+        apps: state.apps.keys().cloned().collect(),
+    }
+    .start(state.shutdown.clone())
+    .await;
     tracing::info!(%local_addr, "natter is listening");
     let sessions_stop = state.shutdown.clone();
     let sessions = state.sessions.clone();

@@ -47,6 +47,9 @@ struct ServeArgs {
     /// --data-dir.
     #[arg(long, env = "NATTER_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Redis carrying events between nodes: redis://HOST:PORT. Default: one node, events delivered in-process.
+    #[arg(long, env = "NATTER_BROKER_URL", hide_env_values = true)]
+    broker_url: Option<String>,
     /// Apps as "appId:secret[,appId:secret...]"; when set, these are the only apps and apps.json is not used.
     #[arg(long, env = "NATTER_APPS", hide_env_values = true)]
     apps: Option<String>,
@@ -120,15 +123,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    let apps = match &args.apps {
-        Some(raw) => config::parse_apps(raw)?,
-        None => {
-            let (apps, created) = config::load_or_create_apps(&args.data_dir)?;
-            let listening = listener.local_addr().unwrap_or(args.listen);
+    let listening = listener.local_addr().unwrap_or(args.listen);
+    let apps = match (&args.apps, &args.database_url) {
+        (Some(raw), _) => config::parse_apps(raw)?,
+        (None, Some(url)) => {
+            let create = || {
+                let app = config::new_app();
+                (app.app_id, app.secret)
+            };
+            let (apps, created) = natter::store::load_or_create_shared_apps(url, create, unix_millis())
+                .await
+                .context("cannot read the apps from the database (--database-url)")?;
+            let apps: Vec<_> =
+                apps.into_iter().map(|(app_id, secret)| config::AppCredentials { app_id, secret }).collect();
+            let kept = "the database's apps table";
             if created {
-                print_first_start(&args, listening, &apps[0]);
+                print_first_start(&args, listening, &apps[0], kept);
             } else {
-                print_apps_kept(&args, &apps);
+                print_apps_kept(&apps, kept);
+            }
+            apps
+        }
+        (None, None) => {
+            let (apps, created) = config::load_or_create_apps(&args.data_dir)?;
+            let kept = args.data_dir.join("apps.json").display().to_string();
+            if created {
+                print_first_start(&args, listening, &apps[0], &kept);
+            } else {
+                print_apps_kept(&apps, &kept);
             }
             apps
         }
@@ -152,7 +174,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_events_per_conversation: args.event_retention_per_conversation,
         },
         history_bytes: args.history_bytes,
-        broker: Default::default(),
+        broker: match &args.broker_url {
+            Some(url) => natter::hub::broker::BrokerConfig::Redis(url.clone()),
+            None => Default::default(),
+        },
         serve: serve::ServeConfig {
             header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms.max(1)),
             max_pending_connections: args.max_pending_connections.max(1),
@@ -161,22 +186,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     natter::run(config, listener, shutdown_signal()).await
 }
 
-fn print_first_start(args: &ServeArgs, listening: SocketAddr, app: &config::AppCredentials) {
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+fn print_first_start(args: &ServeArgs, listening: SocketAddr, app: &config::AppCredentials, kept: &str) {
     let base = args.public_url.clone().unwrap_or_else(|| config::default_public_url(listening));
     println!(
-        "\nCreated app {id} (kept in {dir}/apps.json)\n  app id: {id}\n  secret: {secret}\n\nTry it:\n  \
+        "\nCreated app {id} (kept in {kept})\n  app id: {id}\n  secret: {secret}\n\nTry it:\n  \
          curl -X PUT {base}/v1/{id}/users/alice -H 'Authorization: Bearer {secret}' \
          -H 'Content-Type: application/json' -d '{{\"name\": \"Alice\"}}'\n",
         id = app.app_id,
         secret = app.secret,
-        dir = args.data_dir.display(),
     );
 }
 
 /// On every start after the first: which apps this gateway serves, and where their secrets are.
-fn print_apps_kept(args: &ServeArgs, apps: &[config::AppCredentials]) {
+fn print_apps_kept(apps: &[config::AppCredentials], kept: &str) {
     let ids: Vec<&str> = apps.iter().map(|app| app.app_id.as_str()).collect();
-    println!("Serving app {} (its secret is kept in {})", ids.join(", "), args.data_dir.join("apps.json").display());
+    println!("Serving app {} (its secret is kept in {kept})", ids.join(", "));
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -88,6 +88,15 @@ impl History {
         (run.len() as i64 == up_to.0 - after.0).then_some(run)
     }
 
+    /// Whether this event (its conversation and `seq`) is held.
+    pub fn holds(&self, event: &SharedEvent) -> bool {
+        let inner = self.inner.lock().expect("history lock poisoned");
+        inner
+            .conversations
+            .get(&(event.app_id.clone(), event.conversation_id.clone()))
+            .is_some_and(|events| events.contains_key(&event.seq))
+    }
+
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
         self.inner.lock().expect("history lock poisoned").bytes

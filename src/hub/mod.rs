@@ -128,6 +128,10 @@ impl Hub {
     }
 
     /// How many keys have at least one watcher.
+    pub fn is_watched(&self, key: &HubKey) -> bool {
+        self.inner.watchers.contains_key(key)
+    }
+
     pub fn n_keys(&self) -> usize {
         self.inner.watchers.len()
     }

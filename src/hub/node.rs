@@ -32,13 +32,35 @@ pub struct Inbound {
 
 impl Node {
     /// Builds the node with its broker. Must run inside the tokio runtime (a broker may spawn tasks).
-    pub fn new(hub: Hub, broker: &BrokerConfig, history_bytes: usize) -> Self {
-        let inner = Arc::new_cyclic(|node| NodeInner {
-            broker: broker.build(Inbound { node: node.clone() }),
-            hub,
-            history: History::with_max_bytes(history_bytes),
+    pub fn new(hub: Hub, broker: &BrokerConfig, history_bytes: usize) -> Result<Self, String> {
+        let mut built = Ok(());
+        let inner = Arc::new_cyclic(|node| {
+            let broker = broker.build(Inbound { node: node.clone() }).unwrap_or_else(|error| {
+                built = Err(error);
+                Arc::new(super::broker::LocalBroker::new(Inbound { node: node.clone() }))
+            });
+            NodeInner { broker, hub, history: History::with_max_bytes(history_bytes) }
         });
-        Self { inner }
+        built.map(|()| Self { inner })
+    }
+
+    /// Whether this node has a session watching `key`.
+    pub fn watches(&self, key: &HubKey) -> bool {
+        self.inner.hub.is_watched(key)
+    }
+
+    /// Whether events of other nodes arrive through the broker right now; `None` on a single node.
+    pub fn broker_connected(&self) -> Option<bool> {
+        self.inner.broker.spans_nodes().then(|| self.inner.broker.connected())
+    }
+
+    /// An event read back from the log that the broker may not have brought: delivered here only, unless this
+    /// node delivered it already.
+    pub fn deliver_missed(&self, key: &HubKey, event: SharedEvent) {
+        let known = matches!(key, HubKey::Conversation { .. }) && self.inner.history.holds(&event);
+        if !known {
+            Inbound { node: Arc::downgrade(&self.inner) }.deliver(key, event);
+        }
     }
 
     /// Starts delivering the key's events to `outbox`.

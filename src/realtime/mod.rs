@@ -3,7 +3,8 @@
 //!
 //! `frames` knows the JSON and `error` the error codes; `subscription` and `session` hold the protocol logic
 //! without I/O; `socket` is the thin shell that runs a session; `writes` carries out what users write over the
-//! socket; `publisher` turns committed events into frames for the node, and reads runs of them back for replays.
+//! socket; `publisher` turns committed events into frames for the node, and reads runs of them back for replays;
+//! `catchup` delivers what other nodes committed from the log, when the broker between nodes did not bring it.
 //! Start with `session.rs`.
 
 pub mod error;
@@ -13,6 +14,7 @@ pub mod subscription;
 
 pub mod session;
 
+pub mod catchup;
 pub mod publisher;
 pub mod socket;
 pub mod writes;

@@ -41,19 +41,27 @@ impl CommitListener for Publisher {
             }
             self.metrics.events_published.inc();
             let encoded = Arc::new(frames::event_frame(&logged.event, &committed.app, &self.links));
-            // Membership changes also reach the user's own key: a session that cannot see the conversation yet
-            // learns that its user joined.
-            if let Some(Membership::Joined(user_id) | Membership::Left(user_id)) = &encoded.membership {
-                let key = HubKey::User { app_id: committed.app.clone(), user_id: user_id.clone() };
-                self.node.publish(&key, Arc::clone(&encoded));
-            }
-            let key = HubKey::Conversation {
-                app_id: committed.app.clone(),
-                conversation_id: logged.event.conversation_id.clone(),
-            };
-            self.node.publish(&key, encoded);
+            for_each_key(&committed.app, &logged.event.conversation_id, encoded, |key, event| {
+                self.node.publish(key, event)
+            });
         }
     }
+}
+
+/// Hands an encoded event to each key it goes to: its conversation's, and for joins and leaves also the user's,
+/// so that a session that cannot see the conversation yet learns that its user joined.
+pub fn for_each_key(
+    app_id: &AppId,
+    conversation_id: &ConversationId,
+    encoded: SharedEvent,
+    mut deliver: impl FnMut(&HubKey, SharedEvent),
+) {
+    if let Some(Membership::Joined(user_id) | Membership::Left(user_id)) = &encoded.membership {
+        let key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
+        deliver(&key, Arc::clone(&encoded));
+    }
+    let key = HubKey::Conversation { app_id: app_id.clone(), conversation_id: conversation_id.clone() };
+    deliver(&key, encoded);
 }
 
 /// The events of a conversation with `after < seq <= up_to`, encoded, if every one of them can still be read:

@@ -548,6 +548,9 @@ async fn the_log_reads_a_conversation_by_seq_and_an_app_after_a_position(opener:
     let after = store.app_events(&app(), everything[2].position, 1).await.unwrap();
     assert_eq!(after, everything[3..4]);
     assert!(store.app_events(&app(), everything[4].position, 10).await.unwrap().is_empty());
+    assert_eq!(store.latest_position(&app()).await.unwrap(), everything[4].position);
+    let other = AppId::parse("nobody").unwrap();
+    assert_eq!(store.latest_position(&other).await.unwrap(), Position(0));
 }
 
 async fn the_log_outlives_a_restart(opener: Opener) {

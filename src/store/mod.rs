@@ -174,6 +174,29 @@ pub async fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::s
     Ok(store)
 }
 
+/// The apps a shared database holds, `(id, secret)`, creating the one `create` makes when it holds none; says
+/// whether it was just created. For nodes that are not given their apps (`NATTER_APPS`).
+pub async fn load_or_create_shared_apps(
+    database_url: &str,
+    create: impl FnOnce() -> (String, String) + Send + 'static,
+    now: Millis,
+) -> StoreResult<(Vec<(String, String)>, bool)> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        #[cfg(feature = "postgres")]
+        {
+            postgres::load_or_create_apps(&url, create, now)
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (url, create, now);
+            Err(StoreError::Unavailable("the PostgreSQL backend is not compiled in (the \"postgres\" feature)".into()))
+        }
+    })
+    .await
+    .map_err(|error| StoreError::Unavailable(format!("app loading task failed: {error}")))?
+}
+
 fn open_backend(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::sync::Arc<dyn Store>> {
     match config.database_url.as_deref() {
         #[cfg(feature = "postgres")]
@@ -374,6 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` logged events of an app after `after`, in commit order. A reader that saw position P has
     /// seen every event committed before it: positions never appear out of order.
     async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
+    /// The position of the app's newest logged event (`Position(0)` before the first): where a reader that wants
+    /// only what comes next starts.
+    async fn latest_position(&self, app: &AppId) -> StoreResult<Position>;
     /// Applies the retention policy as of `now`; returns how many events were pruned. Backends also run it on
     /// their own from time to time.
     async fn prune_events(&self, now: Millis) -> StoreResult<u64>;

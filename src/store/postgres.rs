@@ -23,7 +23,8 @@ use super::{
 use crate::domain::ids::AppId;
 
 /// Versioned migrations, applied in order; `natter_schema.version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/postgres/0001_init.sql"), include_str!("migrations/postgres/0002_apps.sql")];
 
 /// Reader connections per node; more concurrent reads wait for one to come back.
 const MAX_READERS: usize = 8;
@@ -43,11 +44,16 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-/// Connects to `url`, runs pending migrations, and starts the store.
-pub fn open(url: &str, config: &StoreConfig, hooks: StoreHooks) -> StoreResult<SqlStore> {
+fn connect_config(url: &str) -> StoreResult<postgres::Config> {
     let mut pg_config = postgres::Config::from_str(url)
         .map_err(|error| StoreError::Unavailable(format!("invalid database URL: {error}")))?;
     pg_config.connect_timeout(CONNECT_TIMEOUT).application_name("natter");
+    Ok(pg_config)
+}
+
+/// Connects to `url`, runs pending migrations, and starts the store.
+pub fn open(url: &str, config: &StoreConfig, hooks: StoreHooks) -> StoreResult<SqlStore> {
+    let pg_config = connect_config(url)?;
     let mut client = pg_config.connect(NoTls)?;
     migrate(&mut client)?;
     let connect = Arc::new(move || Ok(Box::new(PgDb::new(pg_config.connect(NoTls)?)) as Box<dyn Db>));
@@ -70,6 +76,32 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     }
     transaction.commit()?;
     Ok(())
+}
+
+/// The apps the database holds, `(id, secret)`; when it holds none, first the app `create` makes. Says whether
+/// it was just created. Nodes starting together agree: the first to take the lock creates, the others read it.
+pub fn load_or_create_apps(
+    url: &str,
+    create: impl FnOnce() -> (String, String),
+    now: crate::domain::Millis,
+) -> StoreResult<(Vec<(String, String)>, bool)> {
+    let mut client = Closing(Some(connect_config(url)?.connect(NoTls)?));
+    migrate(&mut client)?;
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let read = |transaction: &mut postgres::Transaction<'_>| -> StoreResult<Vec<(String, String)>> {
+        let rows = transaction.query("SELECT id, secret FROM apps ORDER BY id", &[])?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    };
+    let apps = read(&mut transaction)?;
+    if !apps.is_empty() {
+        return Ok((apps, false));
+    }
+    let (id, secret) = create();
+    transaction.execute("INSERT INTO apps (id, secret, created_at) VALUES ($1, $2, $3)", &[&id, &secret, &now])?;
+    let apps = read(&mut transaction)?;
+    transaction.commit()?;
+    Ok((apps, true))
 }
 
 /// The advisory lock key of an app: FNV-1a of its id, the same on every node.

@@ -40,7 +40,10 @@ pub async fn start_on(data_dir: &std::path::Path, listen: &str) -> Process {
 
 /// Like `start_on`, with more environment variables.
 pub async fn start_with(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Process {
-    let database_url = crate::helpers::database_url_for(data_dir).await;
+    let database_url = match env.iter().any(|(name, _)| *name == "NATTER_DATABASE_URL") {
+        true => None,
+        false => crate::helpers::database_url_for(data_dir).await,
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
@@ -66,7 +69,16 @@ pub async fn start_with(data_dir: &std::path::Path, listen: &str, env: &[(&str, 
     .await
     .expect("natter did not start in time");
     // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // (With TEST_NODE_LOG set, show it: the log of a gateway process is otherwise not seen.)
+    let show = std::env::var_os("TEST_NODE_LOG").is_some();
+    let addr_for_log = addr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if show {
+                eprintln!("[{addr_for_log}] {line}");
+            }
+        }
+    });
     Process { child, base: format!("http://{addr}/v1/{APP}"), addr }
 }
 

@@ -33,6 +33,7 @@ const REALTIME_RANKS: &[(&str, u32)] = &[
     ("session", 3),
     ("publisher", 4),
     ("writes", 4),
+    ("catchup", 5),
     ("socket", 5),
     ("mod", 6),
 ];

@@ -5,6 +5,7 @@ mod schemas;
 
 mod abuse;
 mod authorization;
+mod cluster;
 mod connections;
 mod docs;
 mod durability;

@@ -59,7 +59,12 @@ async fn connect_via(gateway: &TestGateway, base: &str, user: &str) -> Session {
 
 /// Connects like `connect_via`, and checks frame by frame that the client's live stream (it holds one
 /// subscription) never skips or repeats a seq: after a `snapshot` at S or a `resumed` from S, the next event is S+1.
-async fn connect_checked(gateway: &TestGateway, base: &str, user: &str, problems: Arc<Mutex<Vec<String>>>) -> Session {
+pub(crate) async fn connect_checked(
+    gateway: &TestGateway,
+    base: &str,
+    user: &str,
+    problems: Arc<Mutex<Vec<String>>>,
+) -> Session {
     let validate = gateway.frame_observer();
     let last = Mutex::new(None::<i64>);
     let token = user_token(user, None);
@@ -88,7 +93,7 @@ async fn connect_checked(gateway: &TestGateway, base: &str, user: &str, problems
     Session::connect(config).await.expect("connect")
 }
 
-fn ids_of(state: &SubscriptionState) -> Vec<String> {
+pub(crate) fn ids_of(state: &SubscriptionState) -> Vec<String> {
     match state {
         SubscriptionState::Active { latest_snapshot: Some(messages), .. } => {
             messages.iter().map(|m| m.id.clone()).collect()
@@ -261,7 +266,7 @@ async fn subscribers_resume_exactly_after_the_gateway_is_killed_and_restarted() 
 }
 
 /// Reads a conversation's newest message ids from a gateway process.
-fn spawn_store_reader(
+pub(crate) fn spawn_store_reader(
     addr: &str,
 ) -> impl Fn(String, usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>> {
     let base = format!("http://{addr}/v1/{APP}");

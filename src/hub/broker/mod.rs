@@ -8,6 +8,8 @@
 //! The broker is best-effort: sessions fill every hole from the store's event log by `seq`.
 
 mod local;
+#[cfg(feature = "redis")]
+mod redis;
 mod unreliable;
 
 pub use local::LocalBroker;
@@ -23,6 +25,15 @@ pub trait Broker: Send + Sync + 'static {
     fn watch(&self, key: &HubKey);
     /// This node's last watcher of `key` left. Same rules as `watch`.
     fn unwatch(&self, key: &HubKey);
+    /// Events from other nodes arrive through the broker now (for a broker between nodes: it is connected).
+    fn connected(&self) -> bool {
+        true
+    }
+    /// The broker carries events between nodes, so events other nodes committed may reach this one only late
+    /// or not at all through it: the node reads them from the event log too (`realtime::catchup`).
+    fn spans_nodes(&self) -> bool {
+        false
+    }
 }
 
 /// Which broker a node uses.
@@ -33,16 +44,22 @@ pub enum BrokerConfig {
     Local,
     /// For tests: like `Local`, but delivers late, twice and out of order.
     Unreliable(Unreliability),
+    /// Several nodes: Redis pub/sub at this URL (`redis://host:port`).
+    Redis(String),
 }
 
 impl BrokerConfig {
     /// Builds the broker that delivers to `inbound`. Must run inside the tokio runtime.
-    pub fn build(&self, inbound: Inbound) -> std::sync::Arc<dyn Broker> {
-        match self {
+    pub fn build(&self, inbound: Inbound) -> Result<std::sync::Arc<dyn Broker>, String> {
+        Ok(match self {
             BrokerConfig::Local => std::sync::Arc::new(LocalBroker::new(inbound)),
             BrokerConfig::Unreliable(unreliability) => {
                 std::sync::Arc::new(UnreliableBroker::new(inbound, unreliability.clone()))
             }
-        }
+            #[cfg(feature = "redis")]
+            BrokerConfig::Redis(url) => std::sync::Arc::new(redis::RedisBroker::start(inbound, url)?),
+            #[cfg(not(feature = "redis"))]
+            BrokerConfig::Redis(_) => return Err("the Redis broker is not compiled in (the \"redis\" feature)".into()),
+        })
     }
 }

@@ -527,3 +527,11 @@ pub fn app_events(db: &dyn Db, app: &AppId, after: Position, limit: usize) -> St
         |row| logged_event_from_row(app, row),
     )
 }
+
+pub fn latest_position(db: &dyn Db, app: &AppId) -> StoreResult<Position> {
+    let latest =
+        db.one("SELECT COALESCE(MAX(position), 0) FROM event_log WHERE app_id = ?1", args![app.as_str()], |row| {
+            row.i64(0)
+        })?;
+    Ok(Position(latest))
+}

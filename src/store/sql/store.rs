@@ -329,6 +329,11 @@ impl Store for SqlStore {
         self.read(move |c| reads::app_events(c, &app, after, limit)).await
     }
 
+    async fn latest_position(&self, app: &AppId) -> StoreResult<Position> {
+        let app = app.clone();
+        self.read(move |c| reads::latest_position(c, &app)).await
+    }
+
     async fn prune_events(&self, now: Millis) -> StoreResult<u64> {
         self.writer.prune(now).await
     }
