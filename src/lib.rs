@@ -3,13 +3,15 @@
 //! # Layout, from the bottom up
 //! No module imports one above it (`tests/it/layers.rs` checks it).
 //! - `domain`: plain data and rules (ids, users, conversations, messages, reactions, filters, events); no I/O.
-//! - `store`: the `Store` trait, `open`, the event log, and the SQLite backend; the durable truth, and the only
-//!   source of `seq`. `wire`: JSON shapes of domain types. `metrics`, `limits`, `token` (user tokens).
+//! - `store`: the `Store` trait, `open`, the event log, and the SQL backends (SQLite embedded, PostgreSQL shared by
+//!   several nodes); the durable truth, and the only source of `seq`. `wire`: JSON shapes of domain types.
+//!   `metrics`, `limits`, `token` (user tokens).
 //! - `hub`: local fan-out of encoded events to session outboxes; `hub::Node`, through which sessions watch keys
-//!   and the `broker` delivers. `config`. `http`: the HTTP error mapping and extractors.
+//!   and the `broker` (in-process, or Redis between nodes) delivers. `config`. `cluster`: what nodes tell each
+//!   other for cluster-wide limits. `http`: the HTTP error mapping and extractors.
 //! - `app`: `AppState`, what every handler and session holds.
 //! - `api`: the REST routes. `realtime`: the WebSocket gateway (frames, the sans-IO session and subscriptions, the
-//!   socket shell, socket writes, the publisher).
+//!   socket shell, socket writes, the publisher, the catch-up reader that brings other nodes' events from the log).
 //! - `gateway`: both routers and the layers around them; `run`, here.
 //!
 //! Start reading at `run`, then `gateway::router`, then `store::Store` and `realtime::session`.
@@ -25,6 +27,8 @@ pub mod hub;
 pub mod limits;
 pub mod token;
 
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 pub mod http;
 
@@ -100,6 +104,10 @@ pub async fn run(
         limits: Arc::new(limits::Limits::new(limit_config)),
         uploads: Arc::new(tokio::sync::Semaphore::new(api::files::MAX_CONCURRENT_UPLOADS)),
     };
+    #[cfg(feature = "redis")]
+    if let hub::broker::BrokerConfig::Redis(url) = &state.config.broker {
+        cluster::spawn(url, state.limits.clone(), state.shutdown.clone()).map_err(|error| anyhow::anyhow!(error))?;
+    }
     realtime::catchup::CatchUp {
         store: state.store.clone(),
         node: state.node.clone(),

@@ -1,7 +1,19 @@
 //! Limits on what one app or one connection may cost the gateway: REST requests per second per app, WebSocket
 //! connections per app, and client frames per second per connection. Token buckets from `governor`.
+//!
+//! The per-app limits hold for a whole cluster, through what this node knows of the others (`ClusterView`, kept
+//! by `cluster`): each request costs as many tokens as there are live nodes, so N nodes behind an even balancer
+//! admit the app's rate together (an uneven one admits less, never more); a connection counts against the app's
+//! connections on every node. Both follow the other nodes' reports, which are up to a sync interval old.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use dashmap::DashMap;
 use governor::{
@@ -48,6 +60,36 @@ pub struct Limits {
     config: LimitConfig,
     rest: Option<DefaultKeyedRateLimiter<AppId>>,
     connections: DashMap<AppId, usize>,
+    cluster: ClusterView,
+}
+
+/// What this node knows of the other nodes of its cluster; on a single node, nothing.
+#[derive(Default)]
+pub struct ClusterView {
+    /// Live nodes, this one included (0 until the first report: counts as 1).
+    nodes: AtomicUsize,
+    /// Each app's open connections on the other nodes.
+    remote_connections: DashMap<AppId, usize>,
+}
+
+impl ClusterView {
+    /// Takes in the other nodes' latest reports.
+    pub fn update(&self, nodes: usize, remote_connections: impl IntoIterator<Item = (AppId, usize)>) {
+        self.nodes.store(nodes.max(1), Ordering::Relaxed);
+        let fresh: std::collections::HashMap<AppId, usize> = remote_connections.into_iter().collect();
+        self.remote_connections.retain(|app, _| fresh.contains_key(app));
+        for (app, open) in fresh {
+            self.remote_connections.insert(app, open);
+        }
+    }
+
+    fn nodes(&self) -> u32 {
+        self.nodes.load(Ordering::Relaxed).clamp(1, u32::MAX as usize) as u32
+    }
+
+    fn remote_connections(&self, app: &AppId) -> usize {
+        self.remote_connections.get(app).map_or(0, |open| *open)
+    }
 }
 
 impl Limits {
@@ -56,24 +98,39 @@ impl Limits {
             config,
             rest: quota(config.rest_requests_per_second).map(RateLimiter::keyed),
             connections: DashMap::new(),
+            cluster: ClusterView::default(),
         }
     }
 
-    /// Takes one REST request from the app's bucket, or says how long to wait.
+    pub fn cluster(&self) -> &ClusterView {
+        &self.cluster
+    }
+
+    /// This node's open connections per app, for the other nodes.
+    pub fn local_connections(&self) -> Vec<(AppId, usize)> {
+        self.connections.iter().map(|entry| (entry.key().clone(), *entry.value())).collect()
+    }
+
+    /// Takes one REST request from the app's bucket (as many tokens as there are live nodes), or says how long to
+    /// wait.
     pub fn check_rest(&self, app: &AppId) -> Result<(), Duration> {
-        match &self.rest {
-            None => Ok(()),
-            Some(limiter) => {
-                limiter.check_key(app).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-            }
+        let Some(limiter) = &self.rest else { return Ok(()) };
+        let burst = self.config.rest_requests_per_second.saturating_mul(2).max(1);
+        let cost = NonZeroU32::new(self.cluster.nodes().min(burst)).expect("at least one node");
+        match limiter.check_key_n(app, cost) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+            Err(_) => Err(Duration::from_secs(1)),
         }
     }
 
-    /// Counts a new connection of `app`; `None` when the app is at its limit. Dropping the guard releases it.
+    /// Counts a new connection of `app`; `None` when the app is at its limit, on this node and the others
+    /// together. Dropping the guard releases it.
     pub fn open_connection(self: &Arc<Self>, app: &AppId) -> Option<ConnectionGuard> {
         let limit = self.config.connections_per_app;
+        let remote = self.cluster.remote_connections(app);
         let mut open = self.connections.entry(app.clone()).or_insert(0);
-        if limit != 0 && *open >= limit {
+        if limit != 0 && *open + remote >= limit {
             return None;
         }
         *open += 1;

@@ -24,7 +24,7 @@ pub async fn connect(gateway: &Gateway, n: usize, conversations: usize) -> anyho
     for i in 0..n {
         let user = gateway.user(i);
         let config = ClientConfig {
-            url: gateway.target.url.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1),
+            url: gateway.ws_base(i),
             app_id: gateway.target.app.clone(),
             token: gateway.token(&user),
             observer: None,

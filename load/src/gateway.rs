@@ -28,14 +28,22 @@ impl Gateway {
         Self { target, http, run_id }
     }
 
-    pub fn api(&self, path: &str) -> String {
-        format!("{}/v1/{}{}", self.target.url.trim_end_matches('/'), self.target.app, path)
+    /// Node `index`'s base URL, round-robin over the nodes given.
+    fn base(&self, index: usize) -> &str {
+        self.target.url[index % self.target.url.len().max(1)].trim_end_matches('/')
     }
 
-    pub fn ws_url(&self) -> String {
-        let base = self.target.url.trim_end_matches('/');
-        let base = base.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
-        format!("{base}/v1/{}/realtime", self.target.app)
+    pub fn api_on(&self, node: usize, path: &str) -> String {
+        format!("{}/v1/{}{}", self.base(node), self.target.app, path)
+    }
+
+    /// Node `node`'s WebSocket base, as the client library takes it.
+    pub fn ws_base(&self, node: usize) -> String {
+        self.base(node).replacen("https://", "wss://", 1).replacen("http://", "ws://", 1)
+    }
+
+    pub fn ws_url(&self, node: usize) -> String {
+        format!("{}/v1/{}/realtime", self.ws_base(node), self.target.app)
     }
 
     pub fn user(&self, index: usize) -> String {
@@ -51,7 +59,17 @@ impl Gateway {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.request(method, self.api(path)).bearer_auth(&self.target.secret);
+        self.call_on(0, method, path, body).await
+    }
+
+    async fn call_on(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.http.request(method, self.api_on(node, path)).bearer_auth(&self.target.secret);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -95,13 +113,16 @@ impl Gateway {
         Ok(())
     }
 
-    /// Sends a batch of system messages carrying their index `n` and send time `t` (µs since the epoch).
+    /// Sends a batch of system messages carrying their index `n` and send time `t` (µs since the epoch), through
+    /// the nodes in turn (by request).
     pub async fn publish(&self, conversation: usize, first_n: u64, count: usize) -> anyhow::Result<()> {
+        let node = (first_n / count.max(1) as u64) as usize;
         let t = now_micros();
         let items: Vec<Value> = (0..count as u64)
             .map(|i| json!({ "type": "SystemMessage", "text": "load", "custom": { "n": (first_n + i).to_string(), "t": t.to_string() } }))
             .collect();
-        self.call(
+        self.call_on(
+            node,
             reqwest::Method::POST,
             &format!("/conversations/{}/messages", self.conversation(conversation)),
             Some(Value::Array(items)),
@@ -132,6 +153,20 @@ pub fn now_micros() -> u64 {
 pub struct ProcessSample {
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
+}
+
+/// The sum over several processes (the nodes of a cluster); `None` unless every one can be read.
+pub fn sample_processes(pids: &[u32]) -> Option<ProcessSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(ProcessSample::default(), |sum, &pid| {
+        let sample = sample_process(pid)?;
+        Some(ProcessSample {
+            cpu_seconds: sum.cpu_seconds + sample.cpu_seconds,
+            rss_bytes: sum.rss_bytes + sample.rss_bytes,
+        })
+    })
 }
 
 pub fn sample_process(pid: u32) -> Option<ProcessSample> {

@@ -37,18 +37,20 @@ enum Scenario {
 /// Where the gateway is and how to act on it.
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// The gateway's base URL (REST); the WebSocket URL is derived from it.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The gateway's base URL (REST); the WebSocket URL is derived from it. Several nodes of one cluster:
+    /// comma-separated; subscribers and publishers are spread over them round-robin.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    pub url: Vec<String>,
     /// App id.
     #[arg(long, env = "NATTER_LOAD_APP")]
     pub app: String,
     /// App secret: used for REST and to mint user tokens.
     #[arg(long, env = "NATTER_LOAD_SECRET", hide_env_values = true)]
     pub secret: String,
-    /// The gateway's process id, when it runs on this host: adds its CPU and RSS to the report.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The gateway's process id, when it runs on this host: adds its CPU and RSS to the report (several nodes:
+    /// comma-separated; the report gives their sum, and each node's CPU).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Writes an SVG with the latency distribution and throughput over time.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,

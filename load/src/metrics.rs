@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    gateway::{sample_process, ProcessSample},
+    gateway::{sample_process, sample_processes, ProcessSample},
     subscriber::Shared,
 };
 
@@ -26,7 +26,7 @@ pub struct Timeline {
 const TICK: Duration = Duration::from_millis(250);
 
 impl Sampler {
-    pub fn start(shared: Arc<Shared>, server_pid: Option<u32>, progress: Option<indicatif::ProgressBar>) -> Self {
+    pub fn start(shared: Arc<Shared>, server_pids: Vec<u32>, progress: Option<indicatif::ProgressBar>) -> Self {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let start = Instant::now();
@@ -43,7 +43,7 @@ impl Sampler {
                     .throughput
                     .push((start.elapsed().as_secs_f64(), (delivered - last) as f64 / TICK.as_secs_f64()));
                 last = delivered;
-                if let Some(sample) = server_pid.and_then(sample_process) {
+                if let Some(sample) = sample_processes(&server_pids) {
                     timeline.peak_rss_bytes = timeline.peak_rss_bytes.max(sample.rss_bytes);
                 }
                 if let Some(progress) = &progress {
@@ -65,34 +65,47 @@ impl Sampler {
 pub struct Usage {
     server_before: Option<ProcessSample>,
     harness_before: Option<ProcessSample>,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    /// Each node's CPU seconds at the start, for the per-node split.
+    per_node_before: Vec<Option<f64>>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct UsageReport {
     pub server_cpu_s: Option<f64>,
     pub server_rss_before: Option<u64>,
     pub server_rss_after: Option<u64>,
     pub harness_cpu_s: Option<f64>,
+    /// With several nodes: each one's CPU seconds, in the order of `--server-pid`.
+    pub per_node_cpu_s: Option<Vec<f64>>,
 }
 
 impl Usage {
-    pub fn start(server_pid: Option<u32>) -> Self {
+    pub fn start(server_pids: &[u32]) -> Self {
         Self {
-            server_before: server_pid.and_then(sample_process),
+            server_before: sample_processes(server_pids),
             harness_before: sample_process(std::process::id()),
-            server_pid,
+            per_node_before: server_pids.iter().map(|&pid| sample_process(pid).map(|s| s.cpu_seconds)).collect(),
+            server_pids: server_pids.to_vec(),
         }
     }
 
     pub fn finish(&self) -> UsageReport {
-        let server_after = self.server_pid.and_then(sample_process);
+        let server_after = sample_processes(&self.server_pids);
+        let per_node_cpu_s = self
+            .server_pids
+            .iter()
+            .zip(&self.per_node_before)
+            .map(|(&pid, before)| Some(sample_process(pid)?.cpu_seconds - (*before)?))
+            .collect::<Option<Vec<f64>>>()
+            .filter(|nodes| nodes.len() > 1);
         let harness_after = sample_process(std::process::id());
         UsageReport {
             server_cpu_s: self.server_before.zip(server_after).map(|(a, b)| b.cpu_seconds - a.cpu_seconds),
             server_rss_before: self.server_before.map(|s| s.rss_bytes),
             server_rss_after: server_after.map(|s| s.rss_bytes),
             harness_cpu_s: self.harness_before.zip(harness_after).map(|(a, b)| b.cpu_seconds - a.cpu_seconds),
+            per_node_cpu_s,
         }
     }
 }

@@ -83,6 +83,14 @@ impl Outcome {
             "harness_cpu_s": self.usage.harness_cpu_s.map(round),
             "seconds": round(self.seconds),
         });
+        if let Some(nodes) = &self.usage.per_node_cpu_s {
+            value["node_cpu_s"] = json!(nodes.iter().map(|&cpu| round(cpu)).collect::<Vec<_>>());
+            if self.delivered > 0 {
+                let per_delivery: Vec<f64> =
+                    nodes.iter().map(|&cpu| round(cpu * 1e6 / self.delivered as f64)).collect();
+                value["node_cpu_us_per_delivery"] = json!(per_delivery);
+            }
+        }
         for (key, extra) in &self.extra {
             value[*key] = extra.clone();
         }

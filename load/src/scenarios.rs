@@ -81,10 +81,9 @@ async fn connect_all(
     conversations: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<subscriber::Socket>> {
-    let ws_url = gateway.ws_url();
     stream::iter(0..subscribers)
         .map(|i| {
-            let (ws_url, gateway) = (ws_url.clone(), gateway.clone());
+            let (ws_url, gateway) = (gateway.ws_url(i), gateway.clone());
             async move {
                 let token = gateway.token(&gateway.user(i));
                 subscriber::connect(&ws_url, &token, &gateway.conversation(i % conversations)).await
@@ -116,9 +115,9 @@ pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Re
         receivers.push(tokio::spawn(subscriber::receive(socket, expectation, shared.clone(), deadline_rx.clone())));
     }
 
-    let usage = Usage::start(args.target.server_pid);
+    let usage = Usage::start(&args.target.server_pid);
     let progress = progress_bar(args.target.quiet, expected, "deliveries");
-    let sampler = Sampler::start(shared.clone(), args.target.server_pid, progress.clone());
+    let sampler = Sampler::start(shared.clone(), args.target.server_pid.clone(), progress.clone());
     let start = Instant::now();
     let permits = Arc::new(Semaphore::new(PUBLISH_CONCURRENCY));
     let mut publishes = Vec::new();
@@ -212,7 +211,7 @@ pub async fn idle(args: IdleArgs, storm: bool) -> anyhow::Result<bool> {
     let gateway = Arc::new(Gateway::new(args.target.clone()));
     eprintln!("setting up {} users in {} conversations (run {})", args.subscribers, args.conversations, gateway.run_id);
     gateway.setup(args.subscribers, args.conversations).await?;
-    let usage = Usage::start(args.target.server_pid);
+    let usage = Usage::start(&args.target.server_pid);
     let concurrency = if storm { args.subscribers } else { CONNECT_CONCURRENCY };
     let start = Instant::now();
     let sockets = connect_all(&gateway, args.subscribers, args.conversations, concurrency).await?;
@@ -285,7 +284,7 @@ pub async fn write(args: WriteArgs) -> anyhow::Result<bool> {
     gateway.setup(0, args.conversations).await?;
     let batch = args.batch.clamp(1, 10) as u64;
     let requests = args.messages.div_ceil(batch);
-    let usage = Usage::start(args.target.server_pid);
+    let usage = Usage::start(&args.target.server_pid);
     let progress = progress_bar(args.target.quiet, requests, "requests");
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();

@@ -456,3 +456,63 @@ async fn start_without_apps(dir: &std::path::Path, database_url: &str) -> (Child
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr, printed.join("\n"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_connection_and_request_limits_hold_for_the_whole_cluster() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let base = postgres_url().unwrap();
+    let database_url = tokio::task::spawn_blocking(move || fresh_schema(&base)).await.unwrap();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        let env = [
+            ("NATTER_DATABASE_URL", database_url.as_str()),
+            ("NATTER_BROKER_URL", &redis.url()),
+            ("NATTER_CONNECTIONS_PER_APP", "4"),
+            ("NATTER_REST_REQUESTS_PER_SECOND", "10"),
+        ];
+        nodes.push(start_with(dir.path(), "127.0.0.1:0", &env).await);
+    }
+    let connect = |node: usize| {
+        let url = format!("ws://{}/v1/{APP}/realtime?token={}", nodes[node].addr, user_token("u", None));
+        async move { tokio_tungstenite::connect_async(url).await }
+    };
+    // Two connections on each node fill the app's four; the nodes learn of each other within a sync interval.
+    let mut open = Vec::new();
+    for node in [0, 0, 1, 1] {
+        open.push(connect(node).await.expect("within the limit"));
+    }
+    let refused = within(async {
+        loop {
+            match connect(0).await {
+                Err(_) => return true,
+                Ok(socket) => drop(socket),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(refused, "a fifth connection, on either node, is refused");
+    assert!(connect(1).await.is_err(), "and on the other node too");
+
+    // 10 requests per second for the app (bursts of 20) across both nodes: each node charges a request twice, so
+    // the cluster admits about 20 + 10/s in all; two nodes limiting on their own would admit 40 + 20/s.
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut ok = 0;
+    for _ in 0..100 {
+        for node in &nodes {
+            let reply = http.get(format!("{}/users/u", node.base)).bearer_auth(SECRET).send().await.unwrap();
+            if reply.status() != 429 {
+                ok += 1;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cluster_bound = 20.0 + 10.0 * seconds + 4.0;
+    assert!(f64::from(ok) <= cluster_bound, "{ok} of 200 got through in {seconds:.2} s: more than the cluster's limit");
+    assert!(ok >= 15, "{ok} of 200 got through: the limit admits its burst");
+}

@@ -14,6 +14,7 @@ const RANKS: &[(&str, u32)] = &[
     ("limits", 2),
     ("token", 2),
     ("config", 3),
+    ("cluster", 3),
     ("http", 3),
     ("app", 4),
     ("api", 5),
