@@ -69,6 +69,20 @@ impl Redis {
         panic!("redis-server did not start");
     }
 
+    /// How many connections (nodes) subscribe to `channel`.
+    async fn subscribers_of(&self, channel: &str) -> u64 {
+        let output = tokio::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "PUBSUB", "NUMSUB", channel])
+            .output()
+            .await
+            .expect("redis-cli on the path");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("NUMSUB said {text:?}"))
+    }
+
     async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.start_kill().unwrap();
@@ -267,8 +281,9 @@ async fn every_node_delivers_every_event_once_in_order_and_a_killed_nodes_client
     // Node 0's clients come through a balancer, which sends them elsewhere once node 0 is gone.
     let balancer = Balancer::start(cluster.nodes[0].addr.parse().unwrap()).await;
     let mut subscribers = Vec::new();
+    // User i is in conversation i % 3 and on node (i / 3) % 3: every conversation has subscribers on every node.
     for i in 0..n_users {
-        let url = match i % 3 {
+        let url = match (i / 3) % 3 {
             0 => format!("ws://{}", balancer.addr),
             node => format!("ws://{}", cluster.nodes[node].addr),
         };
@@ -283,6 +298,50 @@ async fn every_node_delivers_every_event_once_in_order_and_a_killed_nodes_client
     }
     assert_windows_match_store(&subscribers, &cluster.nodes[1].addr).await;
     assert_eq!(*problems.lock().unwrap(), Vec::<String>::new());
+
+    // A file uploaded through one node is attached through another and served by a third.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(&b"shared file"[..]).file_name("a.txt").mime_str("text/plain").unwrap(),
+        )
+        .text("filename", "a.txt");
+    let uploaded: Value = cluster
+        .http
+        .post(format!("{}/files", cluster.nodes[0].base))
+        .bearer_auth(SECRET)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = uploaded["attachmentToken"].as_str().unwrap();
+    let sent = cluster
+        .call(
+            1,
+            reqwest::Method::POST,
+            "/conversations/c0/messages",
+            json!([{ "type": "UserMessage", "sender": "u0", "attachmentToken": token }]),
+        )
+        .await;
+    let message: Value = cluster
+        .http
+        .get(format!("{}/conversations/c0/messages/{}", cluster.nodes[2].base, sent[0]["id"].as_str().unwrap()))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The link names the node that made it (its --public-url); the same path on another node serves the file.
+    let url = message["attachment"]["url"].as_str().unwrap();
+    let (_, path) = url.trim_start_matches("http://").split_once('/').unwrap();
+    let served = reqwest::get(format!("http://{}/{path}", cluster.nodes[2].addr)).await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), b"shared file");
 
     // Node 0 dies mid-stream; its clients reconnect through the balancer to node 1 and resume from the log.
     let writers: Vec<_> =
@@ -315,10 +374,12 @@ async fn events_keep_reaching_other_nodes_while_redis_is_down_and_after_it_retur
     let problems = Arc::new(Mutex::new(Vec::new()));
     let mut subscribers = Vec::new();
     for i in 0..n_users {
-        subscribers.push(
-            subscribe(&validator, &format!("ws://{}", cluster.nodes[i % 3].addr), i, n_conversations, &problems).await,
-        );
+        let url = format!("ws://{}", cluster.nodes[(i / 3) % 3].addr);
+        subscribers.push(subscribe(&validator, &url, i, n_conversations, &problems).await);
     }
+    // Each node listens on Redis for what its sessions watch, and only that.
+    assert_eq!(redis.subscribers_of(&format!("natter:c:{APP}:c0")).await, 3);
+    assert_eq!(redis.subscribers_of(&format!("natter:c:{APP}:nobody-watches-this")).await, 0);
     let writers: Vec<_> =
         (0..3).map(|node| spawn_writer(&cluster, node, &format!("r{node}"), 60, n_conversations)).collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -337,6 +398,13 @@ async fn events_keep_reaching_other_nodes_while_redis_is_down_and_after_it_retur
         writer.await.unwrap();
     }
     assert_windows_match_store(&subscribers, &cluster.nodes[0].addr).await;
+    // After the restart every node subscribed again.
+    within(async {
+        while redis.subscribers_of(&format!("natter:c:{APP}:c0")).await != 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     assert_eq!(*problems.lock().unwrap(), Vec::<String>::new());
     validator.assert_frames_valid();
 }

@@ -160,15 +160,25 @@ fn join(
     event(db, app, conversation, EventKind::ParticipantJoined { user_id: user.clone(), access, notify })
 }
 
-pub fn delete_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
-    reads::require_conversation(db, app, id)?;
-    let args = args![app.as_str(), id.as_str()];
+/// Deletes every message of a conversation, with their files and reactions.
+fn delete_messages_of(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<()> {
+    let args = args![app.as_str(), conversation.as_str()];
     db.execute(
         "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
          (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
         args,
     )?;
-    for table in ["reactions", "messages", "participants", "idempotency_keys"] {
+    for table in ["reactions", "messages"] {
+        db.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
+    }
+    Ok(())
+}
+
+pub fn delete_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
+    reads::require_conversation(db, app, id)?;
+    delete_messages_of(db, app, id)?;
+    let args = args![app.as_str(), id.as_str()];
+    for table in ["participants", "idempotency_keys"] {
         db.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
     }
     db.execute("DELETE FROM conversations WHERE app_id = ?1 AND id = ?2", args)?;
@@ -558,14 +568,7 @@ pub fn delete_message(
 
 pub fn delete_all_messages(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
     reads::require_conversation(db, app, conversation)?;
-    let args = args![app.as_str(), conversation.as_str()];
-    db.execute(
-        "DELETE FROM files WHERE app_id = ?1 AND message_id IN \
-         (SELECT id FROM messages WHERE app_id = ?1 AND conversation_id = ?2)",
-        args,
-    )?;
-    db.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2", args)?;
-    db.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2", args)?;
+    delete_messages_of(db, app, conversation)?;
     touch_last_message(db, app, conversation)?;
     event(db, app, conversation, EventKind::AllMessagesDeleted)
 }
