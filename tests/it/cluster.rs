@@ -399,14 +399,51 @@ async fn events_keep_reaching_other_nodes_while_redis_is_down_and_after_it_retur
     }
     assert_windows_match_store(&subscribers, &cluster.nodes[0].addr).await;
     // After the restart every node subscribed again.
+    let channel = format!("natter:c:{APP}:c0");
     within(async {
-        while redis.subscribers_of(&format!("natter:c:{APP}:c0")).await != 3 {
+        while redis.subscribers_of(&channel).await != 3 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
     assert_eq!(*problems.lock().unwrap(), Vec::<String>::new());
     validator.assert_frames_valid();
+    // A node stops listening when its last local subscriber of the conversation leaves.
+    drop(subscribers);
+    within(async {
+        while redis.subscribers_of(&channel).await != 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_holds_across_nodes() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let cluster = Cluster::start(3, &redis).await;
+    cluster.seed(3, 1).await;
+    // The same retried send reaches three nodes at once: one message, one id, whichever node commits first.
+    let body = json!([{ "type": "UserMessage", "sender": "u0", "text": "once", "idempotencyKey": "k1" }]);
+    let sends =
+        (0..3).map(|node| cluster.call(node, reqwest::Method::POST, "/conversations/c0/messages", body.clone()));
+    let replies = futures::future::join_all(sends).await;
+    let ids: Vec<&str> = replies.iter().map(|reply| reply[0]["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let page: Value = cluster
+        .http
+        .get(format!("{}/conversations/c0/messages", cluster.nodes[2].base))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
 }
 
 /// Stops the shared PostgreSQL server, so it runs alone: `cargo test --test it cluster::postgres_outage --
