@@ -33,6 +33,44 @@ struct Cli {
 enum Command {
     /// Serve the gateway: the REST API, the WebSocket gateway, /healthz, /readyz and /metrics (the default).
     Serve(ServeArgs),
+    /// Print a user token for one of the apps, signed with its secret, to try the WebSocket from a terminal.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Clone)]
+struct TokenArgs {
+    /// The app the token is for.
+    #[arg(long)]
+    app: String,
+    /// The user the token names (`sub`).
+    #[arg(long)]
+    user: String,
+    /// How long the token is valid: seconds, or with a unit (90s, 30m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: std::time::Duration,
+    /// Where the app's secret is, as for `serve`: the apps given here, else apps.json in --data-dir, else the
+    /// database of --database-url.
+    #[arg(long, env = "NATTER_APPS", hide_env_values = true)]
+    apps: Option<String>,
+    #[arg(long, env = "NATTER_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    #[arg(long, env = "NATTER_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// `90`, `90s`, `30m`, `1h`, `7d`.
+fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) =
+        raw.trim().split_at(raw.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.trim().len()));
+    let number: u64 = number.parse().map_err(|_| format!("{raw:?} is not a duration such as 90s, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {raw:?}: use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
 }
 
 #[derive(Args, Clone)]
@@ -100,11 +138,12 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Token(args)) => token(args).await,
+        None => serve(cli.serve).await,
     };
-    match serve(args).await {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("natter: {error:#}");
@@ -127,11 +166,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let apps = match (&args.apps, &args.database_url) {
         (Some(raw), _) => config::parse_apps(raw)?,
         (None, Some(url)) => {
-            let create = || {
+            let create: natter::store::CreateApp = Box::new(|| {
                 let app = config::new_app();
                 (app.app_id, app.secret)
-            };
-            let (apps, created) = natter::store::load_or_create_shared_apps(url, create, unix_millis())
+            });
+            let (apps, created) = natter::store::load_or_create_shared_apps(url, Some(create), unix_millis())
                 .await
                 .context("cannot read the apps from the database (--database-url)")?;
             let apps: Vec<_> =
@@ -184,6 +223,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     natter::run(config, listener, shutdown_signal()).await
+}
+
+/// Prints a user token; the secret comes from where `serve` would find the app.
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let apps = match (&args.apps, &args.database_url) {
+        (Some(raw), _) => config::parse_apps(raw)?,
+        (None, Some(url)) => natter::store::load_or_create_shared_apps(url, None, unix_millis())
+            .await
+            .context("cannot read the apps from the database (--database-url)")?
+            .0
+            .into_iter()
+            .map(|(app_id, secret)| config::AppCredentials { app_id, secret })
+            .collect(),
+        (None, None) => {
+            let path = args.data_dir.join("apps.json");
+            if !path.exists() {
+                anyhow::bail!("no apps: {} does not exist (start the gateway once, or pass --apps)", path.display());
+            }
+            config::load_or_create_apps(&args.data_dir)?.0
+        }
+    };
+    let app = apps
+        .iter()
+        .find(|app| app.app_id == args.app)
+        .with_context(|| format!("no app {:?} (--app); the apps are: {}", args.app, app_ids(&apps)))?;
+    let app_id = natter::domain::ids::AppId::parse(&app.app_id).context("invalid app id")?;
+    let user = natter::domain::ids::UserId::parse(&args.user).map_err(|error| anyhow::anyhow!("--user: {error}"))?;
+    let expires_at = (unix_millis() / 1000) as u64 + args.ttl.as_secs();
+    println!("{}", natter::token::mint_user_token(&app_id, &app.secret, &user, expires_at));
+    Ok(())
+}
+
+fn app_ids(apps: &[config::AppCredentials]) -> String {
+    apps.iter().map(|app| app.app_id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn unix_millis() -> i64 {

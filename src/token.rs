@@ -2,8 +2,8 @@
 //! HS256-signed with the app's secret. Kept apart from `api` (which takes app credentials) so that every layer
 //! that meets a user token verifies it the same way.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{AppId, UserId};
 
@@ -44,4 +44,21 @@ pub fn verify_user_token(app_id: &AppId, secret: &str, token: &str) -> Result<Us
     }
     let user_id = UserId::parse(&claims.sub).map_err(|error| format!("invalid user token: {error}"))?;
     Ok(UserClaims { user_id, expires_at: claims.exp })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MintedClaims<'a> {
+    token_type: &'static str,
+    iss: &'a str,
+    sub: &'a str,
+    exp: u64,
+}
+
+/// A user token for `user` of `app_id`, signed with the app's secret, valid until `expires_at` (Unix seconds):
+/// what an app's backend issues, and what `natter token` prints for trying the socket from a terminal.
+pub fn mint_user_token(app_id: &AppId, secret: &str, user: &UserId, expires_at: u64) -> String {
+    let claims = MintedClaims { token_type: "user", iss: app_id.as_str(), sub: user.as_str(), exp: expires_at };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("HS256 tokens always encode")
 }

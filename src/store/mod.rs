@@ -174,11 +174,14 @@ pub async fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::s
     Ok(store)
 }
 
-/// The apps a shared database holds, `(id, secret)`, creating the one `create` makes when it holds none; says
-/// whether it was just created. For nodes that are not given their apps (`NATTER_APPS`).
+/// Makes a new app's `(id, secret)`.
+pub type CreateApp = Box<dyn FnOnce() -> (String, String) + Send>;
+
+/// The apps a shared database holds, `(id, secret)`, creating the one `create` makes when it holds none (if
+/// given); says whether it was just created. For nodes that are not given their apps (`NATTER_APPS`).
 pub async fn load_or_create_shared_apps(
     database_url: &str,
-    create: impl FnOnce() -> (String, String) + Send + 'static,
+    create: Option<CreateApp>,
     now: Millis,
 ) -> StoreResult<(Vec<(String, String)>, bool)> {
     let url = database_url.to_owned();

@@ -78,11 +78,12 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     Ok(())
 }
 
-/// The apps the database holds, `(id, secret)`; when it holds none, first the app `create` makes. Says whether
-/// it was just created. Nodes starting together agree: the first to take the lock creates, the others read it.
+/// The apps the database holds, `(id, secret)`; when it holds none, first the app `create` makes (if given). Says
+/// whether it was just created. Nodes starting together agree: the first to take the lock creates, the others
+/// read it.
 pub fn load_or_create_apps(
     url: &str,
-    create: impl FnOnce() -> (String, String),
+    create: Option<super::CreateApp>,
     now: crate::domain::Millis,
 ) -> StoreResult<(Vec<(String, String)>, bool)> {
     let mut client = Closing(Some(connect_config(url)?.connect(NoTls)?));
@@ -94,9 +95,7 @@ pub fn load_or_create_apps(
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     };
     let apps = read(&mut transaction)?;
-    if !apps.is_empty() {
-        return Ok((apps, false));
-    }
+    let Some(create) = create.filter(|_| apps.is_empty()) else { return Ok((apps, false)) };
     let (id, secret) = create();
     transaction.execute("INSERT INTO apps (id, secret, created_at) VALUES ($1, $2, $3)", &[&id, &secret, &now])?;
     let apps = read(&mut transaction)?;

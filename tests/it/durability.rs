@@ -13,7 +13,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{APP, SECRET};
+use crate::helpers::{spawn_gateway, APP, SECRET};
 
 /// The address in the gateway's "natter is listening" log line (`local_addr=127.0.0.1:PORT`), if this is it.
 pub fn listening_address(line: &str) -> Option<String> {
@@ -441,4 +441,31 @@ async fn a_bad_flag_value_names_the_flag() {
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("--apps"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn natter_token_prints_a_user_token_the_gateway_takes() {
+    let gateway = spawn_gateway().await;
+    let apps = format!("{APP}:{SECRET}");
+    let (status, stdout, stderr) =
+        run_to_exit(&["token", "--app", APP, "--user", "alice", "--ttl", "2m", "--apps", &apps], &[]).await;
+    assert!(status.success(), "{stderr}");
+    let token = stdout.trim();
+    let claims = natter::token::verify_user_token(&natter::domain::ids::AppId::parse(APP).unwrap(), SECRET, token)
+        .expect("a valid user token");
+    assert_eq!(claims.user_id.as_str(), "alice");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expires_at = claims.expires_at.expect("the token expires");
+    assert!((now + 115..=now + 125).contains(&expires_at), "two minutes from now: {expires_at} vs {now}");
+    let url = format!("{}/v1/{APP}/realtime?token={token}", gateway.ws_base());
+    tokio_tungstenite::connect_async(url).await.expect("the gateway takes the token");
+
+    // The secret comes from where `serve` finds the app: here apps.json in the data directory.
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().to_str().unwrap();
+    let (status, _, stderr) = run_to_exit(&["token", "--app", APP, "--user", "alice", "--data-dir", data], &[]).await;
+    assert!(!status.success());
+    assert!(stderr.contains("apps.json") && stderr.lines().count() == 1, "one clear line: {stderr}");
+    let (status, _, stderr) = run_to_exit(&["token", "--app", "nope", "--user", "alice", "--apps", &apps], &[]).await;
+    assert!(!status.success() && stderr.contains("no app \"nope\""), "{stderr}");
 }
