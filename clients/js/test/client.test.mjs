@@ -1,0 +1,206 @@
+// @natter/client against a real gateway over real sockets (Node 20: the `ws` package is the WebSocket).
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import WebSocket from "ws";
+
+import { getTalkSession, NatterError } from "../dist/index.js";
+import { Gateway, texts, userToken, waitFor } from "./gateway.mjs";
+
+let gateway;
+
+before(async () => {
+  gateway = await Gateway.start();
+  await gateway.rest("PUT", "/users", {
+    alice: { name: "Alice" },
+    bob: { name: "Bob" },
+    carol: { name: "Carol" },
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+});
+
+function session(user, extra = {}) {
+  return getTalkSession({ host: gateway.host, appId: "jsapp", userId: user, token: userToken(user), WebSocket, ...extra });
+}
+
+let conversations = 0;
+/** A fresh conversation of alice and bob, with `n` system messages m0..m(n-1). */
+async function conversation(n = 0) {
+  const id = `js_c${++conversations}`;
+  await gateway.rest("PUT", `/conversations/${id}`, { participants: ["alice", "bob"] });
+  for (let first = 0; first < n; first += 10) {
+    const batch = [];
+    for (let i = first; i < Math.min(n, first + 10); i++) batch.push({ type: "SystemMessage", text: `m${i}` });
+    await gateway.rest("POST", `/conversations/${id}/messages`, batch);
+  }
+  return id;
+}
+
+test("a window starts with the 30 newest and loads more until it has them all", async () => {
+  const id = await conversation(45);
+  const alice = session("alice");
+  const subscription = alice.conversation(id).subscribeMessages();
+  assert.equal(subscription.state.type, "pending");
+  const active = await subscription.connected;
+  assert.equal(active.latestSnapshot.length, 30);
+  assert.equal(active.latestSnapshot[0].plaintext, "m44", "newest first");
+  assert.equal(active.loadedAll, false);
+  await subscription.loadMore(10);
+  assert.equal(subscription.state.latestSnapshot.length, 40);
+  await Promise.all([subscription.loadMore(), subscription.loadMore(5)]);
+  assert.equal(subscription.state.latestSnapshot.length, 45);
+  assert.equal(subscription.state.loadedAll, true);
+  assert.equal(subscription.state.latestSnapshot.at(-1).plaintext, "m0");
+  subscription.unsubscribe();
+  assert.equal(subscription.state.type, "unsubscribed");
+  assert.deepEqual(await subscription.terminated, { type: "unsubscribed" });
+  alice.close();
+});
+
+test("creates, edits, deletes and reactions from REST and from another session arrive live", async () => {
+  const id = await conversation(1);
+  const alice = session("alice");
+  const bob = session("bob");
+  const subscription = alice.conversation(id).subscribeMessages();
+  await subscription.connected;
+
+  const sent = await bob.conversation(id).send("hello from *bob*");
+  let state = await waitFor(subscription, (s) => texts(s)[0] === "hello from bob");
+  assert.equal(state.latestSnapshot[0].sender.name, "Bob");
+  assert.deepEqual(state.latestSnapshot[0].content[0].children, ["hello from ", { type: "bold", children: ["bob"] }]);
+
+  await gateway.rest("POST", `/conversations/${id}/messages`, [{ type: "SystemMessage", text: "from the backend" }]);
+  await waitFor(subscription, (s) => texts(s)[0] === "from the backend");
+
+  await sent.edit("edited by bob");
+  await waitFor(subscription, (s) => texts(s).includes("edited by bob"));
+  await sent.reaction("👍").add();
+  state = await waitFor(subscription, (s) => s.latestSnapshot.find((m) => m.id === sent.id)?.reactions.length === 1);
+  assert.deepEqual(state.latestSnapshot.find((m) => m.id === sent.id).reactions[0], { emoji: "👍", count: 1, currentUserReacted: false });
+  await alice.conversation(id).message(sent.id).reaction("👍").add();
+  state = await waitFor(subscription, (s) => s.latestSnapshot.find((m) => m.id === sent.id)?.reactions[0]?.count === 2);
+  assert.equal(state.latestSnapshot.find((m) => m.id === sent.id).reactions[0].currentUserReacted, true);
+  await sent.reaction("👍").remove();
+  await waitFor(subscription, (s) => s.latestSnapshot.find((m) => m.id === sent.id)?.reactions[0]?.count === 1);
+
+  const fetched = await bob.conversation(id).message(sent.id).get();
+  assert.equal(fetched.plaintext, "edited by bob");
+  assert.equal(await bob.conversation(id).message("msg_nope").get(), null);
+
+  await sent.delete();
+  await waitFor(subscription, (s) => !s.latestSnapshot.some((m) => m.id === sent.id));
+  alice.close();
+  bob.close();
+});
+
+test("snapshots are immutable and reused: only what changed is new", async () => {
+  const id = await conversation(3);
+  const alice = session("alice");
+  const snapshots = [];
+  const subscription = alice.conversation(id).subscribeMessages((snapshot) => snapshots.push(snapshot));
+  const first = (await subscription.connected).latestSnapshot;
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first[0]));
+  await gateway.rest("POST", `/conversations/${id}/messages`, [{ type: "SystemMessage", text: "new" }]);
+  const second = (await waitFor(subscription, (s) => s.latestSnapshot.length === 4)).latestSnapshot;
+  assert.notEqual(second, first, "the array is new");
+  assert.equal(second[1], first[0], "an unchanged message is the same object");
+  assert.equal(second[3], first[2]);
+  await alice.conversation(id).message(first[1].id).reaction("🎉").add();
+  const third = (await waitFor(subscription, (s) => s.latestSnapshot[2].reactions.length === 1)).latestSnapshot;
+  assert.notEqual(third[2], second[2], "the changed message is new");
+  assert.equal(third[0], second[0]);
+  assert.equal(third[3], second[3]);
+  assert.equal(snapshots.at(-1), third, "onSnapshot got each new snapshot");
+  alice.close();
+});
+
+test("two subscriptions of one conversation share one server subscription", async () => {
+  const id = await conversation(2);
+  const alice = session("alice");
+  const one = alice.conversation(id).subscribeMessages();
+  const two = alice.conversation(id).subscribeMessages();
+  const [a, b] = await Promise.all([one.connected, two.connected]);
+  assert.equal(a.latestSnapshot, b.latestSnapshot, "the same snapshot object");
+  one.unsubscribe();
+  await alice.conversation(id).send("still here");
+  await waitFor(two, (s) => texts(s)[0] === "still here");
+  alice.close();
+});
+
+test("a send with an idempotency key is stored once, and refusals are typed errors", async () => {
+  const id = await conversation(0);
+  const alice = session("alice");
+  const subscription = alice.conversation(id).subscribeMessages();
+  await subscription.connected;
+  const [first, again] = await Promise.all([
+    alice.conversation(id).send({ text: "once", idempotencyKey: "k1" }),
+    alice.conversation(id).send({ text: "once", idempotencyKey: "k1" }),
+  ]);
+  assert.equal(first.id, again.id);
+  const reply = await alice.conversation(id).send({ text: "a reply", referencedMessage: first });
+  const state = await waitFor(subscription, (s) => texts(s)[0] === "a reply");
+  assert.equal(texts(state).filter((text) => text === "once").length, 1);
+  assert.equal(state.latestSnapshot[0].referencedMessage.id, first.id);
+  await alice.conversation(id).markAsRead();
+  assert.ok(reply.id.startsWith("msg_"));
+
+  const carol = session("carol");
+  await assert.rejects(carol.conversation(id).send("let me in"), (error) => {
+    assert.ok(error instanceof NatterError);
+    assert.equal(error.code, "NOT_A_PARTICIPANT");
+    assert.ok(error.reasons.length > 0);
+    return true;
+  });
+  const bob = session("bob");
+  await assert.rejects(bob.conversation(id).message(first.id).edit("not mine"), { code: "UNAUTHORIZED_TO_EDIT" });
+  bob.close();
+  const outside = carol.conversation(id).subscribeMessages();
+  assert.equal((await outside.connected).latestSnapshot, null, "a non-participant sees a null snapshot");
+  await gateway.rest("PUT", `/conversations/${id}/participants/carol`, {});
+  await waitFor(outside, (s) => s.latestSnapshot !== null && texts(s).includes("a reply"));
+  alice.close();
+  carol.close();
+});
+
+test("a token about to expire is replaced on the live socket", async () => {
+  const id = await conversation(0);
+  let fetched = 0;
+  // Valid for 62 s: the client replaces it a minute before expiry, so within about two seconds.
+  const tokenFetcher = async () => {
+    fetched += 1;
+    return userToken("alice", 62);
+  };
+  const alice = getTalkSession({ host: gateway.host, appId: "jsapp", userId: "alice", tokenFetcher, WebSocket });
+  const subscription = alice.conversation(id).subscribeMessages();
+  await subscription.connected;
+  assert.equal(fetched, 1, "the first token comes from the fetcher");
+  const deadline = Date.now() + 10_000;
+  while (fetched < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(fetched >= 2, "fetched again before expiry");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(alice.connectionState, "live", "the socket stayed up");
+  await gateway.rest("POST", `/conversations/${id}/messages`, [{ type: "SystemMessage", text: "after the refresh" }]);
+  await waitFor(subscription, (s) => texts(s)[0] === "after the refresh");
+  alice.close();
+});
+
+test("after the gateway is killed and restarted, subscriptions reconnect and resume on their own", async () => {
+  const id = await conversation(5);
+  const alice = session("alice");
+  const states = [];
+  alice.onConnectionStateChange((state) => states.push(state));
+  const subscription = alice.conversation(id).subscribeMessages();
+  await subscription.connected;
+  await gateway.kill();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(subscription.state.type, "active", "a transient disconnect does not change the state");
+  gateway = await Gateway.start({ dataDir: gateway.dataDir, listen: gateway.addr });
+  await gateway.rest("POST", `/conversations/${id}/messages`, [{ type: "SystemMessage", text: "while you were away" }]);
+  const state = await waitFor(subscription, (s) => texts(s)[0] === "while you were away", 20_000);
+  assert.deepEqual(texts(state).slice(0, 3), ["while you were away", "m4", "m3"], "resumed, nothing lost or doubled");
+  assert.ok(states.includes("reconnecting") && states.at(-1) === "live", `states: ${states}`);
+  alice.close();
+});
