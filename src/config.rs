@@ -42,6 +42,8 @@ pub struct Config {
     pub broker: crate::hub::broker::BrokerConfig,
     /// The HTTP server's own bounds: the header deadline and the cap on connections without a request yet.
     pub serve: crate::serve::ServeConfig,
+    /// Serve the demo page at `/demo/` and seed its users (`natter --demo`; only on a loopback address).
+    pub demo: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

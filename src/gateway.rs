@@ -30,8 +30,10 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
 }
 
 pub fn router(state: AppState) -> Router {
+    let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
     Router::new()
         .merge(api::routes(&state).router)
+        .merge(demo)
         // Authenticated by a user token, not the app secret.
         .route(realtime::ROUTE, axum::routing::get(realtime::upgrade))
         .fallback(route_not_found)

@@ -35,6 +35,7 @@ pub mod http;
 pub mod app;
 
 pub mod api;
+pub mod demo;
 pub mod realtime;
 
 pub mod gateway;
@@ -92,6 +93,12 @@ pub async fn run(
         retention: config.retention,
     };
     let store = store::open(&store_config, hooks).await.context("cannot open the store")?;
+    if config.demo {
+        // The demo runs in the first app, as its page's tokens do (`demo::session`).
+        let first = config.apps.first().context("the demo needs an app")?;
+        let app = AppId::parse(&first.app_id).context("invalid app id")?;
+        demo::seed(store.as_ref(), &app).await.context("cannot seed the demo")?;
+    }
     let state = AppState {
         store,
         node,

@@ -128,6 +128,10 @@ struct ServeArgs {
     /// Milliseconds a client has to send a whole request head (also how long an idle keep-alive connection stays).
     #[arg(long, env = "NATTER_HEADER_READ_TIMEOUT_MS", default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
     header_read_timeout_ms: u64,
+    /// Serve a demo chat page at /demo/ with seeded users (alice, bob, carol) and hand out their tokens: only on a
+    /// loopback --listen address.
+    #[arg(long)]
+    demo: bool,
     /// Connections that have not sent a whole request yet, at most; past it, new connections are closed at once.
     #[arg(long, env = "NATTER_MAX_PENDING_CONNECTIONS", default_value_t = serve::DEFAULT_MAX_PENDING_CONNECTIONS)]
     max_pending_connections: usize,
@@ -157,6 +161,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Each WebSocket is a file descriptor: let the gateway use as many as the system allows it.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(cause = %error, "cannot raise the open-file limit");
+    }
+    if args.demo && !args.listen.ip().is_loopback() {
+        anyhow::bail!("--demo hands out tokens for its demo users: it serves on a loopback --listen address only");
     }
     // Bind first: a gateway that cannot listen must not create an app, nor print how to use it.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -221,7 +228,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms.max(1)),
             max_pending_connections: args.max_pending_connections.max(1),
         },
+        demo: args.demo,
     };
+    if args.demo {
+        println!("Demo: http://{listening}/demo/ (open it in two windows, as two users)");
+    }
     natter::run(config, listener, shutdown_signal()).await
 }
 

@@ -469,3 +469,20 @@ async fn natter_token_prints_a_user_token_the_gateway_takes() {
     let (status, _, stderr) = run_to_exit(&["token", "--app", "nope", "--user", "alice", "--apps", &apps], &[]).await;
     assert!(!status.success() && stderr.contains("no app \"nope\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_demo_serves_only_on_a_loopback_address_and_only_when_asked() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().to_str().unwrap();
+    let (status, _, stderr) = run_to_exit(
+        &["--demo", "--listen", "0.0.0.0:0", "--data-dir", data, "--apps", "demo:sk_demo_0123456789abcdef"],
+        &[],
+    )
+    .await;
+    assert!(!status.success(), "a demo reachable from elsewhere would hand out tokens");
+    assert!(stderr.contains("--demo") && stderr.contains("loopback"), "{stderr}");
+    // A gateway without --demo has no demo routes, token endpoint included.
+    let gateway = spawn_gateway().await;
+    let reply = reqwest::get(format!("{}/demo/session?user=alice", gateway.base)).await.unwrap();
+    assert_eq!(reply.status(), 404);
+}

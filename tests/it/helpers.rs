@@ -100,6 +100,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         history_bytes: natter::hub::history::DEFAULT_HISTORY_BYTES,
         broker: Default::default(),
         serve: Default::default(),
+        demo: false,
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -18,6 +18,7 @@ const RANKS: &[(&str, u32)] = &[
     ("http", 3),
     ("app", 4),
     ("api", 5),
+    ("demo", 5),
     ("realtime", 5),
     ("gateway", 6),
     ("serve", 1),

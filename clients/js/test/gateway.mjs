@@ -13,16 +13,22 @@ export const SECRET = "sk_test_js_0123456789abcdef";
 const BINARY = process.env.NATTER_BIN ?? resolve(import.meta.dirname, "../../../target/debug/natter");
 
 export class Gateway {
-  constructor(child, addr, dataDir) {
+  constructor(child, addr, dataDir, args) {
     this.child = child;
     this.addr = addr;
     this.dataDir = dataDir;
+    this.args = args;
+  }
+
+  /** The same gateway again, on its address and data directory, after `kill`. */
+  restart() {
+    return Gateway.start({ dataDir: this.dataDir, listen: this.addr, args: this.args });
   }
 
   /** Starts a gateway; with `dataDir` and `listen`, on that directory and address (a restart). */
-  static async start({ dataDir, listen = "127.0.0.1:0" } = {}) {
+  static async start({ dataDir, listen = "127.0.0.1:0", args = [] } = {}) {
     const dir = dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-"));
-    const child = spawn(BINARY, ["--listen", listen, "--data-dir", dir], {
+    const child = spawn(BINARY, ["--listen", listen, "--data-dir", dir, ...args], {
       env: { ...process.env, NATTER_APPS: `${APP}:${SECRET}`, RUST_LOG: "natter=info", NO_COLOR: "1" },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -38,7 +44,7 @@ export class Gateway {
       });
       child.on("exit", () => reject(new Error("natter exited before listening")));
     });
-    return new Gateway(child, addr, dir);
+    return new Gateway(child, addr, dir, args);
   }
 
   get host() {

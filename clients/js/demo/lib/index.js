@@ -1,0 +1,4 @@
+// @natter/client: the Natter chat gateway from a browser or Node, with the names and shapes of the TalkJS
+// JavaScript Data API (getTalkSession, ConversationRef, MessageRef, MessageSubscription).
+export { getTalkSession, TalkSession, ConversationRef, MessageRef, ReactionRef, MessageSubscription } from "./session.js";
+export { NatterError } from "./types.js";

@@ -1,0 +1,389 @@
+// The Data API surface: a session, references to conversations and messages, and message subscriptions.
+// Subscriptions to one conversation share one server subscription; all share one socket.
+import { Connection } from "./connection.js";
+import { NatterError, } from "./types.js";
+import { Window } from "./window.js";
+/** The default first window, as the TalkJS Data API's. */
+const FIRST_WINDOW = 30;
+/** `MessageRef.get` looks this far back for a message no subscription holds. */
+const GET_SEARCH_LIMIT = 500;
+/** Opens a session for one user: one socket, reconnecting on its own. */
+export function getTalkSession(options) {
+    return new TalkSession(options);
+}
+export class TalkSession {
+    userId;
+    appId;
+    /** @internal */ connection;
+    shared = new Map();
+    terminated = null;
+    constructor(options) {
+        this.userId = options.userId;
+        this.appId = options.appId;
+        this.connection = new Connection(options);
+        this.connection.onFrame = (frame) => {
+            const conversationId = typeof frame.conversationId === "string" ? frame.conversationId : null;
+            if (conversationId !== null)
+                this.shared.get(conversationId)?.receive(frame);
+        };
+        this.connection.onReconnected = () => {
+            for (const subscription of this.shared.values())
+                subscription.start();
+        };
+        this.connection.onTerminated = (error) => {
+            this.terminated = error;
+            for (const subscription of [...this.shared.values()])
+                subscription.fail(error);
+        };
+    }
+    /** `connecting`, `live`, `reconnecting`, or `closed` (for good). */
+    get connectionState() {
+        return this.connection.state;
+    }
+    onConnectionStateChange(listener) {
+        return this.connection.onStateChange(listener);
+    }
+    conversation(id) {
+        return new ConversationRef(this, id);
+    }
+    /** Ends the session: every subscription ends in `error` with code `CLOSED`. */
+    close() {
+        this.connection.close();
+    }
+    /** @internal */
+    subscribe(conversationId, front) {
+        if (this.terminated !== null) {
+            front.end({ type: "error", error: this.terminated });
+            return;
+        }
+        let shared = this.shared.get(conversationId);
+        if (shared === undefined) {
+            shared = new SharedSubscription(this, conversationId);
+            this.shared.set(conversationId, shared);
+            shared.add(front);
+            shared.start();
+        }
+        else {
+            shared.add(front);
+        }
+    }
+    /** @internal */
+    release(conversationId, front) {
+        const shared = this.shared.get(conversationId);
+        if (shared !== undefined && shared.remove(front)) {
+            this.shared.delete(conversationId);
+            this.connection.request({ type: "unsubscribe", conversationId }).catch(() => { });
+        }
+    }
+    /** @internal */
+    forget(conversationId) {
+        this.shared.delete(conversationId);
+    }
+    /** @internal A message from any live window of its conversation. */
+    fromWindow(conversationId, messageId) {
+        return this.shared.get(conversationId)?.window.messages?.find((message) => message.id === messageId);
+    }
+    /** @internal */
+    has(conversationId) {
+        return this.shared.has(conversationId);
+    }
+}
+/** The one server subscription behind every `MessageSubscription` of a conversation in a session. */
+class SharedSubscription {
+    session;
+    conversationId;
+    window = new Window();
+    fronts = new Set();
+    active = false;
+    /** Waiting for the answer to a resubscription: the old subscription's events are ignored meanwhile. */
+    resyncing = false;
+    constructor(session, conversationId) {
+        this.session = session;
+        this.conversationId = conversationId;
+    }
+    add(front) {
+        this.fronts.add(front);
+        if (this.active)
+            front.update(this.state());
+    }
+    /** Returns true when the last front left. */
+    remove(front) {
+        this.fronts.delete(front);
+        return this.fronts.size === 0;
+    }
+    state() {
+        return { type: "active", latestSnapshot: this.window.messages, loadedAll: this.window.loadedAll };
+    }
+    /** Subscribes on the server: fresh, or resuming where the window stands. */
+    start() {
+        const resume = this.window.resumePoint();
+        const frame = { type: "subscribeMessages", conversationId: this.conversationId, limit: FIRST_WINDOW };
+        if (resume !== null)
+            frame.resume = resume;
+        this.session.connection.request(frame).catch((error) => {
+            // A resubscription races the reconnect or the resync that asked for it; those errors are not final.
+            if (error.code === "CLOSED" && this.session.connectionState !== "closed")
+                return;
+            if (error.code === "UNSUBSCRIBED" || error.code === "ALREADY_SUBSCRIBED")
+                return;
+            this.fail(error);
+        });
+    }
+    receive(frame) {
+        switch (frame.type) {
+            case "snapshot":
+                this.resyncing = false;
+                this.window.reset(Number(frame.seq), frame.messages ?? null, frame.loadedAll === true);
+                this.publish();
+                return;
+            case "resumed":
+                this.resyncing = false;
+                this.publish();
+                return;
+            case "page":
+                this.window.appendPage(Number(frame.seq), frame.messages ?? [], frame.loadedAll === true);
+                this.publish();
+                return;
+            case "event": {
+                if (this.resyncing)
+                    return;
+                const seq = Number(frame.seq);
+                const place = this.window.place(seq);
+                if (place === "duplicate")
+                    return;
+                if (place === "hole") {
+                    this.resync();
+                    return;
+                }
+                this.window.observeSeq(seq);
+                if (this.window.applyEvent(seq, frame.event, this.session.userId))
+                    this.publish();
+                return;
+            }
+            case "subscriptionError":
+                this.fail(new NatterError(String(frame.errorCode), frame.reasons ?? []));
+                return;
+            default:
+                return;
+        }
+    }
+    /** Events are missing: subscribe again from the last one applied (proto/PROTOCOL.md, "No hole"). */
+    resync() {
+        this.resyncing = true;
+        const conversationId = this.conversationId;
+        this.session.connection
+            .request({ type: "unsubscribe", conversationId })
+            .then(() => this.start())
+            .catch(() => { });
+    }
+    publish() {
+        this.active = true;
+        const state = this.state();
+        for (const front of this.fronts)
+            front.update(state);
+    }
+    fail(error) {
+        this.session.forget(this.conversationId);
+        for (const front of [...this.fronts])
+            front.end({ type: "error", error });
+        this.fronts.clear();
+    }
+}
+export class ConversationRef {
+    session;
+    id;
+    constructor(session, id) {
+        this.session = session;
+        this.id = id;
+    }
+    /**
+     * Subscribes to the newest messages and every change to them. `onSnapshot` is called with each new snapshot
+     * (`null` while the user does not take part) and whether the whole history is loaded.
+     */
+    subscribeMessages(onSnapshot) {
+        const subscription = new MessageSubscription(this.session, this.id, onSnapshot);
+        this.session.subscribe(this.id, subscription);
+        return subscription;
+    }
+    /** Sends a message as the session's user; resolves once it is committed. */
+    async send(params) {
+        const frame = { type: "sendMessage", conversationId: this.id };
+        if (typeof params === "string") {
+            frame.text = params;
+        }
+        else {
+            if (params.text !== undefined)
+                frame.text = params.text;
+            if (params.content !== undefined)
+                frame.content = params.content;
+            if (params.custom !== undefined)
+                frame.custom = params.custom;
+            if (params.idempotencyKey !== undefined)
+                frame.idempotencyKey = params.idempotencyKey;
+            if (params.referencedMessage !== undefined) {
+                frame.referencedMessageId =
+                    typeof params.referencedMessage === "string" ? params.referencedMessage : params.referencedMessage.id;
+            }
+        }
+        const result = await this.session.connection.request(frame);
+        return new MessageRef(this.session, this.id, String(result.messageId));
+    }
+    /** Marks the conversation and all its messages read for the session's user. */
+    async markAsRead() {
+        await this.session.connection.request({ type: "markAsRead", conversationId: this.id });
+    }
+    message(id) {
+        return new MessageRef(this.session, this.id, id);
+    }
+}
+export class MessageRef {
+    session;
+    conversationId;
+    id;
+    constructor(session, conversationId, id) {
+        this.session = session;
+        this.conversationId = conversationId;
+        this.id = id;
+    }
+    /**
+     * A snapshot of the message, or `null` if it does not exist (or is further back than 500 messages): from a
+     * window this session holds, or else a short-lived subscription.
+     */
+    async get() {
+        const held = this.session.fromWindow(this.conversationId, this.id);
+        if (held !== undefined)
+            return held;
+        const subscription = this.session.conversation(this.conversationId).subscribeMessages();
+        try {
+            let state = await subscription.connected;
+            for (;;) {
+                const found = state.latestSnapshot?.find((message) => message.id === this.id);
+                if (found !== undefined)
+                    return found;
+                if (state.latestSnapshot === null || state.loadedAll || state.latestSnapshot.length >= GET_SEARCH_LIMIT) {
+                    return null;
+                }
+                await subscription.loadMore(100);
+                const next = subscription.state;
+                if (next.type !== "active")
+                    return null;
+                state = next;
+            }
+        }
+        finally {
+            subscription.unsubscribe();
+        }
+    }
+    async edit(params) {
+        const frame = { type: "editMessage", conversationId: this.conversationId, messageId: this.id };
+        if (typeof params === "string") {
+            frame.text = params;
+        }
+        else {
+            if (params.text !== undefined)
+                frame.text = params.text;
+            if (params.content !== undefined)
+                frame.content = params.content;
+            if (params.custom !== undefined)
+                frame.custom = params.custom;
+        }
+        await this.session.connection.request(frame);
+    }
+    async delete() {
+        await this.session.connection.request({ type: "deleteMessage", conversationId: this.conversationId, messageId: this.id });
+    }
+    reaction(emoji) {
+        return new ReactionRef(this.session, this.conversationId, this.id, emoji);
+    }
+}
+export class ReactionRef {
+    session;
+    conversationId;
+    messageId;
+    emoji;
+    constructor(session, conversationId, messageId, emoji) {
+        this.session = session;
+        this.conversationId = conversationId;
+        this.messageId = messageId;
+        this.emoji = emoji;
+    }
+    async add() {
+        await this.change("addReaction");
+    }
+    async remove() {
+        await this.change("removeReaction");
+    }
+    async change(type) {
+        const { conversationId, messageId, emoji } = this;
+        await this.session.connection.request({ type, conversationId, messageId, emoji });
+    }
+}
+/** One view of a conversation's messages: `pending`, then `active`, until `unsubscribed` or `error`. */
+export class MessageSubscription {
+    session;
+    conversationId;
+    onSnapshot;
+    current = { type: "pending" };
+    /** Resolves with the first active state; rejects if the subscription ends first. */
+    connected;
+    /** Resolves when the subscription ends (`unsubscribed` or `error`). */
+    terminated;
+    resolveConnected;
+    rejectConnected;
+    resolveTerminated;
+    constructor(session, conversationId, onSnapshot) {
+        this.session = session;
+        this.conversationId = conversationId;
+        this.onSnapshot = onSnapshot;
+        this.connected = new Promise((resolve, reject) => {
+            this.resolveConnected = resolve;
+            this.rejectConnected = reject;
+        });
+        this.connected.catch(() => { });
+        this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
+    }
+    get state() {
+        return this.current;
+    }
+    /**
+     * Extends the window `count` messages (1 to 100, default 30) into the past; resolves when they are in
+     * `state`. Concurrent calls coalesce on the server.
+     */
+    async loadMore(count) {
+        if (this.current.type !== "active")
+            throw new NatterError("SUBSCRIPTION_NOT_ACTIVE", [`the subscription is ${this.current.type}`]);
+        const frame = { type: "loadMore", conversationId: this.conversationId };
+        if (count !== undefined)
+            frame.count = count;
+        await this.session.connection.request(frame);
+    }
+    unsubscribe() {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        this.end({ type: "unsubscribed" });
+        this.session.release(this.conversationId, this);
+    }
+    /** @internal */
+    update(state) {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        const previous = this.current;
+        this.current = state;
+        if (previous.type === "pending")
+            this.resolveConnected(state);
+        const changed = previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot || previous.loadedAll !== state.loadedAll;
+        if (changed)
+            this.onSnapshot?.(state.latestSnapshot, state.loadedAll);
+    }
+    /** @internal */
+    end(state) {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        this.current = state;
+        if (state.type === "error")
+            this.rejectConnected(state.error);
+        else
+            this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first snapshot"]));
+        this.resolveTerminated(state);
+    }
+}
