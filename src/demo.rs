@@ -7,7 +7,7 @@
 
 use axum::{
     extract::{Query, State},
-    http::{header, StatusCode},
+    http::header,
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -22,7 +22,7 @@ use crate::{
         ids::{AppId, ConversationId, UserId},
         message::{MessageBody, MessageType, NewMessage, Origin},
         user::UserPatch,
-        Custom,
+        Custom, Rejection,
     },
     http::error::ApiError,
     store::{ConversationQuery, Direction, OrderBy, Store, StoreResult},
@@ -70,41 +70,28 @@ struct UserQuery {
     user: String,
 }
 
-fn demo_user(raw: &str) -> Result<UserId, Response> {
+fn demo_user(raw: &str) -> Result<UserId, ApiError> {
     if !USERS.iter().any(|(id, _)| *id == raw) {
-        let body = json!({ "errorCode": "INVALID_REQUEST", "reasons": [format!("{raw:?} is not a demo user")] });
-        return Err((StatusCode::BAD_REQUEST, Json(body)).into_response());
+        return Err(Rejection::invalid("user", format!("{raw:?} is not a demo user")).into());
     }
     Ok(UserId::from_trusted(raw.to_owned()))
 }
 
 /// What the page needs to open a session as a demo user.
-async fn session(State(state): State<AppState>, Query(query): Query<UserQuery>) -> Response {
-    let user = match demo_user(&query.user) {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let (app, secret) = match demo_app(&state) {
-        Ok(found) => found,
-        Err(error) => return error.into_response(),
-    };
+async fn session(State(state): State<AppState>, Query(query): Query<UserQuery>) -> Result<Response, ApiError> {
+    let user = demo_user(&query.user)?;
+    let (app, secret) = demo_app(&state)?;
     let expires_at = (now_millis() / 1000) as u64 + TOKEN_SECONDS;
     let token = crate::token::mint_user_token(&app, &secret, &user, expires_at);
     let users: Vec<_> = USERS.iter().map(|(id, name)| json!({ "id": id, "name": name })).collect();
-    Json(json!({ "appId": app.as_str(), "userId": user.as_str(), "token": token, "users": users })).into_response()
+    Ok(Json(json!({ "appId": app.as_str(), "userId": user.as_str(), "token": token, "users": users })).into_response())
 }
 
 /// A demo user's conversations, newest activity first, with their unread state (the conversation list
 /// subscription is not in the protocol yet, so the page asks again when it needs to).
-async fn conversations(State(state): State<AppState>, Query(query): Query<UserQuery>) -> Response {
-    let user = match demo_user(&query.user) {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let (app, _) = match demo_app(&state) {
-        Ok(found) => found,
-        Err(error) => return error.into_response(),
-    };
+async fn conversations(State(state): State<AppState>, Query(query): Query<UserQuery>) -> Result<Response, ApiError> {
+    let user = demo_user(&query.user)?;
+    let (app, _) = demo_app(&state)?;
     let query = ConversationQuery {
         limit: 30,
         starting_after: None,
@@ -116,24 +103,20 @@ async fn conversations(State(state): State<AppState>, Query(query): Query<UserQu
         filter: None,
         unreads_only: false,
     };
-    match state.store.user_conversations(&app, &user, query).await {
-        Ok(entries) => {
-            let list: Vec<_> = entries
-                .iter()
-                .map(|entry| {
-                    json!({
-                        "id": entry.view.conversation.id.as_str(),
-                        "subject": entry.view.conversation.subject,
-                        "isUnread": entry.participant.is_unread,
-                        "unreadMessageCount": entry.participant.unread_message_count,
-                        "lastMessage": entry.view.last_message.as_ref().map(|message| message.text.clone()),
-                    })
-                })
-                .collect();
-            Json(list).into_response()
-        }
-        Err(error) => ApiError::from(error).into_response(),
-    }
+    let entries = state.store.user_conversations(&app, &user, query).await?;
+    let list: Vec<_> = entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "id": entry.view.conversation.id.as_str(),
+                "subject": entry.view.conversation.subject,
+                "isUnread": entry.participant.is_unread,
+                "unreadMessageCount": entry.participant.unread_message_count,
+                "lastMessage": entry.view.last_message.as_ref().map(|message| message.text.clone()),
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 /// Creates the demo's users and conversations unless they exist: a welcome group with enough history to scroll

@@ -485,4 +485,15 @@ async fn the_demo_serves_only_on_a_loopback_address_and_only_when_asked() {
     let gateway = spawn_gateway().await;
     let reply = reqwest::get(format!("{}/demo/session?user=alice", gateway.base)).await.unwrap();
     assert_eq!(reply.status(), 404);
+    // With --demo: tokens for the demo users, and for nobody else.
+    let demo = crate::helpers::spawn_gateway_with(|config| config.demo = true).await;
+    let session: Value =
+        reqwest::get(format!("{}/demo/session?user=alice", demo.base)).await.unwrap().json().await.unwrap();
+    let app = natter::domain::ids::AppId::parse(session["appId"].as_str().unwrap()).unwrap();
+    let claims = natter::token::verify_user_token(&app, SECRET, session["token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.user_id.as_str(), "alice");
+    let refused = reqwest::get(format!("{}/demo/session?user=mallory", demo.base)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let page = reqwest::get(format!("{}/demo/", demo.base)).await.unwrap();
+    assert!(page.text().await.unwrap().contains("app.js"), "the page is served");
 }
