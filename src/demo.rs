@@ -25,7 +25,7 @@ use crate::{
         Custom, Rejection,
     },
     http::error::ApiError,
-    store::{ConversationQuery, Direction, OrderBy, Store, StoreResult},
+    store::{ConversationQuery, Store, StoreResult},
 };
 
 /// The demo's users, `(id, name)`.
@@ -92,17 +92,7 @@ async fn session(State(state): State<AppState>, Query(query): Query<UserQuery>) 
 async fn conversations(State(state): State<AppState>, Query(query): Query<UserQuery>) -> Result<Response, ApiError> {
     let user = demo_user(&query.user)?;
     let (app, _) = demo_app(&state)?;
-    let query = ConversationQuery {
-        limit: 30,
-        starting_after: None,
-        offset_ts: None,
-        order_by: OrderBy::LastActivity,
-        direction: Direction::Desc,
-        last_message_before: None,
-        last_message_after: None,
-        filter: None,
-        unreads_only: false,
-    };
+    let query = ConversationQuery::latest(30);
     let entries = state.store.user_conversations(&app, &user, query).await?;
     let list: Vec<_> = entries
         .iter()

@@ -187,17 +187,7 @@ fn text(sender: Option<UserId>, text: &str) -> NewMessage {
 }
 
 fn query() -> ConversationQuery {
-    ConversationQuery {
-        limit: 10,
-        starting_after: None,
-        offset_ts: None,
-        order_by: OrderBy::LastActivity,
-        direction: Direction::Desc,
-        last_message_before: None,
-        last_message_after: None,
-        filter: None,
-        unreads_only: false,
-    }
+    ConversationQuery::latest(10)
 }
 
 fn seqs(events: &[Event]) -> Vec<i64> {

@@ -76,6 +76,23 @@ pub struct ConversationQuery {
     pub unreads_only: bool,
 }
 
+impl ConversationQuery {
+    /// The first `limit`, most recent activity first, unfiltered.
+    pub fn latest(limit: usize) -> Self {
+        Self {
+            limit,
+            starting_after: None,
+            offset_ts: None,
+            order_by: OrderBy::LastActivity,
+            direction: Direction::Desc,
+            last_message_before: None,
+            last_message_after: None,
+            filter: None,
+            unreads_only: false,
+        }
+    }
+}
+
 /// One entry of `GET /users/{id}/conversations`: the conversation and that user's participation.
 #[derive(Clone, Debug)]
 pub struct UserConversation {

@@ -7,19 +7,18 @@
 //! path; the tests start their own Redis, so they can kill it.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use natter_client::{MessageSubscription, Session, SubscriptionState};
 use serde_json::{json, Value};
-use tokio::{net::TcpListener, process::Child, sync::watch};
+use tokio::process::Child;
 
 use crate::{
     durability::{start_with, Process},
     helpers::*,
-    recovery::{connect_checked, ids_of, spawn_store_reader},
+    recovery::{connect_checked, ids_of, spawn_store_reader, Proxy},
 };
 
 /// The PostgreSQL server, or `None` (and a note) when the run has none.
@@ -88,44 +87,6 @@ impl Redis {
             child.start_kill().unwrap();
             child.wait().await.unwrap();
         }
-    }
-}
-
-/// A load balancer: forwards every new connection to the current upstream; `switch` moves it and cuts every
-/// connection open through it, as a balancer does when a node fails its health check.
-struct Balancer {
-    addr: SocketAddr,
-    upstream: Arc<Mutex<SocketAddr>>,
-    cut: watch::Sender<u64>,
-}
-
-impl Balancer {
-    async fn start(upstream: SocketAddr) -> Balancer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let upstream = Arc::new(Mutex::new(upstream));
-        let (cut, cut_rx) = watch::channel(0u64);
-        let target = upstream.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let to = *target.lock().unwrap();
-                let mut cut_rx = cut_rx.clone();
-                cut_rx.mark_unchanged();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_rx.changed() => {}
-                    }
-                });
-            }
-        });
-        Balancer { addr, upstream, cut }
-    }
-
-    fn switch(&self, upstream: SocketAddr) {
-        *self.upstream.lock().unwrap() = upstream;
-        self.cut.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -278,8 +239,8 @@ async fn every_node_delivers_every_event_once_in_order_and_a_killed_nodes_client
     cluster.seed(n_users, n_conversations).await;
     let validator = spawn_gateway().await;
     let problems = Arc::new(Mutex::new(Vec::new()));
-    // Node 0's clients come through a balancer, which sends them elsewhere once node 0 is gone.
-    let balancer = Balancer::start(cluster.nodes[0].addr.parse().unwrap()).await;
+    // Node 0's clients come through a balancer (a proxy), which sends them elsewhere once node 0 is gone.
+    let balancer = Proxy::start(cluster.nodes[0].addr.parse().unwrap()).await;
     let mut subscribers = Vec::new();
     // User i is in conversation i % 3 and on node (i / 3) % 3: every conversation has subscribers on every node.
     for i in 0..n_users {

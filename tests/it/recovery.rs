@@ -14,23 +14,28 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::helpers::*;
 
-/// A loopback TCP proxy that can cut every connection through it at once, as a network failure would.
-struct Proxy {
-    addr: SocketAddr,
+/// A loopback TCP proxy that can cut every connection through it at once, as a network failure would, and move
+/// to another upstream, as a load balancer does when a node fails its health check.
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     cut: watch::Sender<u64>,
 }
 
 impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let upstream = Arc::new(Mutex::new(upstream));
         let (cut, cut_rx) = watch::channel(0u64);
+        let target = upstream.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *target.lock().unwrap();
                 let mut cut_rx = cut_rx.clone();
                 cut_rx.mark_unchanged();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}
@@ -39,11 +44,17 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, cut }
+        Proxy { addr, upstream, cut }
     }
 
-    fn cut_everything(&self) {
+    pub(crate) fn cut_everything(&self) {
         self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    /// New connections go to `upstream`; every open one is cut.
+    pub(crate) fn switch(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+        self.cut_everything();
     }
 }
 
