@@ -32,6 +32,9 @@ pub struct AppState {
     pub limits: Arc<crate::limits::Limits>,
     /// Permits for uploads read at once (`api::files`).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// The REST routes, set once the router is built: the batch endpoint runs each operation through them. Without
+    /// their state, so that the state does not hold itself.
+    pub dispatch: Arc<std::sync::OnceLock<axum::Router<AppState>>>,
 }
 
 /// The wall clock in Unix milliseconds; handlers read it once and pass it down.

@@ -31,8 +31,11 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
 
 pub fn router(state: AppState) -> Router {
     let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
+    let rest = api::routes(&state).router;
+    // Set once per state: a second router over the same state finds it set.
+    let _ = state.dispatch.set(rest.clone());
     Router::new()
-        .merge(api::routes(&state).router)
+        .merge(rest)
         .merge(demo)
         // Authenticated by a user token, not the app secret.
         .route(realtime::ROUTE, axum::routing::get(realtime::upgrade))

@@ -110,6 +110,7 @@ pub async fn run(
         metrics,
         limits: Arc::new(limits::Limits::new(limit_config)),
         uploads: Arc::new(tokio::sync::Semaphore::new(api::files::MAX_CONCURRENT_UPLOADS)),
+        dispatch: Arc::default(),
     };
     #[cfg(feature = "redis")]
     if let hub::broker::BrokerConfig::Redis(url) = &state.config.broker {

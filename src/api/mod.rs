@@ -5,6 +5,7 @@
 //! puts these routes together with the realtime one and the layers around both.
 
 pub mod auth;
+mod batch;
 mod conversations;
 pub mod files;
 mod listing;
@@ -115,6 +116,7 @@ fn authenticated() -> Routes {
         .delete(MESSAGE, messages::delete_message)
         .put(REACTION, reactions::put_reaction)
         .delete(REACTION, reactions::delete_reaction)
+        .post("/v1/{appId}/batch", batch::post_batch)
 }
 
 /// Routes open to anyone.

@@ -20,6 +20,7 @@ mod realtime_subscriptions;
 mod realtime_writes;
 mod recovery;
 mod rest_auth;
+mod rest_batch;
 mod rest_conversations;
 mod rest_files;
 mod rest_messages;
