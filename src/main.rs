@@ -177,9 +177,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let app = config::new_app();
                 (app.app_id, app.secret)
             });
-            let (apps, created) = natter::store::load_or_create_shared_apps(url, Some(create), unix_millis())
-                .await
-                .context("cannot read the apps from the database (--database-url)")?;
+            let (apps, created) =
+                natter::store::load_or_create_shared_apps(url, Some(create), natter::app::now_millis())
+                    .await
+                    .context("cannot read the apps from the database (--database-url)")?;
             let apps: Vec<_> =
                 apps.into_iter().map(|(app_id, secret)| config::AppCredentials { app_id, secret }).collect();
             let kept = "the database's apps table";
@@ -240,7 +241,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let apps = match (&args.apps, &args.database_url) {
         (Some(raw), _) => config::parse_apps(raw)?,
-        (None, Some(url)) => natter::store::load_or_create_shared_apps(url, None, unix_millis())
+        (None, Some(url)) => natter::store::load_or_create_shared_apps(url, None, natter::app::now_millis())
             .await
             .context("cannot read the apps from the database (--database-url)")?
             .0
@@ -261,17 +262,13 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
         .with_context(|| format!("no app {:?} (--app); the apps are: {}", args.app, app_ids(&apps)))?;
     let app_id = natter::domain::ids::AppId::parse(&app.app_id).context("invalid app id")?;
     let user = natter::domain::ids::UserId::parse(&args.user).map_err(|error| anyhow::anyhow!("--user: {error}"))?;
-    let expires_at = (unix_millis() / 1000) as u64 + args.ttl.as_secs();
+    let expires_at = (natter::app::now_millis() / 1000) as u64 + args.ttl.as_secs();
     println!("{}", natter::token::mint_user_token(&app_id, &app.secret, &user, expires_at));
     Ok(())
 }
 
 fn app_ids(apps: &[config::AppCredentials]) -> String {
     apps.iter().map(|app| app.app_id.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 fn print_first_start(args: &ServeArgs, listening: SocketAddr, app: &config::AppCredentials, kept: &str) {

@@ -103,7 +103,6 @@ async fn start_node(data_dir: &std::path::Path, database_url: &str, broker_url: 
 struct Cluster {
     nodes: Vec<Process>,
     _dirs: Vec<tempfile::TempDir>,
-    database_url: String,
     http: reqwest::Client,
 }
 
@@ -116,7 +115,7 @@ impl Cluster {
         for dir in &dirs {
             nodes.push(start_node(dir.path(), &database_url, &redis.url()).await);
         }
-        Cluster { nodes, _dirs: dirs, database_url, http: reqwest::Client::new() }
+        Cluster { nodes, _dirs: dirs, http: reqwest::Client::new() }
     }
 
     /// Sends `body` to `path` on node `node` until it is acknowledged (at most 30 s).
@@ -319,7 +318,6 @@ async fn every_node_delivers_every_event_once_in_order_and_a_killed_nodes_client
     assert!(validator.frames_of_type("resumed") >= n_users / 3, "resumed: {}", validator.frames_of_type("resumed"));
     assert_eq!(validator.frames_of_type("snapshot-not-resumed"), 0, "no resume fell back to a fresh snapshot");
     validator.assert_frames_valid();
-    let _ = &cluster.database_url;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -214,6 +214,13 @@ class SharedSubscription {
   }
 }
 
+/** Copies the fields of `params` that are given (not `undefined`) into the frame. */
+function copyGiven<T extends object>(frame: Frame, params: T, keys: readonly (keyof T & string)[]): void {
+  for (const key of keys) {
+    if (params[key] !== undefined) frame[key] = params[key];
+  }
+}
+
 export class ConversationRef {
   constructor(
     private readonly session: TalkSession,
@@ -238,10 +245,7 @@ export class ConversationRef {
     if (typeof params === "string") {
       frame.text = params;
     } else {
-      if (params.text !== undefined) frame.text = params.text;
-      if (params.content !== undefined) frame.content = params.content;
-      if (params.custom !== undefined) frame.custom = params.custom;
-      if (params.idempotencyKey !== undefined) frame.idempotencyKey = params.idempotencyKey;
+      copyGiven(frame, params, ["text", "content", "custom", "idempotencyKey"]);
       if (params.referencedMessage !== undefined) {
         frame.referencedMessageId =
           typeof params.referencedMessage === "string" ? params.referencedMessage : params.referencedMessage.id;
@@ -296,13 +300,8 @@ export class MessageRef {
 
   async edit(params: string | EditMessageParams): Promise<void> {
     const frame: Frame = { type: "editMessage", conversationId: this.conversationId, messageId: this.id };
-    if (typeof params === "string") {
-      frame.text = params;
-    } else {
-      if (params.text !== undefined) frame.text = params.text;
-      if (params.content !== undefined) frame.content = params.content;
-      if (params.custom !== undefined) frame.custom = params.custom;
-    }
+    if (typeof params === "string") frame.text = params;
+    else copyGiven(frame, params, ["text", "content", "custom"]);
     await this.session.connection.request(frame);
   }
 

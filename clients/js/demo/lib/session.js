@@ -189,6 +189,13 @@ class SharedSubscription {
         this.fronts.clear();
     }
 }
+/** Copies the fields of `params` that are given (not `undefined`) into the frame. */
+function copyGiven(frame, params, keys) {
+    for (const key of keys) {
+        if (params[key] !== undefined)
+            frame[key] = params[key];
+    }
+}
 export class ConversationRef {
     session;
     id;
@@ -212,14 +219,7 @@ export class ConversationRef {
             frame.text = params;
         }
         else {
-            if (params.text !== undefined)
-                frame.text = params.text;
-            if (params.content !== undefined)
-                frame.content = params.content;
-            if (params.custom !== undefined)
-                frame.custom = params.custom;
-            if (params.idempotencyKey !== undefined)
-                frame.idempotencyKey = params.idempotencyKey;
+            copyGiven(frame, params, ["text", "content", "custom", "idempotencyKey"]);
             if (params.referencedMessage !== undefined) {
                 frame.referencedMessageId =
                     typeof params.referencedMessage === "string" ? params.referencedMessage : params.referencedMessage.id;
@@ -276,17 +276,10 @@ export class MessageRef {
     }
     async edit(params) {
         const frame = { type: "editMessage", conversationId: this.conversationId, messageId: this.id };
-        if (typeof params === "string") {
+        if (typeof params === "string")
             frame.text = params;
-        }
-        else {
-            if (params.text !== undefined)
-                frame.text = params.text;
-            if (params.content !== undefined)
-                frame.content = params.content;
-            if (params.custom !== undefined)
-                frame.custom = params.custom;
-        }
+        else
+            copyGiven(frame, params, ["text", "content", "custom"]);
         await this.session.connection.request(frame);
     }
     async delete() {
