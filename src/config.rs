@@ -44,6 +44,7 @@ pub struct Config {
     pub serve: crate::serve::ServeConfig,
     /// Serve the demo page at `/demo/` and seed its users (`natter --demo`; only on a loopback address).
     pub demo: bool,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,6 +52,74 @@ pub struct Config {
 pub struct AppCredentials {
     pub app_id: String,
     pub secret: String,
+    /// Where the app's webhook events go (apps.json only), besides `--webhook-url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookEndpoint>,
+}
+
+/// One receiver of an app's webhook events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    pub url: String,
+    /// The event types it wants (`message.sent`, ...); absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+}
+
+/// How webhooks are delivered.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Receivers of every event of every app (`--webhook-url`), besides each app's own.
+    pub default_urls: Vec<String>,
+    /// How long an event is retried before it is recorded as failed.
+    pub retry_for: std::time::Duration,
+    /// How long one attempt may take.
+    pub timeout: std::time::Duration,
+    /// The first retry's delay; each next one doubles it, up to `max_backoff`.
+    pub first_backoff: std::time::Duration,
+    pub max_backoff: std::time::Duration,
+}
+
+pub const DEFAULT_WEBHOOK_RETRY_HOURS: u64 = 24;
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            default_urls: Vec::new(),
+            retry_for: std::time::Duration::from_secs(DEFAULT_WEBHOOK_RETRY_HOURS * 3600),
+            timeout: std::time::Duration::from_secs(5),
+            first_backoff: std::time::Duration::from_secs(1),
+            max_backoff: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The webhook event types, as TalkJS names them.
+pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
+    "user.created",
+    "user.updated",
+    "message.sent",
+    "message.updated",
+    "message.deleted",
+    "message.read",
+    "conversation.deleted",
+];
+
+/// Checks a webhook receiver's URL and event types.
+pub fn check_webhook(endpoint: &WebhookEndpoint) -> Result<(), String> {
+    if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://")) {
+        return Err(format!("webhook URL {:?} must start with http:// or https://", endpoint.url));
+    }
+    for event in endpoint.events.iter().flatten() {
+        if !WEBHOOK_EVENT_TYPES.contains(&event.as_str()) {
+            return Err(format!(
+                "unknown webhook event type {event:?}; the types are {}",
+                WEBHOOK_EVENT_TYPES.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +143,7 @@ pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
         if apps.iter().any(|app: &AppCredentials| app.app_id == app_id) {
             return Err(ConfigError::Apps(format!("app {app_id:?} is given twice")));
         }
-        apps.push(AppCredentials { app_id: app_id.to_owned(), secret: secret.to_owned() });
+        apps.push(AppCredentials { app_id: app_id.to_owned(), secret: secret.to_owned(), webhooks: Vec::new() });
     }
     if apps.is_empty() {
         return Err(ConfigError::Apps("no app given".into()));
@@ -84,7 +153,11 @@ pub fn parse_apps(raw: &str) -> Result<Vec<AppCredentials>, ConfigError> {
 
 /// A new app with a random id and secret.
 pub fn new_app() -> AppCredentials {
-    AppCredentials { app_id: random_base62(8).to_ascii_lowercase(), secret: format!("sk_live_{}", random_base62(32)) }
+    AppCredentials {
+        app_id: random_base62(8).to_ascii_lowercase(),
+        secret: format!("sk_live_{}", random_base62(32)),
+        webhooks: Vec::new(),
+    }
 }
 
 /// Reads the apps kept in the data directory, creating one app with a random secret on first start.
@@ -95,6 +168,11 @@ pub fn load_or_create_apps(data_dir: &Path) -> Result<(Vec<AppCredentials>, bool
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let apps: Vec<AppCredentials> = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+            for app in &apps {
+                for endpoint in &app.webhooks {
+                    check_webhook(endpoint).map_err(|cause| file_error(format!("app {:?}: {cause}", app.app_id)))?;
+                }
+            }
             Ok((apps, false))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {

@@ -12,6 +12,7 @@
 //! - `app`: `AppState`, what every handler and session holds.
 //! - `api`: the REST routes. `realtime`: the WebSocket gateway (frames, the sans-IO session and subscriptions, the
 //!   socket shell, socket writes, the publisher, the catch-up reader that brings other nodes' events from the log).
+//!   `webhooks`: each app's events, delivered from the log to its receivers.
 //! - `gateway`: both routers and the layers around them; `run`, here.
 //!
 //! Start reading at `run`, then `gateway::router`, then `store::Store` and `realtime::session`.
@@ -37,6 +38,7 @@ pub mod app;
 pub mod api;
 pub mod demo;
 pub mod realtime;
+pub mod webhooks;
 
 pub mod gateway;
 pub mod serve;
@@ -79,9 +81,11 @@ pub async fn run(
         .map_err(|error| anyhow::anyhow!("{error} (--broker-url)"))?;
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
     let publisher = Arc::new(Publisher::new(node.clone(), links.clone(), metrics.clone()));
+    let webhooks = webhooks::Webhooks::new(&config.apps, &config.webhooks).context("invalid app id")?;
+    let listeners: Vec<Arc<dyn store::CommitListener>> = vec![publisher, webhooks.listener()];
     let commit_metrics = metrics.clone();
     let hooks = store::StoreHooks {
-        listener: Some(publisher),
+        listener: Some(Arc::new(listeners)),
         observe_commit: Some(Arc::new(move |took: std::time::Duration, jobs: usize| {
             commit_metrics.commit_seconds.observe(took.as_secs_f64());
             commit_metrics.commit_batch_jobs.observe(jobs as f64);
@@ -116,6 +120,18 @@ pub async fn run(
     if let hub::broker::BrokerConfig::Redis(url) = &state.config.broker {
         cluster::spawn(url, state.limits.clone(), state.shutdown.clone()).map_err(|error| anyhow::anyhow!(error))?;
     }
+    // One node (no broker) is the only one delivering: a lease it finds is its own earlier run's.
+    let alone = matches!(state.config.broker, hub::broker::BrokerConfig::Local);
+    webhooks
+        .start(
+            state.store.clone(),
+            state.links.clone(),
+            state.config.webhooks.clone(),
+            state.metrics.clone(),
+            alone,
+            state.shutdown.clone(),
+        )
+        .await?;
     realtime::catchup::CatchUp {
         store: state.store.clone(),
         node: state.node.clone(),

@@ -128,6 +128,16 @@ struct ServeArgs {
     /// Milliseconds a client has to send a whole request head (also how long an idle keep-alive connection stays).
     #[arg(long, env = "NATTER_HEADER_READ_TIMEOUT_MS", default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
     header_read_timeout_ms: u64,
+    /// Receivers of every app's webhook events, as "URL[,URL...]" (http:// or https://), besides those an app lists
+    /// in apps.json.
+    #[arg(long, env = "NATTER_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Seconds a webhook event is retried (exponential backoff) before it is recorded as failed.
+    #[arg(long, env = "NATTER_WEBHOOK_RETRY_SECONDS", default_value_t = config::DEFAULT_WEBHOOK_RETRY_HOURS * 3600)]
+    webhook_retry_seconds: u64,
+    /// Milliseconds before a webhook event's first retry; each next retry waits twice as long, up to 5 minutes.
+    #[arg(long, env = "NATTER_WEBHOOK_FIRST_BACKOFF_MS", default_value_t = 1000)]
+    webhook_first_backoff_ms: u64,
     /// Serve a demo chat page at /demo/ with seeded users (alice, bob, carol) and hand out their tokens: only on a
     /// loopback --listen address.
     #[arg(long)]
@@ -181,8 +191,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 natter::store::load_or_create_shared_apps(url, Some(create), natter::app::now_millis())
                     .await
                     .context("cannot read the apps from the database (--database-url)")?;
-            let apps: Vec<_> =
-                apps.into_iter().map(|(app_id, secret)| config::AppCredentials { app_id, secret }).collect();
+            let apps: Vec<_> = apps
+                .into_iter()
+                .map(|(app_id, secret)| config::AppCredentials { app_id, secret, webhooks: Vec::new() })
+                .collect();
             let kept = "the database's apps table";
             if created {
                 print_first_start(&args, listening, &apps[0], kept);
@@ -230,6 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_pending_connections: args.max_pending_connections.max(1),
         },
         demo: args.demo,
+        webhooks: webhook_config(&args)?,
     };
     if args.demo {
         println!("Demo: http://{listening}/demo/ (open it in two windows, as two users)");
@@ -246,7 +259,7 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
             .context("cannot read the apps from the database (--database-url)")?
             .0
             .into_iter()
-            .map(|(app_id, secret)| config::AppCredentials { app_id, secret })
+            .map(|(app_id, secret)| config::AppCredentials { app_id, secret, webhooks: Vec::new() })
             .collect(),
         (None, None) => {
             let path = args.data_dir.join("apps.json");
@@ -265,6 +278,20 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let expires_at = (natter::app::now_millis() / 1000) as u64 + args.ttl.as_secs();
     println!("{}", natter::token::mint_user_token(&app_id, &app.secret, &user, expires_at));
     Ok(())
+}
+
+fn webhook_config(args: &ServeArgs) -> anyhow::Result<config::WebhookConfig> {
+    let mut webhooks = config::WebhookConfig {
+        retry_for: std::time::Duration::from_secs(args.webhook_retry_seconds),
+        first_backoff: std::time::Duration::from_millis(args.webhook_first_backoff_ms.max(1)),
+        ..Default::default()
+    };
+    for url in args.webhook_url.iter().flat_map(|raw| raw.split(',')).map(str::trim).filter(|url| !url.is_empty()) {
+        let endpoint = config::WebhookEndpoint { url: url.to_owned(), events: None };
+        config::check_webhook(&endpoint).map_err(|cause| anyhow::anyhow!("--webhook-url: {cause}"))?;
+        webhooks.default_urls.push(endpoint.url);
+    }
+    Ok(webhooks)
 }
 
 fn app_ids(apps: &[config::AppCredentials]) -> String {

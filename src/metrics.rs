@@ -15,6 +15,12 @@ pub struct RouteLabels {
     pub status: u16,
 }
 
+/// One app's webhook deliveries (one receiver is not told from another: URLs may hold secrets).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections: Gauge,
@@ -37,6 +43,14 @@ pub struct Metrics {
     pub rest_requests: Family<RouteLabels, Histogram>,
     pub commit_seconds: Histogram,
     pub commit_batch_jobs: Histogram,
+    /// Webhook events a receiver acknowledged.
+    pub webhook_deliveries: Family<AppLabels, Counter>,
+    /// Webhook attempts that failed and will be retried.
+    pub webhook_retries: Family<AppLabels, Counter>,
+    /// Webhook events given up on after retrying for the configured time.
+    pub webhook_failures: Family<AppLabels, Counter>,
+    /// Seconds since the commit of the oldest event a receiver of the app has not had yet (0: caught up).
+    pub webhook_lag_seconds: Family<AppLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,8 +110,32 @@ impl Default for Metrics {
             "Writes committed together in one transaction",
             commit_batch_jobs.clone(),
         );
+        let webhook_deliveries = Family::<AppLabels, Counter>::default();
+        let webhook_retries = Family::<AppLabels, Counter>::default();
+        let webhook_failures = Family::<AppLabels, Counter>::default();
+        let webhook_lag_seconds = Family::<AppLabels, Gauge>::default();
+        registry.register("webhook_deliveries", "Webhook events receivers acknowledged", webhook_deliveries.clone());
+        registry.register(
+            "webhook_retries",
+            "Webhook attempts that failed and will be retried",
+            webhook_retries.clone(),
+        );
+        registry.register(
+            "webhook_failures",
+            "Webhook events given up on after retrying for the configured time",
+            webhook_failures.clone(),
+        );
+        registry.register(
+            "webhook_lag_seconds",
+            "Age of the oldest event a webhook receiver of the app has not had yet",
+            webhook_lag_seconds.clone(),
+        );
         Self {
             registry,
+            webhook_deliveries,
+            webhook_retries,
+            webhook_failures,
+            webhook_lag_seconds,
             connections,
             subscriptions,
             events_published,

@@ -5,6 +5,7 @@
 pub mod content;
 pub mod filter;
 pub mod snapshot;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 

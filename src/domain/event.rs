@@ -1,11 +1,14 @@
-//! Events: what happened to a conversation, each stamped with the conversation's sequence number at commit.
-//! REST and socket writes produce them; the hub fans them out; subscriptions apply them in `seq` order.
+//! Events: what happened to a conversation, each stamped with the conversation's sequence number at commit, and
+//! what happened to a user, stamped with the user's own. REST and socket writes produce them; the event log keeps
+//! both in commit order; the hub fans conversation events out; subscriptions apply them in `seq` order; webhooks
+//! follow the log.
 
 use super::{
-    conversation::{Access, Notify},
+    conversation::{Access, ConversationView, Notify},
     ids::{ConversationId, MessageId, Seq, UserId},
     message::MessageView,
     reaction::Emoji,
+    user::User,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,8 +22,11 @@ pub struct Event {
 pub enum EventKind {
     /// The conversation was created or its own fields changed.
     ConversationUpdated,
-    /// The conversation and everything in it is gone.
-    ConversationDeleted,
+    /// The conversation and everything in it is gone. `conversation` is what it was just before (for webhooks);
+    /// events logged before it was recorded have none.
+    ConversationDeleted {
+        conversation: Option<Box<ConversationView>>,
+    },
     ParticipantJoined {
         user_id: UserId,
         access: Access,
@@ -42,6 +48,8 @@ pub enum EventKind {
     },
     MessageDeleted {
         message_id: MessageId,
+        /// The message as it was (for webhooks); events logged before it was recorded have none.
+        message: Option<Box<MessageView>>,
     },
     AllMessagesDeleted,
     ReactionAdded {
@@ -54,4 +62,47 @@ pub enum EventKind {
         emoji: Emoji,
         user_id: UserId,
     },
+}
+
+/// What happened to one user, numbered by the user's own sequence (`seq` starts at 1 per user). User streams are
+/// logged beside conversation streams; nothing subscribes to them over the socket yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserEvent {
+    pub user_id: UserId,
+    pub seq: Seq,
+    pub kind: UserEventKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserEventKind {
+    Created {
+        user: Box<User>,
+    },
+    /// A change that left the user different (a PUT that changes nothing logs nothing).
+    Updated {
+        user: Box<User>,
+    },
+    /// The user's read marker in a conversation moved from `after` to `until`: the messages in between that
+    /// others sent are now read by this user.
+    ConversationRead {
+        conversation_id: ConversationId,
+        after: Seq,
+        until: Seq,
+    },
+}
+
+/// Anything the event log holds: an event of a conversation's stream or of a user's.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Logged {
+    Conversation(Event),
+    User(UserEvent),
+}
+
+impl Logged {
+    pub fn conversation(&self) -> Option<&Event> {
+        match self {
+            Logged::Conversation(event) => Some(event),
+            Logged::User(_) => None,
+        }
+    }
 }

@@ -85,10 +85,12 @@ impl CatchUp {
             let full = events.len() == PAGE;
             for logged in events {
                 cursor = logged.position;
-                let conversation_id = &logged.event.conversation_id;
+                // Users' streams have no subscribers over the socket yet.
+                let Some(event) = logged.event.conversation() else { continue };
+                let conversation_id = &event.conversation_id;
                 let conversation_key =
                     HubKey::Conversation { app_id: app.clone(), conversation_id: conversation_id.clone() };
-                let user = match &logged.event.kind {
+                let user = match &event.kind {
                     EventKind::ParticipantJoined { user_id, .. } | EventKind::ParticipantLeft { user_id } => {
                         Some(HubKey::User { app_id: app.clone(), user_id: user_id.clone() })
                     }
@@ -96,7 +98,7 @@ impl CatchUp {
                 };
                 let watched = self.node.watches(&conversation_key) || user.is_some_and(|key| self.node.watches(&key));
                 if watched {
-                    let encoded = Arc::new(frames::event_frame(&logged.event, app, &self.links));
+                    let encoded = Arc::new(frames::event_frame(event, app, &self.links));
                     for_each_key(app, conversation_id, encoded, |key, event| self.node.deliver_missed(key, event));
                 }
             }

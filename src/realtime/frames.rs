@@ -257,7 +257,9 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedEvent {
     let context = SnapshotContext { app, links, me: None };
     let (event_json, membership) = match &event.kind {
         EventKind::ConversationUpdated => (EventJson::ConversationUpdated, None),
-        EventKind::ConversationDeleted => (EventJson::ConversationDeleted, Some(Membership::ConversationDeleted)),
+        EventKind::ConversationDeleted { .. } => {
+            (EventJson::ConversationDeleted, Some(Membership::ConversationDeleted))
+        }
         EventKind::ParticipantJoined { user_id, access, notify } => (
             EventJson::ParticipantJoined {
                 user_id: user_id.as_str(),
@@ -285,7 +287,7 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedEvent {
         EventKind::MessageEdited { message } => {
             (EventJson::MessageEdited { message: MessageSnapshotJson::new(message, &context, false) }, None)
         }
-        EventKind::MessageDeleted { message_id } => {
+        EventKind::MessageDeleted { message_id, .. } => {
             (EventJson::MessageDeleted { message_id: message_id.as_str() }, None)
         }
         EventKind::AllMessagesDeleted => (EventJson::AllMessagesDeleted, None),

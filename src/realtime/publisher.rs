@@ -39,11 +39,11 @@ impl CommitListener for Publisher {
                 self.metrics.commit_order_violations.inc();
                 tracing::error!(position = logged.position.0, previous, "committed events out of log order");
             }
+            // Users' streams have no subscribers over the socket yet: they are for the log's readers (webhooks).
+            let Some(event) = logged.event.conversation() else { continue };
             self.metrics.events_published.inc();
-            let encoded = Arc::new(frames::event_frame(&logged.event, &committed.app, &self.links));
-            for_each_key(&committed.app, &logged.event.conversation_id, encoded, |key, event| {
-                self.node.publish(key, event)
-            });
+            let encoded = Arc::new(frames::event_frame(event, &committed.app, &self.links));
+            for_each_key(&committed.app, &event.conversation_id, encoded, |key, event| self.node.publish(key, event));
         }
     }
 }

@@ -9,7 +9,7 @@ use super::*;
 use crate::domain::{
     content::Links,
     conversation::{Access, ConversationPatch, Notify},
-    event::EventKind,
+    event::{EventKind, Logged, UserEvent, UserEventKind},
     ids::Seq,
     message::{MessageBody, MessageType, Origin},
     Custom, Field,
@@ -17,7 +17,7 @@ use crate::domain::{
 
 /// Records every committed event, in the order the store hands them over.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<LoggedEvent>>);
+struct Recorder(Mutex<Vec<LoggedEvent<Logged>>>);
 
 impl CommitListener for Recorder {
     fn committed(&self, committed: &Committed) {
@@ -27,7 +27,12 @@ impl CommitListener for Recorder {
 }
 
 impl Recorder {
+    /// The conversations' events told so far.
     fn take(&self) -> Vec<LoggedEvent> {
+        self.take_all().into_iter().filter_map(LoggedEvent::into_conversation).collect()
+    }
+
+    fn take_all(&self) -> Vec<LoggedEvent<Logged>> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }
@@ -151,6 +156,11 @@ contract!(
     pruning_keeps_the_newest_events_of_each_conversation_and_never_reuses_a_position,
     pruning_by_age_drops_what_is_older_than_the_retention,
     concurrent_writes_get_unique_contiguous_seqs_and_a_rejected_one_changes_nothing,
+    users_log_their_creation_and_every_change_on_their_own_stream,
+    a_read_logs_how_far_the_marker_moved,
+    a_deleted_message_is_logged_as_it_was,
+    a_webhook_receiver_is_held_by_one_owner_until_its_lease_lapses,
+    pruning_keeps_what_a_live_webhook_receiver_has_not_had,
 );
 
 fn app() -> AppId {
@@ -256,7 +266,11 @@ async fn conversations_are_created_merged_listed_and_deleted(opener: Opener) {
         Err(StoreError::Rejected(Rejection::UserNotFound(_)))
     ));
     let deleted = store.delete_conversation(&app(), &conversation()).await.unwrap();
-    assert_eq!((deleted.kind, deleted.seq), (EventKind::ConversationDeleted, Seq(5)));
+    assert_eq!(deleted.seq, Seq(5));
+    let EventKind::ConversationDeleted { conversation: Some(gone) } = deleted.kind else {
+        panic!("{:?}", deleted.kind)
+    };
+    assert_eq!(gone.conversation.id, conversation(), "the log keeps what was deleted");
     assert!(store.conversation(&app(), &conversation()).await.unwrap().is_none());
     assert!(matches!(
         store.delete_conversation(&app(), &conversation()).await,
@@ -532,11 +546,13 @@ async fn the_log_reads_a_conversation_by_seq_and_an_app_after_a_position(opener:
     let run = store.conversation_events(&app(), &conversation(), Seq(1), Seq(3)).await.unwrap();
     assert_eq!(run.iter().map(|logged| logged.event.seq.0).collect::<Vec<_>>(), [2, 3]);
     let everything = store.app_events(&app(), Position(0), 100).await.unwrap();
+    assert_eq!(user_events(&everything).len(), 3, "the users' creation comes first");
+    let everything: Vec<_> = everything.into_iter().filter_map(LoggedEvent::into_conversation).collect();
     let order: Vec<_> = everything.iter().map(|l| (l.event.conversation_id.to_string(), l.event.seq.0)).collect();
     assert_eq!(order, [("c".into(), 1), ("c".into(), 2), ("c".into(), 3), ("d".into(), 1), ("c".into(), 4)]);
     assert!(everything.iter().all(|logged| logged.app == app()), "another app's events are not read");
     let after = store.app_events(&app(), everything[2].position, 1).await.unwrap();
-    assert_eq!(after, everything[3..4]);
+    assert_eq!(after.into_iter().filter_map(LoggedEvent::into_conversation).collect::<Vec<_>>(), everything[3..4]);
     assert!(store.app_events(&app(), everything[4].position, 10).await.unwrap().is_empty());
     assert_eq!(store.latest_position(&app()).await.unwrap(), everything[4].position);
     let other = AppId::parse("nobody").unwrap();
@@ -576,9 +592,11 @@ async fn pruning_by_age_drops_what_is_older_than_the_retention(opener: Opener) {
     let committed = backend.committed.take();
     let committed_at = committed[0].committed_at;
     assert_eq!(store.prune_events(committed_at + 59_000).await.unwrap(), 0);
-    // All three are too old, but the newest event of the log stays: positions go on from it.
-    assert_eq!(store.prune_events(committed_at + 61_000).await.unwrap(), 2);
-    let kept = store.app_events(&app(), Position(0), 100).await.unwrap();
+    // All six (three users', three of the conversation) are too old, but the newest event of the log stays:
+    // positions go on from it.
+    assert_eq!(store.prune_events(committed_at + 61_000).await.unwrap(), 5);
+    let kept: Vec<_> = store.app_events(&app(), Position(0), 100).await.unwrap();
+    let kept: Vec<_> = kept.into_iter().filter_map(LoggedEvent::into_conversation).collect();
     assert_eq!(kept, committed[2..]);
     store.append_messages(&app(), &conversation(), vec![text(None, "later")], 6).await.unwrap();
     assert!(backend.committed.take()[0].position > committed[2].position, "a position is never reused");
@@ -611,4 +629,118 @@ async fn concurrent_writes_get_unique_contiguous_seqs_and_a_rejected_one_changes
     assert_eq!(received, (1..94).collect::<Vec<_>>());
     let page = Page { limit: 100, starting_after: None };
     assert_eq!(backend.store.messages(&app(), &conversation(), page).await.unwrap().len(), 90);
+}
+
+fn user_events(logged: &[LoggedEvent<Logged>]) -> Vec<(String, i64, &'static str)> {
+    logged
+        .iter()
+        .filter_map(|logged| match &logged.event {
+            Logged::User(event) => {
+                let kind = match &event.kind {
+                    UserEventKind::Created { .. } => "created",
+                    UserEventKind::Updated { .. } => "updated",
+                    UserEventKind::ConversationRead { .. } => "read",
+                };
+                Some((event.user_id.to_string(), event.seq.0, kind))
+            }
+            Logged::Conversation(_) => None,
+        })
+        .collect()
+}
+
+async fn users_log_their_creation_and_every_change_on_their_own_stream(opener: Opener) {
+    let backend = opener.open().await;
+    let store = &backend.store;
+    store.upsert_users(&app(), vec![(alice(), named("Alice")), (user("bob"), named("Bob"))], 1).await.unwrap();
+    store.upsert_users(&app(), vec![(alice(), named("Alice"))], 2).await.unwrap();
+    store.upsert_users(&app(), vec![(alice(), named("Alice B."))], 3).await.unwrap();
+    let told = backend.committed.take_all();
+    let expected =
+        [("alice".to_owned(), 1, "created"), ("bob".to_owned(), 1, "created"), ("alice".to_owned(), 2, "updated")];
+    assert_eq!(user_events(&told), expected, "a PUT that changes nothing logs nothing");
+    let Logged::User(UserEvent { kind: UserEventKind::Updated { user }, .. }) = &told[2].event else { panic!() };
+    assert_eq!(user.name, "Alice B.");
+    let logged = store.app_events(&app(), Position(0), 10).await.unwrap();
+    assert_eq!(logged, told, "the log holds them as the listener was told");
+}
+
+async fn a_read_logs_how_far_the_marker_moved(opener: Opener) {
+    let backend = with_conversation(opener).await;
+    let store = &backend.store;
+    let bob = user("bob");
+    store
+        .append_messages(&app(), &conversation(), vec![text(Some(bob.clone()), "1"), text(Some(bob.clone()), "2")], 3)
+        .await
+        .unwrap();
+    backend.committed.take_all();
+    store.set_read_state(&app(), &conversation(), &alice(), Some(false)).await.unwrap();
+    store.set_read_state(&app(), &conversation(), &alice(), Some(false)).await.unwrap();
+    store.set_read_state(&app(), &conversation(), &alice(), Some(true)).await.unwrap();
+    let told = backend.committed.take_all();
+    assert_eq!(told.len(), 1, "reading again moves nothing, marking unread moves no marker: {told:?}");
+    let Logged::User(UserEvent {
+        user_id,
+        kind: UserEventKind::ConversationRead { conversation_id, after, until },
+        ..
+    }) = &told[0].event
+    else {
+        panic!("{told:?}")
+    };
+    assert_eq!((user_id, conversation_id, *after, *until), (&alice(), &conversation(), Seq(0), Seq(5)));
+    let between = store.messages_between(&app(), &conversation(), *after, *until, 10).await.unwrap();
+    assert_eq!(between.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(store.messages_between(&app(), &conversation(), Seq(4), Seq(5), 10).await.unwrap().len(), 1);
+}
+
+async fn a_deleted_message_is_logged_as_it_was(opener: Opener) {
+    let backend = with_conversation(opener).await;
+    let store = &backend.store;
+    let sent = store.append_messages(&app(), &conversation(), vec![text(Some(alice()), "bye")], 3).await.unwrap();
+    let deleted = store.delete_message(&app(), &conversation(), &sent.ids[0], &Actor::App).await.unwrap().unwrap();
+    let EventKind::MessageDeleted { message: Some(view), .. } = &deleted.kind else { panic!("{deleted:?}") };
+    assert_eq!((view.message.text.as_str(), view.sender.as_ref().map(|u| u.name.as_str())), ("bye", Some("Alice")));
+    let logged = store.conversation_events(&app(), &conversation(), Seq(4), Seq(5)).await.unwrap();
+    assert_eq!(logged[0].event, deleted);
+}
+
+async fn a_webhook_receiver_is_held_by_one_owner_until_its_lease_lapses(opener: Opener) {
+    let backend = opener.open().await;
+    let store = &backend.store;
+    let url = "http://127.0.0.1:9/hook";
+    let claim = |owner: &'static str, now: Millis, take_over: bool| async move {
+        store.claim_webhook(&app(), url, owner, now, now + 100, Position(7), take_over).await.unwrap()
+    };
+    assert_eq!(claim("a", 1000, false).await, Some(Position(7)), "a new receiver starts where the log is");
+    assert_eq!(claim("b", 1050, false).await, None, "held by a");
+    assert!(store.save_webhook_position(&app(), url, "a", Position(9), 1200).await.unwrap());
+    assert_eq!(claim("b", 1150, false).await, None, "a renewed its lease");
+    assert_eq!(claim("b", 1201, false).await, Some(Position(9)), "b takes over where a was");
+    assert!(!store.save_webhook_position(&app(), url, "a", Position(10), 1300).await.unwrap(), "a lost it");
+    assert_eq!(claim("a", 1210, true).await, Some(Position(9)), "taking over ignores the lease");
+    let failure = WebhookFailure {
+        event_id: "evt_1".into(),
+        kind: "message.sent",
+        attempts: 3,
+        last_error: "answered 500".into(),
+        failed_at: 1300,
+    };
+    store.record_webhook_failure(&app(), url, failure.clone()).await.unwrap();
+    store.record_webhook_failure(&app(), url, failure).await.unwrap();
+}
+
+async fn pruning_keeps_what_a_live_webhook_receiver_has_not_had(opener: Opener) {
+    let retention = Retention { max_events_per_conversation: 2, ..Retention::default() };
+    let backend = with_conversation_retained(opener, retention).await;
+    let store = &backend.store;
+    let start = backend.committed.take().last().unwrap().position;
+    let now = crate::store::sql::now_millis();
+    store.claim_webhook(&app(), "http://127.0.0.1:9/hook", "a", now, now + 60_000, start, false).await.unwrap();
+    let batch: Vec<_> = (0..4).map(|i| text(None, &format!("m{i}"))).collect();
+    store.append_messages(&app(), &conversation(), batch, 3).await.unwrap();
+    assert_eq!(store.prune_events(now).await.unwrap(), 3, "the receiver has had the first three, not the messages");
+    let owed = store.app_events(&app(), start, 100).await.unwrap();
+    store.save_webhook_position(&app(), "http://127.0.0.1:9/hook", "a", owed[1].position, now + 60_000).await.unwrap();
+    store.append_messages(&app(), &conversation(), vec![text(None, "later")], 4).await.unwrap();
+    let pruned = store.prune_events(now).await.unwrap();
+    assert_eq!(pruned, 2, "the two messages it has had now");
 }

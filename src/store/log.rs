@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     content::Links,
-    conversation::{Access, Notify},
-    event::{Event, EventKind},
+    conversation::{Access, Conversation, ConversationView, Notify, Participant},
+    event::{Event, EventKind, Logged, UserEvent, UserEventKind},
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{Attachment, Location, Message, MessageType, MessageView, Origin, ReferencedView},
     reaction::{Emoji, ReactionSummary},
@@ -34,14 +34,26 @@ pub const MAX_PRUNED_PER_PASS: u64 = 10_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position(pub i64);
 
-/// An event as the log holds it.
+/// An event as the log holds it: a conversation's (`LoggedEvent`), or anything the log holds
+/// (`LoggedEvent<Logged>`), in commit order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoggedEvent {
+pub struct LoggedEvent<E = Event> {
     pub position: Position,
     pub app: AppId,
-    pub event: Event,
+    pub event: E,
     /// The wall-clock time of the commit, in Unix milliseconds.
     pub committed_at: Millis,
+}
+
+impl LoggedEvent<Logged> {
+    /// The conversation event, if it is one.
+    pub fn into_conversation(self) -> Option<LoggedEvent> {
+        let LoggedEvent { position, app, event, committed_at } = self;
+        match event {
+            Logged::Conversation(event) => Some(LoggedEvent { position, app, event, committed_at }),
+            Logged::User(_) => None,
+        }
+    }
 }
 
 /// What the log keeps.
@@ -66,11 +78,44 @@ impl Retention {
     }
 }
 
+/// The `stream` column: whose sequence an event's `seq` counts.
+pub const CONVERSATION_STREAM: &str = "c";
+pub const USER_STREAM: &str = "u";
+
 /// The `kind` column and the JSON `data` column of an event.
 pub fn encode(kind: &EventKind) -> (&'static str, String) {
     let record = Record::from(kind);
     let name = record.name();
     (name, serde_json::to_string(&record).expect("event records always encode"))
+}
+
+/// The columns of any logged event: `(stream, stream id, seq, kind, data)`.
+pub fn encode_logged(logged: &Logged) -> (&'static str, &str, Seq, &'static str, String) {
+    match logged {
+        Logged::Conversation(event) => {
+            let (kind, data) = encode(&event.kind);
+            (CONVERSATION_STREAM, event.conversation_id.as_str(), event.seq, kind, data)
+        }
+        Logged::User(event) => {
+            let record = UserRecordKind::from(&event.kind);
+            let kind = record.name();
+            let data = serde_json::to_string(&record).expect("event records always encode");
+            (USER_STREAM, event.user_id.as_str(), event.seq, kind, data)
+        }
+    }
+}
+
+/// Reads any logged event back from its columns.
+pub fn decode_logged(stream: &str, stream_id: String, seq: Seq, data: &str) -> Result<Logged, String> {
+    match stream {
+        CONVERSATION_STREAM => decode(ConversationId::from_trusted(stream_id), seq, data).map(Logged::Conversation),
+        USER_STREAM => {
+            let record: UserRecordKind<'_> = serde_json::from_str(data)
+                .map_err(|error| format!("unreadable event of user {stream_id}/{}: {error}", seq.0))?;
+            Ok(Logged::User(UserEvent { user_id: UserId::from_trusted(stream_id), seq, kind: record.into_kind() }))
+        }
+        other => Err(format!("unknown event stream {other:?}")),
+    }
 }
 
 /// Reads an event back from its columns. A record that cannot be read (corruption, or a newer format) is an
@@ -85,16 +130,74 @@ pub fn decode(conversation_id: ConversationId, seq: Seq, data: &str) -> Result<E
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum Record<'a> {
     ConversationUpdated,
-    ConversationDeleted,
-    ParticipantJoined { user_id: Cow<'a, str>, access: Cow<'a, str>, notify: Cow<'a, str> },
-    ParticipantUpdated { user_id: Cow<'a, str>, access: Cow<'a, str>, notify: Cow<'a, str> },
-    ParticipantLeft { user_id: Cow<'a, str> },
-    MessageCreated { message: ViewRecord<'a> },
-    MessageEdited { message: ViewRecord<'a> },
-    MessageDeleted { message_id: Cow<'a, str> },
+    ConversationDeleted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<ConversationRecord<'a>>,
+    },
+    ParticipantJoined {
+        user_id: Cow<'a, str>,
+        access: Cow<'a, str>,
+        notify: Cow<'a, str>,
+    },
+    ParticipantUpdated {
+        user_id: Cow<'a, str>,
+        access: Cow<'a, str>,
+        notify: Cow<'a, str>,
+    },
+    ParticipantLeft {
+        user_id: Cow<'a, str>,
+    },
+    MessageCreated {
+        message: ViewRecord<'a>,
+    },
+    MessageEdited {
+        message: ViewRecord<'a>,
+    },
+    MessageDeleted {
+        message_id: Cow<'a, str>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<ViewRecord<'a>>,
+    },
     AllMessagesDeleted,
-    ReactionAdded { message_id: Cow<'a, str>, emoji: Cow<'a, str>, user_id: Cow<'a, str> },
-    ReactionRemoved { message_id: Cow<'a, str>, emoji: Cow<'a, str>, user_id: Cow<'a, str> },
+    ReactionAdded {
+        message_id: Cow<'a, str>,
+        emoji: Cow<'a, str>,
+        user_id: Cow<'a, str>,
+    },
+    ReactionRemoved {
+        message_id: Cow<'a, str>,
+        emoji: Cow<'a, str>,
+        user_id: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+enum UserRecordKind<'a> {
+    UserCreated { user: UserRecord<'a> },
+    UserUpdated { user: UserRecord<'a> },
+    ConversationRead { conversation_id: Cow<'a, str>, after: i64, until: i64 },
+}
+
+/// `(userId, access, notify, joinedAt)`
+type ParticipantRecord<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>, Millis);
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversationRecord<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    photo_url: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    welcome_messages: Option<Cow<'a, [String]>>,
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    custom: Cow<'a, Custom>,
+    created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_message_at: Option<Millis>,
+    last_seq: i64,
+    participants: Vec<ParticipantRecord<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -186,7 +289,7 @@ impl Record<'_> {
     fn name(&self) -> &'static str {
         match self {
             Record::ConversationUpdated => "conversationUpdated",
-            Record::ConversationDeleted => "conversationDeleted",
+            Record::ConversationDeleted { .. } => "conversationDeleted",
             Record::ParticipantJoined { .. } => "participantJoined",
             Record::ParticipantUpdated { .. } => "participantUpdated",
             Record::ParticipantLeft { .. } => "participantLeft",
@@ -205,7 +308,9 @@ impl Record<'_> {
         let emoji = |raw: Cow<'_, str>| Emoji::from_trusted(raw.into_owned());
         match self {
             Record::ConversationUpdated => EventKind::ConversationUpdated,
-            Record::ConversationDeleted => EventKind::ConversationDeleted,
+            Record::ConversationDeleted { conversation } => EventKind::ConversationDeleted {
+                conversation: conversation.map(|record| Box::new(record.into_view(conversation_id))),
+            },
             Record::ParticipantJoined { user_id, access, notify } => EventKind::ParticipantJoined {
                 user_id: user(user_id),
                 access: access_of(&access),
@@ -223,7 +328,10 @@ impl Record<'_> {
             Record::MessageEdited { message } => {
                 EventKind::MessageEdited { message: Box::new(message.into_view(conversation_id)) }
             }
-            Record::MessageDeleted { message_id: id } => EventKind::MessageDeleted { message_id: message_id(id) },
+            Record::MessageDeleted { message_id: id, message } => EventKind::MessageDeleted {
+                message_id: message_id(id),
+                message: message.map(|view| Box::new(view.into_view(conversation_id))),
+            },
             Record::AllMessagesDeleted => EventKind::AllMessagesDeleted,
             Record::ReactionAdded { message_id: id, emoji: e, user_id } => {
                 EventKind::ReactionAdded { message_id: message_id(id), emoji: emoji(e), user_id: user(user_id) }
@@ -248,7 +356,9 @@ impl<'a> From<&'a EventKind> for Record<'a> {
         let s = |text: &'a str| Cow::Borrowed(text);
         match kind {
             EventKind::ConversationUpdated => Record::ConversationUpdated,
-            EventKind::ConversationDeleted => Record::ConversationDeleted,
+            EventKind::ConversationDeleted { conversation } => {
+                Record::ConversationDeleted { conversation: conversation.as_deref().map(ConversationRecord::from) }
+            }
             EventKind::ParticipantJoined { user_id, access, notify } => Record::ParticipantJoined {
                 user_id: s(user_id.as_str()),
                 access: s(access.as_str()),
@@ -262,7 +372,10 @@ impl<'a> From<&'a EventKind> for Record<'a> {
             EventKind::ParticipantLeft { user_id } => Record::ParticipantLeft { user_id: s(user_id.as_str()) },
             EventKind::MessageCreated { message } => Record::MessageCreated { message: ViewRecord::from(&**message) },
             EventKind::MessageEdited { message } => Record::MessageEdited { message: ViewRecord::from(&**message) },
-            EventKind::MessageDeleted { message_id } => Record::MessageDeleted { message_id: s(message_id.as_str()) },
+            EventKind::MessageDeleted { message_id, message } => Record::MessageDeleted {
+                message_id: s(message_id.as_str()),
+                message: message.as_deref().map(ViewRecord::from),
+            },
             EventKind::AllMessagesDeleted => Record::AllMessagesDeleted,
             EventKind::ReactionAdded { message_id, emoji, user_id } => Record::ReactionAdded {
                 message_id: s(message_id.as_str()),
@@ -274,6 +387,100 @@ impl<'a> From<&'a EventKind> for Record<'a> {
                 emoji: s(emoji.as_str()),
                 user_id: s(user_id.as_str()),
             },
+        }
+    }
+}
+
+impl UserRecordKind<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            UserRecordKind::UserCreated { .. } => "userCreated",
+            UserRecordKind::UserUpdated { .. } => "userUpdated",
+            UserRecordKind::ConversationRead { .. } => "conversationRead",
+        }
+    }
+
+    fn into_kind(self) -> UserEventKind {
+        match self {
+            UserRecordKind::UserCreated { user } => UserEventKind::Created { user: Box::new(user.into_user()) },
+            UserRecordKind::UserUpdated { user } => UserEventKind::Updated { user: Box::new(user.into_user()) },
+            UserRecordKind::ConversationRead { conversation_id, after, until } => UserEventKind::ConversationRead {
+                conversation_id: ConversationId::from_trusted(conversation_id.into_owned()),
+                after: Seq(after),
+                until: Seq(until),
+            },
+        }
+    }
+}
+
+impl<'a> From<&'a UserEventKind> for UserRecordKind<'a> {
+    fn from(kind: &'a UserEventKind) -> Self {
+        match kind {
+            UserEventKind::Created { user } => UserRecordKind::UserCreated { user: UserRecord::from(&**user) },
+            UserEventKind::Updated { user } => UserRecordKind::UserUpdated { user: UserRecord::from(&**user) },
+            UserEventKind::ConversationRead { conversation_id, after, until } => UserRecordKind::ConversationRead {
+                conversation_id: Cow::Borrowed(conversation_id.as_str()),
+                after: after.0,
+                until: until.0,
+            },
+        }
+    }
+}
+
+impl<'a> From<&'a ConversationView> for ConversationRecord<'a> {
+    fn from(view: &'a ConversationView) -> Self {
+        let conversation = &view.conversation;
+        Self {
+            subject: conversation.subject.as_deref().map(Cow::Borrowed),
+            photo_url: conversation.photo_url.as_deref().map(Cow::Borrowed),
+            welcome_messages: conversation.welcome_messages.as_deref().map(Cow::Borrowed),
+            custom: Cow::Borrowed(&conversation.custom),
+            created_at: conversation.created_at,
+            last_message_at: conversation.last_message_at,
+            last_seq: conversation.last_seq.0,
+            participants: view
+                .participants
+                .iter()
+                .map(|p| {
+                    (
+                        Cow::Borrowed(p.user_id.as_str()),
+                        Cow::Borrowed(p.access.as_str()),
+                        Cow::Borrowed(p.notify.as_str()),
+                        p.joined_at,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ConversationRecord<'_> {
+    /// The conversation as it was; read state and the last message are not recorded.
+    fn into_view(self, conversation_id: &ConversationId) -> ConversationView {
+        ConversationView {
+            conversation: Conversation {
+                id: conversation_id.clone(),
+                subject: self.subject.map(Cow::into_owned),
+                photo_url: self.photo_url.map(Cow::into_owned),
+                welcome_messages: self.welcome_messages.map(Cow::into_owned),
+                custom: self.custom.into_owned(),
+                created_at: self.created_at,
+                last_message_at: self.last_message_at,
+                last_seq: Seq(self.last_seq),
+            },
+            participants: self
+                .participants
+                .into_iter()
+                .map(|(user_id, access, notify, joined_at)| Participant {
+                    user_id: UserId::from_trusted(user_id.into_owned()),
+                    access: access_of(&access),
+                    notify: Notify::from_stored(&notify),
+                    joined_at,
+                    is_unread: false,
+                    unread_message_count: 0,
+                })
+                .collect(),
+            last_message: None,
         }
     }
 }
@@ -467,13 +674,15 @@ mod tests {
             (UserId::parse("bob").unwrap(), MessageId::parse("m1").unwrap(), Emoji::parse(":party:").unwrap());
         let kinds = vec![
             EventKind::ConversationUpdated,
-            EventKind::ConversationDeleted,
+            EventKind::ConversationDeleted { conversation: None },
+            EventKind::ConversationDeleted { conversation: Some(Box::new(conversation_view())) },
             EventKind::ParticipantJoined { user_id: bob.clone(), access: Access::Read, notify: Notify::MentionsOnly },
             EventKind::ParticipantUpdated { user_id: bob.clone(), access: Access::ReadWrite, notify: Notify::None },
             EventKind::ParticipantLeft { user_id: bob.clone() },
             EventKind::MessageCreated { message: Box::new(view.clone()) },
-            EventKind::MessageEdited { message: Box::new(view) },
-            EventKind::MessageDeleted { message_id: m1.clone() },
+            EventKind::MessageEdited { message: Box::new(view.clone()) },
+            EventKind::MessageDeleted { message_id: m1.clone(), message: None },
+            EventKind::MessageDeleted { message_id: m1.clone(), message: Some(Box::new(view)) },
             EventKind::AllMessagesDeleted,
             EventKind::ReactionAdded { message_id: m1.clone(), emoji: emoji.clone(), user_id: bob.clone() },
             EventKind::ReactionRemoved { message_id: m1, emoji, user_id: bob },
@@ -484,6 +693,50 @@ mod tests {
             let event = decode(conversation.clone(), seq, &data).unwrap();
             assert_eq!(event, Event { conversation_id: conversation.clone(), seq, kind }, "{name}");
         }
+    }
+
+    fn conversation_view() -> ConversationView {
+        ConversationView {
+            conversation: Conversation {
+                id: ConversationId::parse("c").unwrap(),
+                subject: Some("Order".into()),
+                photo_url: None,
+                welcome_messages: Some(vec!["hello".into()]),
+                custom: Custom::from([("k".into(), "v".into())]),
+                created_at: 3,
+                last_message_at: Some(9),
+                last_seq: Seq(7),
+            },
+            participants: vec![Participant {
+                user_id: UserId::parse("bob").unwrap(),
+                access: Access::Read,
+                notify: Notify::MentionsOnly,
+                joined_at: 4,
+                is_unread: false,
+                unread_message_count: 0,
+            }],
+            last_message: None,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_user_event_reads_back_as_it_was_written() {
+        let kinds = vec![
+            UserEventKind::Created { user: Box::new(user("alice")) },
+            UserEventKind::Updated { user: Box::new(user("alice")) },
+            UserEventKind::ConversationRead {
+                conversation_id: ConversationId::parse("c").unwrap(),
+                after: Seq(2),
+                until: Seq(9),
+            },
+        ];
+        for (index, kind) in kinds.into_iter().enumerate() {
+            let logged =
+                Logged::User(UserEvent { user_id: UserId::parse("alice").unwrap(), seq: Seq(index as i64 + 1), kind });
+            let (stream, id, seq, name, data) = encode_logged(&logged);
+            assert_eq!(decode_logged(stream, id.to_owned(), seq, &data).unwrap(), logged, "{name}");
+        }
+        assert!(decode_logged("x", "alice".into(), Seq(1), "{}").is_err());
     }
 
     #[test]

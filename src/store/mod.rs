@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, Participant, ParticipantSettings},
-    event::Event,
+    event::{Event, Logged, UserEvent},
     filter::ConversationFilter,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{Message, MessageEdit, MessageView, NewMessage},
@@ -143,12 +143,22 @@ pub struct Appended {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A webhook event that was retried for as long as configured and never acknowledged.
+#[derive(Clone, Debug)]
+pub struct WebhookFailure {
+    pub event_id: String,
+    pub kind: &'static str,
+    pub attempts: u32,
+    pub last_error: String,
+    pub failed_at: Millis,
+}
+
 /// The events of one committed write, as the log holds them, handed to the listener in commit order. Publishing
 /// from the commit (not from the request handler) means an event is published even when the caller has gone.
 #[derive(Clone, Debug)]
 pub struct Committed {
     pub app: AppId,
-    pub events: Vec<LoggedEvent>,
+    pub events: Vec<LoggedEvent<Logged>>,
 }
 
 /// What a store tells about every commit, right after it and before it answers anyone.
@@ -158,6 +168,15 @@ pub struct Committed {
 /// grows across all of them). `committed` must not block: the writer waits for it.
 pub trait CommitListener: Send + Sync + 'static {
     fn committed(&self, committed: &Committed);
+}
+
+/// Several listeners, told in order.
+impl CommitListener for Vec<std::sync::Arc<dyn CommitListener>> {
+    fn committed(&self, committed: &Committed) {
+        for listener in self {
+            listener.committed(committed);
+        }
+    }
 }
 
 /// Told the duration and the number of writes of every group commit (for metrics).
@@ -239,7 +258,32 @@ fn open_backend(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<std::syn
 
 /// The events a write's result carries.
 pub trait HasEvents {
+    /// Its conversations' events.
     fn events(&self) -> &[Event];
+    /// Everything it logs, conversations' and users' events, in the order they happened.
+    fn logged(&self) -> Vec<Logged> {
+        self.events().iter().cloned().map(Logged::Conversation).collect()
+    }
+}
+
+impl HasEvents for Vec<UserEvent> {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+
+    fn logged(&self) -> Vec<Logged> {
+        self.iter().cloned().map(Logged::User).collect()
+    }
+}
+
+impl HasEvents for Option<UserEvent> {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+
+    fn logged(&self) -> Vec<Logged> {
+        self.iter().cloned().map(Logged::User).collect()
+    }
 }
 
 impl HasEvents for Event {
@@ -267,6 +311,18 @@ impl HasEvents for Appended {
 }
 
 impl HasEvents for () {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+}
+
+impl HasEvents for bool {
+    fn events(&self) -> &[Event] {
+        &[]
+    }
+}
+
+impl HasEvents for Option<i64> {
     fn events(&self) -> &[Event] {
         &[]
     }
@@ -416,10 +472,47 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<LoggedEvent>>;
     /// At most `limit` logged events of an app after `after`, in commit order. A reader that saw position P has
     /// seen every event committed before it: positions never appear out of order.
-    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
+    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent<Logged>>>;
     /// The position of the app's newest logged event (`Position(0)` before the first): where a reader that wants
     /// only what comes next starts.
     async fn latest_position(&self, app: &AppId) -> StoreResult<Position>;
+    /// At most `limit` messages with `after < seq <= up_to`, oldest first (those still there).
+    async fn messages_between(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// Claims webhook delivery to `url` for `owner` until `lease_until` and says where it stands: `start` for a
+    /// receiver never seen before (it gets what comes next, not the past). `None` while another owner's lease
+    /// runs, unless `take_over` (one node: a lease left by this node's previous run).
+    #[allow(clippy::too_many_arguments, reason = "a lease has this many parts")]
+    async fn claim_webhook(
+        &self,
+        app: &AppId,
+        url: &str,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        start: Position,
+        take_over: bool,
+    ) -> StoreResult<Option<Position>>;
+    /// Records that the receiver has had every event up to `position`, and renews the lease; `false` when
+    /// `owner` no longer holds it (another node took it over).
+    async fn save_webhook_position(
+        &self,
+        app: &AppId,
+        url: &str,
+        owner: &str,
+        position: Position,
+        lease_until: Millis,
+    ) -> StoreResult<bool>;
+    /// Records a webhook event that delivery gave up on.
+    async fn record_webhook_failure(&self, app: &AppId, url: &str, failure: WebhookFailure) -> StoreResult<()>;
+
     /// Applies the retention policy as of `now`; returns how many events were pruned. Backends also run it on
     /// their own from time to time.
     async fn prune_events(&self, now: Millis) -> StoreResult<u64>;

@@ -23,8 +23,11 @@ use super::{
 use crate::domain::ids::AppId;
 
 /// Versioned migrations, applied in order; `natter_schema.version` records how many ran.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/postgres/0001_init.sql"), include_str!("migrations/postgres/0002_apps.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_apps.sql"),
+    include_str!("migrations/postgres/0003_streams_and_webhooks.sql"),
+];
 
 /// Reader connections per node; more concurrent reads wait for one to come back.
 const MAX_READERS: usize = 8;

@@ -38,8 +38,8 @@ impl Drop for TestGateway {
 
 pub fn test_apps() -> Vec<AppCredentials> {
     vec![
-        AppCredentials { app_id: APP.into(), secret: SECRET.into() },
-        AppCredentials { app_id: OTHER_APP.into(), secret: OTHER_SECRET.into() },
+        AppCredentials { app_id: APP.into(), secret: SECRET.into(), webhooks: Vec::new() },
+        AppCredentials { app_id: OTHER_APP.into(), secret: OTHER_SECRET.into(), webhooks: Vec::new() },
     ]
 }
 
@@ -101,6 +101,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         broker: Default::default(),
         serve: Default::default(),
         demo: false,
+        webhooks: Default::default(),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -20,6 +20,7 @@ const RANKS: &[(&str, u32)] = &[
     ("api", 5),
     ("demo", 5),
     ("realtime", 5),
+    ("webhooks", 5),
     ("gateway", 6),
     ("serve", 1),
     ("lib", 7),

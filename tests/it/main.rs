@@ -27,3 +27,4 @@ mod rest_messages;
 mod rest_participants;
 mod rest_reactions;
 mod rest_users;
+mod webhooks;

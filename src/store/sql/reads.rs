@@ -4,6 +4,7 @@
 use crate::domain::{
     content::Links,
     conversation::{Access, Conversation, ConversationView, Notify, Participant},
+    event::Logged,
     filter::FilterSubject,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     limits::MAX_PARTICIPANTS_FOR_READ_BY,
@@ -259,6 +260,25 @@ pub fn messages_before(
     rows.into_iter().map(|message| complete_message(db, app, message, n_participants)).collect()
 }
 
+/// At most `limit` messages with `after < seq <= up_to`, oldest first.
+pub fn messages_between(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    after: Seq,
+    up_to: Seq,
+    limit: usize,
+) -> StoreResult<Vec<Message>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN files f ON f.app_id = m.app_id AND f.id = m.file_id \
+         WHERE m.app_id = ?1 AND m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?4 ORDER BY m.seq LIMIT ?5"
+    );
+    let args = args![app.as_str(), conversation.as_str(), after.0, up_to.0, limit as i64];
+    let rows = db.rows(&sql, args, message_from_row)?;
+    let n = n_participants(db, app, conversation)?;
+    rows.into_iter().map(|message| complete_message(db, app, message, n)).collect()
+}
+
 pub fn messages(db: &dyn Db, app: &AppId, conversation: &ConversationId, page: &Page) -> StoreResult<Vec<Message>> {
     require_conversation(db, app, conversation)?;
     let before = match &page.starting_after {
@@ -492,12 +512,18 @@ pub fn file(db: &dyn Db, app: &AppId, id: &str) -> StoreResult<Option<StoredFile
     )
 }
 
-const LOG_COLUMNS: &str = "position, conversation_id, seq, data, committed_at";
+const LOG_COLUMNS: &str = "position, stream_id, seq, data, committed_at, stream";
 
 fn logged_event_from_row(app: &AppId, row: &dyn Row) -> StoreResult<LoggedEvent> {
     let conversation_id = ConversationId::from_trusted(row.string(1)?);
     let seq = Seq(row.i64(2)?);
     let event = log::decode(conversation_id, seq, &row.string(3)?).map_err(StoreError::Unavailable)?;
+    Ok(LoggedEvent { position: Position(row.i64(0)?), app: app.clone(), event, committed_at: row.i64(4)? })
+}
+
+fn any_logged_event_from_row(app: &AppId, row: &dyn Row) -> StoreResult<LoggedEvent<Logged>> {
+    let event = log::decode_logged(&row.string(5)?, row.string(1)?, Seq(row.i64(2)?), &row.string(3)?)
+        .map_err(StoreError::Unavailable)?;
     Ok(LoggedEvent { position: Position(row.i64(0)?), app: app.clone(), event, committed_at: row.i64(4)? })
 }
 
@@ -512,7 +538,7 @@ pub fn conversation_events(
     db.rows(
         &format!(
             "SELECT {LOG_COLUMNS} FROM event_log \
-             WHERE app_id = ?1 AND conversation_id = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq"
+             WHERE app_id = ?1 AND stream = 'c' AND stream_id = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq"
         ),
         args![app.as_str(), conversation.as_str(), after.0, up_to.0],
         |row| logged_event_from_row(app, row),
@@ -520,11 +546,11 @@ pub fn conversation_events(
 }
 
 /// At most `limit` of an app's logged events after `after`, in commit order.
-pub fn app_events(db: &dyn Db, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+pub fn app_events(db: &dyn Db, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent<Logged>>> {
     db.rows(
         &format!("SELECT {LOG_COLUMNS} FROM event_log WHERE app_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"),
         args![app.as_str(), after.0, limit as i64],
-        |row| logged_event_from_row(app, row),
+        |row| any_logged_event_from_row(app, row),
     )
 }
 
@@ -534,4 +560,13 @@ pub fn latest_position(db: &dyn Db, app: &AppId) -> StoreResult<Position> {
             row.i64(0)
         })?;
     Ok(Position(latest))
+}
+
+/// Where webhook delivery to `url` stands, and who holds it: `(position, owner, lease_until)`.
+pub fn webhook_cursor(db: &dyn Db, app: &AppId, url: &str) -> StoreResult<Option<(i64, String, i64)>> {
+    db.row(
+        "SELECT position, owner, lease_until FROM webhook_cursors WHERE app_id = ?1 AND url = ?2",
+        args![app.as_str(), url],
+        |row| Ok((row.i64(0)?, row.string(1)?, row.i64(2)?)),
+    )
 }

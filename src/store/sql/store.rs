@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use super::{args, reads, writer, writes, Db};
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
-    event::Event,
+    event::{Event, Logged},
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{Message, MessageEdit, NewMessage},
     reaction::Emoji,
@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::store::{
     Appended, ConversationQuery, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page, Position, Store,
-    StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
+    StoreError, StoreHooks, StoreResult, StoredFile, UserConversation, WebhookFailure,
 };
 
 /// Opens a connection of the backend.
@@ -107,7 +107,7 @@ impl Store for SqlStore {
 
     async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
         let app = app.clone();
-        self.write(app.clone(), move |db| writes::upsert_users(db, &app, users, now)).await
+        self.write(app.clone(), move |db| writes::upsert_users(db, &app, users, now)).await.map(drop)
     }
 
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
@@ -201,7 +201,9 @@ impl Store for SqlStore {
         is_unread: Option<bool>,
     ) -> StoreResult<()> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
-        self.write(app.clone(), move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread)).await
+        self.write(app.clone(), move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread))
+            .await
+            .map(drop)
     }
 
     async fn append_messages(
@@ -324,9 +326,72 @@ impl Store for SqlStore {
         self.read(move |c| reads::conversation_events(c, &app, &conversation, after, up_to)).await
     }
 
-    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+    async fn app_events(&self, app: &AppId, after: Position, limit: usize) -> StoreResult<Vec<LoggedEvent<Logged>>> {
         let app = app.clone();
         self.read(move |c| reads::app_events(c, &app, after, limit)).await
+    }
+
+    async fn messages_between(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.read(move |c| reads::messages_between(c, &app, &conversation, after, up_to, limit)).await
+    }
+
+    async fn claim_webhook(
+        &self,
+        app: &AppId,
+        url: &str,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        start: Position,
+        take_over: bool,
+    ) -> StoreResult<Option<Position>> {
+        let (app, url, owner) = (app.clone(), url.to_owned(), owner.to_owned());
+        let claimed = self
+            .write(app.clone(), move |db| {
+                writes::claim_webhook(db, &app, &url, &owner, now, lease_until, start.0, take_over)
+            })
+            .await?;
+        Ok(claimed.map(Position))
+    }
+
+    async fn save_webhook_position(
+        &self,
+        app: &AppId,
+        url: &str,
+        owner: &str,
+        position: Position,
+        lease_until: Millis,
+    ) -> StoreResult<bool> {
+        let (app, url, owner) = (app.clone(), url.to_owned(), owner.to_owned());
+        self.write(app.clone(), move |db| {
+            writes::save_webhook_position(db, &app, &url, &owner, position.0, lease_until)
+        })
+        .await
+    }
+
+    async fn record_webhook_failure(&self, app: &AppId, url: &str, failure: WebhookFailure) -> StoreResult<()> {
+        let (app, url) = (app.clone(), url.to_owned());
+        self.write(app.clone(), move |db| {
+            writes::record_webhook_failure(
+                db,
+                &app,
+                &url,
+                &failure.event_id,
+                failure.kind,
+                failure.attempts,
+                &failure.last_error,
+                failure.failed_at,
+            )
+        })
+        .await
     }
 
     async fn latest_position(&self, app: &AppId) -> StoreResult<Position> {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{args, now_millis, Db};
 use crate::domain::{
-    event::Event,
+    event::Logged,
     ids::{AppId, ConversationId, Seq},
     Millis,
 };
@@ -33,7 +33,7 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 
 type Finish = Box<dyn FnOnce(bool) + Send>;
 /// The events one job produced, not yet logged.
-type Produced = (AppId, Vec<Event>);
+type Produced = (AppId, Vec<Logged>);
 /// Runs a write on the connection; says whether it succeeded, what events it produced, and how to answer its
 /// caller once the commit's outcome is known.
 type Job = Box<dyn FnOnce(&dyn Db) -> (bool, Option<Produced>, Finish) + Send>;
@@ -101,8 +101,8 @@ impl Writer {
         let job: Job = Box::new(move |db| {
             let result = work(db);
             let produced = match &result {
-                Ok(value) if !value.events().is_empty() => Some((app, value.events().to_vec())),
-                _ => None,
+                Ok(value) => Some((app, value.logged())).filter(|(_, logged)| !logged.is_empty()),
+                Err(_) => None,
             };
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
@@ -188,16 +188,21 @@ fn append_to_log(db: &dyn Db, produced: Vec<Produced>, committed_at: Millis) -> 
     Ok(batches)
 }
 
-fn log_events(db: &dyn Db, app: &AppId, events: Vec<Event>, committed_at: Millis) -> StoreResult<Vec<LoggedEvent>> {
+fn log_events(
+    db: &dyn Db,
+    app: &AppId,
+    events: Vec<Logged>,
+    committed_at: Millis,
+) -> StoreResult<Vec<LoggedEvent<Logged>>> {
     let mut logged = Vec::with_capacity(events.len());
     for event in events {
-        let (kind, data) = log::encode(&event.kind);
+        let (stream, stream_id, seq, kind, data) = log::encode_logged(&event);
         // The backend assigns the position (SQLite's rowid, PostgreSQL's sequence) while this app's writes are
         // held to one transaction at a time (`Db::begin_write`), so positions follow commit order.
         let position = db.one(
-            "INSERT INTO event_log (app_id, conversation_id, seq, kind, data, committed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING position",
-            args![app.as_str(), event.conversation_id.as_str(), event.seq.0, kind, data, committed_at],
+            "INSERT INTO event_log (app_id, stream, stream_id, seq, kind, data, committed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING position",
+            args![app.as_str(), stream, stream_id, seq.0, kind, data, committed_at],
             |row| row.i64(0),
         )?;
         logged.push(LoggedEvent { position: Position(position), app: app.clone(), event, committed_at });
@@ -301,7 +306,8 @@ fn commit_group(
     if committed {
         for batch in &committed_events {
             for logged in &batch.events {
-                let (conversation, seq) = (&logged.event.conversation_id, logged.event.seq);
+                let Some(event) = logged.event.conversation() else { continue };
+                let (conversation, seq) = (&event.conversation_id, event.seq);
                 let conversations = match touched.get_mut(&logged.app) {
                     Some(conversations) => conversations,
                     None => touched.entry(logged.app.clone()).or_default(),
@@ -362,17 +368,32 @@ fn prune_in_transaction(db: &dyn Db, retention: &Retention, now: Millis, touched
         let newest = db.one("SELECT MAX(position) FROM event_log", args![], |row| row.i64(0))?;
         pruned += db.execute("DELETE FROM event_log WHERE position <= ?1", args![boundary.min(newest - 1)])?;
     }
-    // At least one event of each conversation stays, for the same reason.
+    // At least one event of each conversation stays, for the same reason. A busy conversation's old events stay
+    // while a live webhook endpoint of the app has not been given them (by age they go: the age is far longer than
+    // webhooks retry).
     let cap = retention.max_events_per_conversation.clamp(1, i64::MAX as u64) as i64;
     for (app, conversations) in touched.drain() {
+        let floor = webhook_floor(db, &app, now)?;
         for (conversation, last_seq) in conversations {
             if last_seq.0 > cap {
                 pruned += db.execute(
-                    "DELETE FROM event_log WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3",
-                    args![app.as_str(), conversation.as_str(), last_seq.0 - cap],
+                    "DELETE FROM event_log WHERE app_id = ?1 AND stream = 'c' AND stream_id = ?2 AND seq <= ?3 \
+                     AND position <= ?4",
+                    args![app.as_str(), conversation.as_str(), last_seq.0 - cap, floor],
                 )?;
             }
         }
     }
     Ok(pruned)
+}
+
+/// The position up to which every live webhook endpoint of the app has been given its events (all of them when
+/// there is none). An endpoint whose lease lapsed a day ago is no longer live: it holds nothing back.
+fn webhook_floor(db: &dyn Db, app: &AppId, now: Millis) -> StoreResult<i64> {
+    const LIVE_FOR: Millis = 24 * 60 * 60 * 1000;
+    db.one(
+        "SELECT COALESCE(MIN(position), ?3) FROM webhook_cursors WHERE app_id = ?1 AND lease_until > ?2",
+        args![app.as_str(), now - LIVE_FOR, i64::MAX],
+        |row| row.i64(0),
+    )
 }

@@ -4,7 +4,7 @@
 use crate::domain::{
     content::Links,
     conversation::{Access, ConversationPatch, Notify, ParticipantSettings},
-    event::{Event, EventKind},
+    event::{Event, EventKind, UserEvent, UserEventKind},
     ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
     message::{
         check_author, check_delete_missing, check_sender, idempotency_key_holds, Attachment, Message, MessageBody,
@@ -33,18 +33,38 @@ fn event(db: &dyn Db, app: &AppId, conversation: &ConversationId, kind: EventKin
     Ok(Event { conversation_id: conversation.clone(), seq: next_seq(db, app, conversation)?, kind })
 }
 
-pub fn upsert_users(db: &dyn Db, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
+/// An event of the user's own stream, with the user's next sequence number.
+fn user_event(db: &dyn Db, app: &AppId, user: &UserId, kind: UserEventKind) -> StoreResult<UserEvent> {
+    let seq = db.one(
+        "INSERT INTO user_sequences (app_id, user_id, last_seq) VALUES (?1, ?2, 1) \
+         ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = user_sequences.last_seq + 1 RETURNING last_seq",
+        args![app.as_str(), user.as_str()],
+        |row| row.i64(0),
+    )?;
+    Ok(UserEvent { user_id: user.clone(), seq: Seq(seq), kind })
+}
+
+/// Creates and patches users; logs `Created` for a new user and `Updated` for one the patch changed.
+pub fn upsert_users(
+    db: &dyn Db,
+    app: &AppId,
+    users: Vec<(UserId, UserPatch)>,
+    now: Millis,
+) -> StoreResult<Vec<UserEvent>> {
     let batch = users.len() > 1;
     let mut errors = Vec::new();
     let mut ready = Vec::with_capacity(users.len());
     for (id, patch) in users {
         match reads::user(db, app, &id)? {
-            Some(mut user) => {
+            Some(before) => {
+                let mut user = before.clone();
                 patch.apply(&mut user);
-                ready.push(user);
+                if user != before {
+                    ready.push((user, false));
+                }
             }
             None => match patch.create(id.clone(), now) {
-                Ok(user) => ready.push(user),
+                Ok(user) => ready.push((user, true)),
                 Err(error) if batch => errors.push(error.at(&format!("[\"{id}\"]"))),
                 Err(error) => errors.push(error),
             },
@@ -53,7 +73,8 @@ pub fn upsert_users(db: &dyn Db, app: &AppId, users: Vec<(UserId, UserPatch)>, n
     if !errors.is_empty() {
         return Err(if batch { Rejection::InvalidBatch(errors) } else { Rejection::Invalid(errors.remove(0)) }.into());
     }
-    for user in ready {
+    let mut events = Vec::with_capacity(ready.len());
+    for (user, created) in ready {
         db.execute(
             "INSERT INTO users (app_id, id, name, email, phone, photo_url, locale, role, welcome_message, custom, \
              push_tokens, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
@@ -64,20 +85,27 @@ pub fn upsert_users(db: &dyn Db, app: &AppId, users: Vec<(UserId, UserPatch)>, n
             args![
                 app.as_str(),
                 user.id.as_str(),
-                user.name,
+                user.name.as_str(),
                 user.email.as_ref().map(to_json),
                 user.phone.as_ref().map(to_json),
-                user.photo_url,
-                user.locale,
-                user.role,
-                user.welcome_message,
+                user.photo_url.as_deref(),
+                user.locale.as_deref(),
+                user.role.as_deref(),
+                user.welcome_message.as_deref(),
                 to_json(&user.custom),
                 user.push_tokens.as_ref().map(to_json),
                 user.created_at,
             ],
         )?;
+        let id = user.id.clone();
+        let kind = if created {
+            UserEventKind::Created { user: Box::new(user) }
+        } else {
+            UserEventKind::Updated { user: Box::new(user) }
+        };
+        events.push(user_event(db, app, &id, kind)?);
     }
-    Ok(())
+    Ok(events)
 }
 
 pub fn upsert_conversation(
@@ -175,14 +203,15 @@ fn delete_messages_of(db: &dyn Db, app: &AppId, conversation: &ConversationId) -
 }
 
 pub fn delete_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> StoreResult<Event> {
-    reads::require_conversation(db, app, id)?;
+    // What it was, for the log (webhooks tell what was deleted).
+    let gone = reads::conversation_view(db, app, reads::require_conversation(db, app, id)?)?;
     delete_messages_of(db, app, id)?;
     let args = args![app.as_str(), id.as_str()];
     for table in ["participants", "idempotency_keys"] {
         db.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
     }
     db.execute("DELETE FROM conversations WHERE app_id = ?1 AND id = ?2", args)?;
-    event(db, app, id, EventKind::ConversationDeleted)
+    event(db, app, id, EventKind::ConversationDeleted { conversation: Some(Box::new(gone)) })
 }
 
 fn require_user(db: &dyn Db, app: &AppId, user: &UserId) -> StoreResult<()> {
@@ -271,7 +300,7 @@ pub fn set_read_state(
     conversation: &ConversationId,
     user: &UserId,
     is_unread: Option<bool>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<UserEvent>> {
     reads::require_conversation(db, app, conversation)?;
     require_user(db, app, user)?;
     if reads::membership(db, app, conversation, user)?.is_none() {
@@ -287,15 +316,29 @@ pub fn set_read_state(
             )?;
         }
         Some(false) => {
-            db.execute(
-                "UPDATE participants SET marked_unread = 0, read_until_seq = \
-                 (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE app_id = ?1 AND conversation_id = ?2) \
+            let (after, until) = db.one(
+                "SELECT read_until_seq, (SELECT COALESCE(MAX(seq), 0) FROM messages \
+                 WHERE app_id = ?1 AND conversation_id = ?2) FROM participants \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
                 args,
+                |row| Ok((row.i64(0)?, row.i64(1)?)),
             )?;
+            db.execute(
+                "UPDATE participants SET marked_unread = 0, read_until_seq = ?4 \
+                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                args![app.as_str(), conversation.as_str(), user.as_str(), until.max(after)],
+            )?;
+            if until > after {
+                let kind = UserEventKind::ConversationRead {
+                    conversation_id: conversation.clone(),
+                    after: Seq(after),
+                    until: Seq(until),
+                };
+                return Ok(Some(user_event(db, app, user, kind)?));
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Refreshes the conversation's last-message time after messages came or went.
@@ -558,12 +601,18 @@ pub fn delete_message(
         Err(error) => return Err(error),
     };
     check_author(actor, access, &message)?;
+    let gone = reads::message_view(db, app, message)?;
     let args = args![app.as_str(), conversation.as_str(), id.as_str()];
     db.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?2", args![app.as_str(), id.as_str()])?;
     db.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
     db.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
     touch_last_message(db, app, conversation)?;
-    Ok(Some(event(db, app, conversation, EventKind::MessageDeleted { message_id: id.clone() })?))
+    Ok(Some(event(
+        db,
+        app,
+        conversation,
+        EventKind::MessageDeleted { message_id: id.clone(), message: Some(Box::new(gone)) },
+    )?))
 }
 
 pub fn delete_all_messages(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
@@ -657,4 +706,71 @@ pub fn put_file(db: &dyn Db, app: &AppId, file: NewFile, now: Millis) -> StoreRe
         ],
     )?;
     Ok(receipt)
+}
+
+/// Claims webhook delivery to `url` for `owner` (see `Store::claim_webhook`).
+#[allow(clippy::too_many_arguments, reason = "one row's columns")]
+pub fn claim_webhook(
+    db: &dyn Db,
+    app: &AppId,
+    url: &str,
+    owner: &str,
+    now: Millis,
+    lease_until: Millis,
+    start: i64,
+    take_over: bool,
+) -> StoreResult<Option<i64>> {
+    match reads::webhook_cursor(db, app, url)? {
+        None => {
+            db.execute(
+                "INSERT INTO webhook_cursors (app_id, url, position, owner, lease_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![app.as_str(), url, start, owner, lease_until],
+            )?;
+            Ok(Some(start))
+        }
+        Some((position, holder, held_until)) if take_over || holder == owner || held_until < now => {
+            db.execute(
+                "UPDATE webhook_cursors SET owner = ?3, lease_until = ?4 WHERE app_id = ?1 AND url = ?2",
+                args![app.as_str(), url, owner, lease_until],
+            )?;
+            Ok(Some(position))
+        }
+        Some(_) => Ok(None),
+    }
+}
+
+/// Moves webhook delivery to `url` on to `position` and renews the lease, if `owner` still holds it.
+pub fn save_webhook_position(
+    db: &dyn Db,
+    app: &AppId,
+    url: &str,
+    owner: &str,
+    position: i64,
+    lease_until: Millis,
+) -> StoreResult<bool> {
+    let changed = db.execute(
+        "UPDATE webhook_cursors SET position = ?4, lease_until = ?5 WHERE app_id = ?1 AND url = ?2 AND owner = ?3",
+        args![app.as_str(), url, owner, position, lease_until],
+    )?;
+    Ok(changed > 0)
+}
+
+#[allow(clippy::too_many_arguments, reason = "one row's columns")]
+pub fn record_webhook_failure(
+    db: &dyn Db,
+    app: &AppId,
+    url: &str,
+    event_id: &str,
+    kind: &str,
+    attempts: u32,
+    last_error: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    db.execute(
+        "INSERT INTO webhook_failures (app_id, url, event_id, type, attempts, last_error, failed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (app_id, url, event_id) DO UPDATE SET \
+         attempts = excluded.attempts, last_error = excluded.last_error, failed_at = excluded.failed_at",
+        args![app.as_str(), url, event_id, kind, attempts as i64, last_error, now],
+    )?;
+    Ok(())
 }
