@@ -79,6 +79,9 @@ pub struct WebhookConfig {
     /// The first retry's delay; each next one doubles it, up to `max_backoff`.
     pub first_backoff: std::time::Duration,
     pub max_backoff: std::time::Duration,
+    /// How long a node holds a receiver without renewing: after a node dies, another takes its receivers over
+    /// this long after its last renewal.
+    pub lease: std::time::Duration,
 }
 
 pub const DEFAULT_WEBHOOK_RETRY_HOURS: u64 = 24;
@@ -91,6 +94,7 @@ impl Default for WebhookConfig {
             timeout: std::time::Duration::from_secs(5),
             first_backoff: std::time::Duration::from_secs(1),
             max_backoff: std::time::Duration::from_secs(300),
+            lease: std::time::Duration::from_secs(15),
         }
     }
 }

@@ -138,6 +138,10 @@ struct ServeArgs {
     /// Milliseconds before a webhook event's first retry; each next retry waits twice as long, up to 5 minutes.
     #[arg(long, env = "NATTER_WEBHOOK_FIRST_BACKOFF_MS", default_value_t = 1000)]
     webhook_first_backoff_ms: u64,
+    /// Milliseconds a node holds a webhook receiver without renewing; when a node dies, another node takes over
+    /// its receivers this long after it last renewed (several nodes).
+    #[arg(long, env = "NATTER_WEBHOOK_LEASE_MS", default_value_t = 15_000)]
+    webhook_lease_ms: u64,
     /// Serve a demo chat page at /demo/ with seeded users (alice, bob, carol) and hand out their tokens: only on a
     /// loopback --listen address.
     #[arg(long)]
@@ -284,6 +288,7 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<config::WebhookConfig> {
     let mut webhooks = config::WebhookConfig {
         retry_for: std::time::Duration::from_secs(args.webhook_retry_seconds),
         first_backoff: std::time::Duration::from_millis(args.webhook_first_backoff_ms.max(1)),
+        lease: std::time::Duration::from_millis(args.webhook_lease_ms.max(1000)),
         ..Default::default()
     };
     for url in args.webhook_url.iter().flat_map(|raw| raw.split(',')).map(str::trim).filter(|url| !url.is_empty()) {

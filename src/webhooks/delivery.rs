@@ -30,10 +30,9 @@ use crate::{
 
 /// Log events read at a time.
 const PAGE: usize = 100;
-/// How long a claim holds a receiver without renewal.
-pub const LEASE: Duration = Duration::from_secs(15);
-/// The longest a delivering node goes without saving its position (which renews the lease).
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// The longest a delivering node goes without saving its position (which renews the lease); the lease is at
+/// least a second, several times this.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// How often an idle receiver looks at the log for what other nodes committed (this node's commits wake it).
 const POLL: Duration = Duration::from_secs(1);
 /// How long delivery waits after the store failed it.
@@ -54,6 +53,8 @@ pub struct Delivery {
     pub shutdown: CancellationToken,
     /// Everything up to here has been acknowledged or given up on.
     pub cursor: Position,
+    /// What the store holds as the cursor.
+    pub saved: Position,
     pub last_save: Instant,
     pub holding: bool,
 }
@@ -81,7 +82,7 @@ impl Delivery {
             }
         };
         let now = now_millis();
-        let lease_until = now + LEASE.as_millis() as i64;
+        let lease_until = now + self.config.lease.as_millis() as i64;
         match self
             .store
             .claim_webhook(app, &self.receiver.url, &self.owner, now, lease_until, start, self.take_over)
@@ -89,6 +90,7 @@ impl Delivery {
         {
             Ok(Some(position)) => {
                 self.cursor = position;
+                self.saved = position;
                 self.last_save = Instant::now();
                 self.holding = true;
                 true
@@ -107,7 +109,7 @@ impl Delivery {
                 if self.claim().await {
                     break;
                 }
-                if self.sleep(LEASE / 3).await.is_err() {
+                if self.sleep(self.config.lease / 3).await.is_err() {
                     return;
                 }
             }
@@ -139,10 +141,14 @@ impl Delivery {
             };
             if page.is_empty() {
                 self.metrics.webhook_lag_seconds.get_or_create(&self.labels()).set(0);
-                if let Err(stop) = self.save().await {
-                    return stop;
+                // Caught up: save what moved (at most every SAVE_EVERY), and renew the lease in good time.
+                let since = self.last_save.elapsed();
+                if (self.cursor != self.saved && since >= SAVE_EVERY) || since >= self.config.lease / 3 {
+                    if let Err(stop) = self.save().await {
+                        return stop;
+                    }
                 }
-                let wait = tokio::time::timeout(POLL, self.wake.notified());
+                let wait = tokio::time::timeout(POLL.min(self.config.lease / 3), self.wake.notified());
                 tokio::select! {
                     _ = wait => {}
                     _ = self.shutdown.cancelled() => return Stop::Shutdown,
@@ -285,7 +291,7 @@ impl Delivery {
 
     /// Saves the cursor and renews the lease.
     async fn save(&mut self) -> Result<(), Stop> {
-        let lease_until = now_millis() + LEASE.as_millis() as i64;
+        let lease_until = now_millis() + self.config.lease.as_millis() as i64;
         let saved = self
             .store
             .save_webhook_position(&self.receiver.app, &self.receiver.url, &self.owner, self.cursor, lease_until)
@@ -293,6 +299,7 @@ impl Delivery {
         match saved {
             Ok(true) => {
                 self.last_save = Instant::now();
+                self.saved = self.cursor;
                 Ok(())
             }
             Ok(false) => Err(Stop::LeaseLost),
@@ -313,8 +320,8 @@ impl Delivery {
             if left.is_zero() {
                 return Ok(());
             }
-            self.sleep(left.min(SAVE_EVERY * 3)).await?;
-            if self.last_save.elapsed() >= SAVE_EVERY * 3 {
+            self.sleep(left.min(self.config.lease / 3)).await?;
+            if self.last_save.elapsed() >= self.config.lease / 3 {
                 self.save().await?;
             }
         }

@@ -107,6 +107,7 @@ impl Webhooks {
                 wake,
                 shutdown: shutdown.clone(),
                 cursor: Position::default(),
+                saved: Position::default(),
                 last_save: Instant::now(),
                 holding: false,
             };

@@ -580,3 +580,61 @@ async fn an_apps_connection_and_request_limits_hold_for_the_whole_cluster() {
     assert!(f64::from(ok) <= cluster_bound, "{ok} of 200 got through in {seconds:.2} s: more than the cluster's limit");
     assert!(ok >= 15, "{ok} of 200 got through: the limit admits its burst");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_node_delivers_each_webhook_event_and_another_takes_over_when_it_dies() {
+    let Some(base) = postgres_url() else { return };
+    let receiver = crate::webhooks::Receiver::start().await;
+    let redis = Redis::start().await;
+    let database_url = tokio::task::spawn_blocking(move || fresh_schema(&base)).await.unwrap();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let env = |dir: &tempfile::TempDir| {
+        let (database_url, redis_url, url) = (database_url.clone(), redis.url(), receiver.url.clone());
+        let dir = dir.path().to_owned();
+        async move {
+            let env = [
+                ("NATTER_DATABASE_URL", database_url.as_str()),
+                ("NATTER_BROKER_URL", redis_url.as_str()),
+                ("NATTER_REST_REQUESTS_PER_SECOND", "0"),
+                ("NATTER_WEBHOOK_URL", url.as_str()),
+                ("NATTER_WEBHOOK_LEASE_MS", "1500"),
+            ];
+            start_with(&dir, "127.0.0.1:0", &env).await
+        }
+    };
+    let mut nodes = vec![env(&dirs[0]).await, env(&dirs[1]).await];
+    let http = reqwest::Client::new();
+    let put_user = |node: usize, user: String, nodes: &Vec<Process>| {
+        let url = format!("{}/users/{user}", nodes[node].base);
+        let http = http.clone();
+        async move {
+            http.put(url)
+                .bearer_auth(SECRET)
+                .json(&json!({"name": user}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    };
+    for i in 0..10 {
+        put_user(i % 2, format!("u{i}"), &nodes).await;
+    }
+    let events = receiver.wait_for("ten users", |events| events.len() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events_now = receiver.acknowledged();
+    assert_eq!(events_now.len(), 10, "each event once, from one node: {events_now:#?}");
+    let users: Vec<_> = events.iter().map(|e| e["data"]["user"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(users, (0..10).map(|i| format!("u{i}")).collect::<Vec<_>>(), "in commit order");
+    // Kill both in turn: whichever held the receiver, the survivor delivers once the lease lapses.
+    nodes[0].child.kill().await.unwrap();
+    put_user(1, "v0".into(), &nodes).await;
+    receiver.wait_for("v0", |events| events.iter().any(|e| e["data"]["user"]["id"] == "v0")).await;
+    nodes[0] = env(&dirs[0]).await;
+    nodes[1].child.kill().await.unwrap();
+    put_user(0, "v1".into(), &nodes).await;
+    let events = receiver.wait_for("v1", |events| events.iter().any(|e| e["data"]["user"]["id"] == "v1")).await;
+    let users: Vec<_> = events.iter().map(|e| e["data"]["user"]["id"].as_str().unwrap()).collect();
+    assert_eq!(&users[users.len() - 2..], ["v0", "v1"]);
+}
