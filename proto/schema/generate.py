@@ -137,6 +137,7 @@ event = {"oneOf": [
     event_kind("messageEdited", ["message"], {"message": ref("MessageSnapshot")}),
     event_kind("messageDeleted", ["messageId"], {"messageId": string}),
     event_kind("allMessagesDeleted"),
+    event_kind("messageImported", ["messageId"], {"messageId": string}),
     event_kind("reactionAdded", list(reaction_change), reaction_change),
     event_kind("reactionRemoved", list(reaction_change), reaction_change),
 ]}

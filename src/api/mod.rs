@@ -8,6 +8,7 @@ pub mod auth;
 mod batch;
 mod conversations;
 pub mod files;
+mod import;
 mod listing;
 mod messages;
 mod participants;
@@ -116,6 +117,7 @@ fn authenticated() -> Routes {
         .delete(MESSAGE, messages::delete_message)
         .put(REACTION, reactions::put_reaction)
         .delete(REACTION, reactions::delete_reaction)
+        .post("/v1/{appId}/import/conversations/{conversationId}/messages", import::post_import_messages)
         .post("/v1/{appId}/batch", batch::post_batch)
 }
 

@@ -52,6 +52,11 @@ pub enum EventKind {
         message: Option<Box<MessageView>>,
     },
     AllMessagesDeleted,
+    /// A message came in through the import endpoint: it takes this `seq`, but, as in TalkJS, open windows do not
+    /// show it live (a new snapshot does).
+    MessageImported {
+        message_id: MessageId,
+    },
     ReactionAdded {
         message_id: MessageId,
         emoji: Emoji,

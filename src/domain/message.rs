@@ -283,6 +283,40 @@ pub fn idempotency_key_holds(recorded_at: Millis, now: Millis) -> bool {
     now - recorded_at < IDEMPOTENCY_WINDOW_MS
 }
 
+/// A message for the import endpoint: sent at `timestamp`, and already read by `read_by`.
+#[derive(Clone, Debug)]
+pub struct ImportedMessage {
+    pub message: NewMessage,
+    pub timestamp: Millis,
+    pub read_by: Vec<UserId>,
+}
+
+/// Imported messages take their place in the conversation by time, and a conversation's order is its `seq`
+/// order: so an import goes after every message already there, and never into the future (a later live message
+/// would come before it). `timestamps` in the order they were given; `newest` is the conversation's newest
+/// message's time. The import sorts them by time itself.
+pub fn check_import_times(newest: Option<Millis>, timestamps: &[Millis], now: Millis) -> Result<(), ValidationError> {
+    for (index, timestamp) in timestamps.iter().enumerate() {
+        let field = format!("[{index}].timestamp");
+        if *timestamp < 0 {
+            return Err(ValidationError::new(field, "must be Unix milliseconds, not negative"));
+        }
+        if *timestamp > now {
+            return Err(ValidationError::new(field, format!("is in the future ({timestamp} > {now})")));
+        }
+        if let Some(newest) = newest.filter(|newest| timestamp < newest) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "is before the conversation's newest message ({newest}): import history oldest first, \
+                     before the conversation has newer messages"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +414,15 @@ mod tests {
         assert!(Location::parse(90.1, 0.0).is_err());
         assert!(Location::parse(0.0, -180.5).is_err());
         assert!(Location::parse(f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn imports_go_after_the_newest_message_and_not_into_the_future() {
+        assert!(check_import_times(None, &[1, 5, 3], 10).is_ok(), "the import sorts its own messages");
+        assert!(check_import_times(Some(5), &[5, 6], 10).is_ok());
+        let error = check_import_times(Some(5), &[6, 4], 10).unwrap_err();
+        assert_eq!(error.field, "[1].timestamp");
+        assert!(check_import_times(None, &[11], 10).unwrap_err().reason.contains("future"));
+        assert!(check_import_times(None, &[-1], 10).is_err());
     }
 }

@@ -291,6 +291,9 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedEvent {
             (EventJson::MessageDeleted { message_id: message_id.as_str() }, None)
         }
         EventKind::AllMessagesDeleted => (EventJson::AllMessagesDeleted, None),
+        EventKind::MessageImported { message_id } => {
+            (EventJson::MessageImported { message_id: message_id.as_str() }, None)
+        }
         EventKind::ReactionAdded { message_id, emoji, user_id } => (
             EventJson::ReactionAdded {
                 message_id: message_id.as_str(),
@@ -334,6 +337,7 @@ enum EventJson<'a> {
     MessageEdited { message: MessageSnapshotJson<'a> },
     MessageDeleted { message_id: &'a str },
     AllMessagesDeleted,
+    MessageImported { message_id: &'a str },
     ReactionAdded { message_id: &'a str, emoji: &'a str, user_id: &'a str },
     ReactionRemoved { message_id: &'a str, emoji: &'a str, user_id: &'a str },
 }

@@ -159,6 +159,9 @@ enum Record<'a> {
         message: Option<ViewRecord<'a>>,
     },
     AllMessagesDeleted,
+    MessageImported {
+        message_id: Cow<'a, str>,
+    },
     ReactionAdded {
         message_id: Cow<'a, str>,
         emoji: Cow<'a, str>,
@@ -297,6 +300,7 @@ impl Record<'_> {
             Record::MessageEdited { .. } => "messageEdited",
             Record::MessageDeleted { .. } => "messageDeleted",
             Record::AllMessagesDeleted => "allMessagesDeleted",
+            Record::MessageImported { .. } => "messageImported",
             Record::ReactionAdded { .. } => "reactionAdded",
             Record::ReactionRemoved { .. } => "reactionRemoved",
         }
@@ -333,6 +337,7 @@ impl Record<'_> {
                 message: message.map(|view| Box::new(view.into_view(conversation_id))),
             },
             Record::AllMessagesDeleted => EventKind::AllMessagesDeleted,
+            Record::MessageImported { message_id: id } => EventKind::MessageImported { message_id: message_id(id) },
             Record::ReactionAdded { message_id: id, emoji: e, user_id } => {
                 EventKind::ReactionAdded { message_id: message_id(id), emoji: emoji(e), user_id: user(user_id) }
             }
@@ -377,6 +382,7 @@ impl<'a> From<&'a EventKind> for Record<'a> {
                 message: message.as_deref().map(ViewRecord::from),
             },
             EventKind::AllMessagesDeleted => Record::AllMessagesDeleted,
+            EventKind::MessageImported { message_id } => Record::MessageImported { message_id: s(message_id.as_str()) },
             EventKind::ReactionAdded { message_id, emoji, user_id } => Record::ReactionAdded {
                 message_id: s(message_id.as_str()),
                 emoji: s(emoji.as_str()),
@@ -684,6 +690,7 @@ mod tests {
             EventKind::MessageDeleted { message_id: m1.clone(), message: None },
             EventKind::MessageDeleted { message_id: m1.clone(), message: Some(Box::new(view)) },
             EventKind::AllMessagesDeleted,
+            EventKind::MessageImported { message_id: m1.clone() },
             EventKind::ReactionAdded { message_id: m1.clone(), emoji: emoji.clone(), user_id: bob.clone() },
             EventKind::ReactionRemoved { message_id: m1, emoji, user_id: bob },
         ];

@@ -18,7 +18,7 @@ use crate::domain::{
     event::{Event, Logged, UserEvent},
     filter::ConversationFilter,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
-    message::{Message, MessageEdit, MessageView, NewMessage},
+    message::{ImportedMessage, Message, MessageEdit, MessageView, NewMessage},
     reaction::Emoji,
     user::{User, UserPatch},
     Actor, Millis, Rejection,
@@ -402,6 +402,16 @@ pub trait Store: Send + Sync + 'static {
         app: &AppId,
         conversation: &ConversationId,
         messages: Vec<NewMessage>,
+        now: Millis,
+    ) -> StoreResult<Appended>;
+    /// Imports messages in one transaction, all or nothing: they go after every message there, in time order
+    /// (`domain::message::check_import_times`), each with an event that open windows do not show
+    /// (`MessageImported`); ids in the order given.
+    async fn import_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        messages: Vec<ImportedMessage>,
         now: Millis,
     ) -> StoreResult<Appended>;
     async fn message(&self, app: &AppId, conversation: &ConversationId, id: &MessageId)

@@ -23,6 +23,7 @@ mod rest_auth;
 mod rest_batch;
 mod rest_conversations;
 mod rest_files;
+mod rest_import;
 mod rest_messages;
 mod rest_participants;
 mod rest_reactions;

@@ -11,7 +11,7 @@ use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
     event::{Event, Logged},
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
-    message::{Message, MessageEdit, NewMessage},
+    message::{ImportedMessage, Message, MessageEdit, NewMessage},
     reaction::Emoji,
     user::{User, UserPatch},
     Actor, Millis,
@@ -204,6 +204,17 @@ impl Store for SqlStore {
         self.write(app.clone(), move |c| writes::set_read_state(c, &app, &conversation, &user, is_unread))
             .await
             .map(drop)
+    }
+
+    async fn import_messages(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        messages: Vec<ImportedMessage>,
+        now: Millis,
+    ) -> StoreResult<Appended> {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        self.write(app.clone(), move |db| writes::import_messages(db, &app, &conversation, messages, now)).await
     }
 
     async fn append_messages(

@@ -7,8 +7,8 @@ use crate::domain::{
     event::{Event, EventKind, UserEvent, UserEventKind},
     ids::{random_base62, AppId, ConversationId, MessageId, Seq, UserId},
     message::{
-        check_author, check_delete_missing, check_sender, idempotency_key_holds, Attachment, Message, MessageBody,
-        MessageEdit, MessageType, MessageView, NewMessage,
+        check_author, check_delete_missing, check_import_times, check_sender, idempotency_key_holds, Attachment,
+        ImportedMessage, Message, MessageBody, MessageEdit, MessageType, MessageView, NewMessage,
     },
     reaction::{check_add, check_reactor, Emoji},
     user::UserPatch,
@@ -390,6 +390,58 @@ pub fn append_messages(
         )?;
     }
     Ok(appended)
+}
+
+pub fn import_messages(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    items: Vec<ImportedMessage>,
+    now: Millis,
+) -> StoreResult<Appended> {
+    let existing = reads::require_conversation(db, app, conversation)?;
+    let timestamps: Vec<Millis> = items.iter().map(|item| item.timestamp).collect();
+    check_import_times(existing.last_message_at, &timestamps, now).map_err(Rejection::Invalid)?;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&index| timestamps[index]);
+    let mut items: Vec<Option<ImportedMessage>> = items.into_iter().map(Some).collect();
+    let mut ids = vec![None; items.len()];
+    let mut events = Vec::with_capacity(items.len());
+    for index in order {
+        let item = items[index].take().expect("each item is imported once");
+        let place = format!("[{index}]");
+        let (id, created) = append_one(db, app, conversation, item.message, item.timestamp, &place)?;
+        for reader in &item.read_by {
+            if access_of(db, app, conversation, reader)?.is_none() {
+                return Err(Rejection::Invalid(ValidationError::new(
+                    format!("{place}.readBy"),
+                    format!("user \"{reader}\" is not a participant"),
+                ))
+                .into());
+            }
+            // One read marker per participant: having read this message means having read what came before.
+            db.execute(
+                "UPDATE participants SET read_until_seq = CASE WHEN read_until_seq < ?4 THEN ?4 ELSE read_until_seq END \
+                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                args![app.as_str(), conversation.as_str(), reader.as_str(), created.seq.0],
+            )?;
+        }
+        events.push(Event {
+            conversation_id: conversation.clone(),
+            seq: created.seq,
+            kind: EventKind::MessageImported { message_id: id.clone() },
+        });
+        ids[index] = Some(id);
+    }
+    if let Some(newest) = timestamps.iter().max() {
+        db.execute(
+            "UPDATE conversations SET last_message_at = ?3, \
+             last_activity_at = CASE WHEN last_activity_at < ?3 THEN ?3 ELSE last_activity_at END \
+             WHERE app_id = ?1 AND id = ?2",
+            args![app.as_str(), conversation.as_str(), *newest],
+        )?;
+    }
+    Ok(Appended { ids: ids.into_iter().map(|id| id.expect("every item has an id")).collect(), events })
 }
 
 fn append_one(
