@@ -604,22 +604,9 @@ async fn one_node_delivers_each_webhook_event_and_another_takes_over_when_it_die
     };
     let mut nodes = vec![env(&dirs[0]).await, env(&dirs[1]).await];
     let http = reqwest::Client::new();
-    let put_user = |node: usize, user: String, nodes: &Vec<Process>| {
-        let url = format!("{}/users/{user}", nodes[node].base);
-        let http = http.clone();
-        async move {
-            http.put(url)
-                .bearer_auth(SECRET)
-                .json(&json!({"name": user}))
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap();
-        }
-    };
+    let put_user = crate::webhooks::put_user;
     for i in 0..10 {
-        put_user(i % 2, format!("u{i}"), &nodes).await;
+        put_user(&http, &nodes[i % 2].base, &format!("u{i}")).await;
     }
     let events = receiver.wait_for("ten users", |events| events.len() >= 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -629,11 +616,11 @@ async fn one_node_delivers_each_webhook_event_and_another_takes_over_when_it_die
     assert_eq!(users, (0..10).map(|i| format!("u{i}")).collect::<Vec<_>>(), "in commit order");
     // Kill both in turn: whichever held the receiver, the survivor delivers once the lease lapses.
     nodes[0].child.kill().await.unwrap();
-    put_user(1, "v0".into(), &nodes).await;
+    put_user(&http, &nodes[1].base, "v0").await;
     receiver.wait_for("v0", |events| events.iter().any(|e| e["data"]["user"]["id"] == "v0")).await;
     nodes[0] = env(&dirs[0]).await;
     nodes[1].child.kill().await.unwrap();
-    put_user(0, "v1".into(), &nodes).await;
+    put_user(&http, &nodes[0].base, "v1").await;
     let events = receiver.wait_for("v1", |events| events.iter().any(|e| e["data"]["user"]["id"] == "v1")).await;
     let users: Vec<_> = events.iter().map(|e| e["data"]["user"]["id"].as_str().unwrap()).collect();
     assert_eq!(&users[users.len() - 2..], ["v0", "v1"]);

@@ -114,6 +114,12 @@ pub fn signature_holds(attempt: &Attempt, secret: &str) -> bool {
     hex::encode_upper(mac.finalize().into_bytes()) == attempt.signature
 }
 
+/// Creates (or renames) a user on the gateway at `base` (`http://.../v1/APP`), named as its id.
+pub async fn put_user(client: &reqwest::Client, base: &str, user: &str) {
+    let response = client.put(format!("{base}/users/{user}")).bearer_auth(SECRET).json(&json!({"name": user}));
+    response.send().await.unwrap().error_for_status().unwrap();
+}
+
 fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
@@ -277,15 +283,7 @@ async fn events_owed_at_a_sigkill_are_delivered_after_the_restart() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let user = format!("u{i}");
-        client
-            .put(format!("{}/users/{user}", process.base))
-            .bearer_auth(SECRET)
-            .json(&json!({"name": user}))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+        put_user(&client, &process.base, &user).await;
         ids.push(user);
     }
     within(async {
