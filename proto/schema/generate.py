@@ -162,6 +162,9 @@ server = {
     "event": frame("event", "Server: a change to a conversation; the same bytes for every subscriber",
                    ["conversationId", "seq", "event"],
                    {"conversationId": conversation_id, "seq": {"type": "integer", "minimum": 1}, "event": event}),
+    "user": frame("user", "Server: a user subscription's whole state (null while the user does not exist)",
+                  ["userId", "seq", "user"],
+                  {"userId": string, "seq": seq, "user": {"oneOf": [ref("UserSnapshot"), {"type": "null"}]}}),
     "subscriptionError": frame("subscriptionError", "Server: a subscription ended in the error state",
                                ["conversationId", "errorCode", "reasons"],
                                {"conversationId": conversation_id, "errorCode": ref("ErrorCode"), "reasons": ref("Reasons")}),
@@ -203,6 +206,10 @@ client = {
     "removeReaction": frame("removeReaction", "Client: remove the user's reaction",
                             ["id", "conversationId", "messageId", "emoji"], {**message_target, "emoji": string}),
     "markAsRead": frame("markAsRead", "Client: mark a conversation read", ["id", "conversationId"], target),
+    "subscribeUser": frame("subscribeUser", "Client: subscribe to a user's public fields", ["id", "userId"],
+                           {"id": request_id, "userId": string}),
+    "unsubscribeUser": frame("unsubscribeUser", "Client: stop a user subscription", ["id", "userId"],
+                             {"id": request_id, "userId": string}),
 }
 
 def write(name, schema):

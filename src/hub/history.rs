@@ -51,12 +51,14 @@ impl History {
 
     /// Keeps an event, evicting the oldest recorded ones past the byte bound. An event larger than the whole bound
     /// is not kept.
+    /// Users' events are not kept: their frames each carry a whole state, so nothing replays them.
     pub fn record(&self, event: &SharedEvent) {
+        let Some(conversation_id) = event.conversation_id() else { return };
         if cost(event) > self.max_bytes {
             return;
         }
         let mut inner = self.inner.lock().expect("history lock poisoned");
-        let key = (event.app_id.clone(), event.conversation_id.clone());
+        let key = (event.app_id.clone(), conversation_id.clone());
         let events = inner.conversations.entry(key).or_default();
         if events.contains_key(&event.seq) {
             return;
@@ -90,10 +92,11 @@ impl History {
 
     /// Whether this event (its conversation and `seq`) is held.
     pub fn holds(&self, event: &SharedEvent) -> bool {
+        let Some(conversation_id) = event.conversation_id() else { return false };
         let inner = self.inner.lock().expect("history lock poisoned");
         inner
             .conversations
-            .get(&(event.app_id.clone(), event.conversation_id.clone()))
+            .get(&(event.app_id.clone(), conversation_id.clone()))
             .is_some_and(|events| events.contains_key(&event.seq))
     }
 
@@ -105,7 +108,8 @@ impl History {
 
 impl Inner {
     fn forget(&mut self, event: &SharedEvent) {
-        let key = (event.app_id.clone(), event.conversation_id.clone());
+        let Some(conversation_id) = event.conversation_id() else { return };
+        let key = (event.app_id.clone(), conversation_id.clone());
         if let Some(events) = self.conversations.get_mut(&key) {
             events.remove(&event.seq);
             if events.is_empty() {
@@ -125,7 +129,7 @@ mod tests {
     fn event(conversation: &str, seq: i64, frame_bytes: usize) -> SharedEvent {
         Arc::new(EncodedEvent {
             app_id: AppId::parse("app").unwrap(),
-            conversation_id: ConversationId::parse(conversation).unwrap(),
+            stream: crate::hub::Stream::Conversation(ConversationId::parse(conversation).unwrap()),
             seq: Seq(seq),
             membership: None,
             frame: axum::extract::ws::Utf8Bytes::from("x".repeat(frame_bytes)),

@@ -25,11 +25,20 @@ pub use node::Node;
 pub use outbox::{Outbox, OutboxError};
 
 /// What the hub and the broker route by. Conversation events go to the conversation's key; membership changes
-/// also go to the user's key, so a session learns that its user joined a conversation it could not see yet.
+/// also go to the user's key, so a session learns that its user joined a conversation it could not see yet; a
+/// user's own changes (their profile) go to the user's `Profile` key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HubKey {
     Conversation { app_id: AppId, conversation_id: ConversationId },
     User { app_id: AppId, user_id: UserId },
+    Profile { app_id: AppId, user_id: UserId },
+}
+
+/// Whose sequence an event's `seq` counts: a conversation's, or a user's own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Conversation(ConversationId),
+    User(UserId),
 }
 
 /// One event, encoded once: `frame` holds the JSON event frame that every subscriber receives unchanged.
@@ -37,7 +46,7 @@ pub enum HubKey {
 #[derive(Debug)]
 pub struct EncodedEvent {
     pub app_id: AppId,
-    pub conversation_id: ConversationId,
+    pub stream: Stream,
     pub seq: Seq,
     pub membership: Option<Membership>,
     pub frame: axum::extract::ws::Utf8Bytes,
@@ -49,6 +58,16 @@ pub enum Membership {
     Joined(UserId),
     Left(UserId),
     ConversationDeleted,
+}
+
+impl EncodedEvent {
+    /// The conversation of a conversation's event.
+    pub fn conversation_id(&self) -> Option<&ConversationId> {
+        match &self.stream {
+            Stream::Conversation(conversation_id) => Some(conversation_id),
+            Stream::User(_) => None,
+        }
+    }
 }
 
 /// Cloning shares the bytes: the hub hands the same allocation to every outbox.
@@ -151,7 +170,7 @@ mod tests {
     fn event(frame: &'static str) -> SharedEvent {
         Arc::new(EncodedEvent {
             app_id: AppId::parse("app").unwrap(),
-            conversation_id: ConversationId::parse("one").unwrap(),
+            stream: Stream::Conversation(ConversationId::parse("one").unwrap()),
             seq: Seq(1),
             membership: None,
             frame: axum::extract::ws::Utf8Bytes::from_static(frame),

@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{frames, publisher::for_each_key};
 use crate::{
-    domain::{event::EventKind, ids::AppId},
+    domain::{
+        event::{EventKind, Logged},
+        ids::AppId,
+    },
     hub::{HubKey, Node},
     store::{Position, Store},
     wire::Links,
@@ -85,8 +88,18 @@ impl CatchUp {
             let full = events.len() == PAGE;
             for logged in events {
                 cursor = logged.position;
-                // Users' streams have no subscribers over the socket yet.
-                let Some(event) = logged.event.conversation() else { continue };
+                let event = match &logged.event {
+                    Logged::Conversation(event) => event,
+                    Logged::User(event) => {
+                        let key = HubKey::Profile { app_id: app.clone(), user_id: event.user_id.clone() };
+                        if self.node.watches(&key) {
+                            if let Some(encoded) = frames::user_event_frame(event, app) {
+                                self.node.deliver_missed(&key, Arc::new(encoded));
+                            }
+                        }
+                        continue;
+                    }
+                };
                 let conversation_id = &event.conversation_id;
                 let conversation_key =
                     HubKey::Conversation { app_id: app.clone(), conversation_id: conversation_id.clone() };

@@ -8,14 +8,15 @@ use serde_json::Value;
 
 use crate::{
     domain::{
-        event::{Event, EventKind},
-        ids::{AppId, ConversationId, Seq},
+        event::{Event, EventKind, UserEvent, UserEventKind},
+        ids::{AppId, ConversationId, Seq, UserId},
+        user::User,
         Custom, CustomPatch,
     },
-    hub::{EncodedEvent, Membership},
+    hub::{EncodedEvent, Membership, Stream},
     store::MessageWindow,
     wire::{
-        snapshot::{MessageSnapshotJson, SnapshotContext},
+        snapshot::{MessageSnapshotJson, SnapshotContext, UserSnapshotJson},
         Links, NotifyJson,
     },
 };
@@ -94,6 +95,14 @@ pub enum ClientFrame {
         id: String,
         conversation_id: String,
     },
+    SubscribeUser {
+        id: String,
+        user_id: String,
+    },
+    UnsubscribeUser {
+        id: String,
+        user_id: String,
+    },
 }
 
 /// Where a reconnecting client's window stood (`subscribeMessages.resume`).
@@ -152,7 +161,9 @@ impl ClientFrame {
             | ClientFrame::DeleteMessageFields { id, .. }
             | ClientFrame::AddReaction { id, .. }
             | ClientFrame::RemoveReaction { id, .. }
-            | ClientFrame::MarkAsRead { id, .. } => id,
+            | ClientFrame::MarkAsRead { id, .. }
+            | ClientFrame::SubscribeUser { id, .. }
+            | ClientFrame::UnsubscribeUser { id, .. } => id,
         }
     }
 }
@@ -199,6 +210,12 @@ enum ServerFrame<'a> {
         conversation_id: &'a str,
         seq: i64,
         event: EventJson<'a>,
+    },
+    /// A user subscription's whole state: sent on subscribe and on every change.
+    User {
+        user_id: &'a str,
+        seq: i64,
+        user: Option<UserSnapshotJson<'a>>,
     },
 }
 
@@ -249,6 +266,24 @@ pub fn page_frame(conversation: &ConversationId, window: &MessageWindow, context
         seq: window.seq.0,
         messages: window.messages.iter().map(|view| MessageSnapshotJson::new(view, context, true)).collect(),
         loaded_all: window.loaded_all,
+    })
+}
+
+/// A user's state as of their stream's `seq` (`None`: the user does not exist).
+pub fn user_frame(user_id: &UserId, seq: Seq, user: Option<&User>) -> Utf8Bytes {
+    encode(&ServerFrame::User { user_id: user_id.as_str(), seq: seq.0, user: user.map(UserSnapshotJson::new) })
+}
+
+/// Encodes a user's change once, for every subscriber of that user; `None` for events of the user's stream that
+/// change nothing a subscriber sees (reads).
+pub fn user_event_frame(event: &UserEvent, app: &AppId) -> Option<EncodedEvent> {
+    let (UserEventKind::Created { user } | UserEventKind::Updated { user }) = &event.kind else { return None };
+    Some(EncodedEvent {
+        app_id: app.clone(),
+        stream: Stream::User(event.user_id.clone()),
+        seq: event.seq,
+        membership: None,
+        frame: user_frame(&event.user_id, event.seq, Some(user)),
     })
 }
 
@@ -318,7 +353,7 @@ pub fn event_frame(event: &Event, app: &AppId, links: &Links) -> EncodedEvent {
     });
     EncodedEvent {
         app_id: app.clone(),
-        conversation_id: event.conversation_id.clone(),
+        stream: Stream::Conversation(event.conversation_id.clone()),
         seq: event.seq,
         membership,
         frame,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod frames;
 pub mod output;
 pub mod subscription;
+pub mod user_subscription;
 
 pub mod session;
 

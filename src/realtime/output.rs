@@ -3,7 +3,10 @@
 
 use super::{error::RealtimeError, frames::RequestId};
 use crate::{
-    domain::ids::{ConversationId, Seq},
+    domain::{
+        ids::{ConversationId, Seq, UserId},
+        user::User,
+    },
     hub::SharedEvent,
     store::MessageWindow,
 };
@@ -66,6 +69,20 @@ pub enum Output {
     /// Start or stop receiving the conversation's events from the hub.
     Watch(ConversationId),
     Unwatch(ConversationId),
+    /// Start or stop receiving a user's own changes from the hub.
+    WatchUser(UserId),
+    UnwatchUser(UserId),
+    /// Read a user and their stream's `seq` (the `seq` first); answer with `handle_user` or `handle_fetch_failed`.
+    FetchUser {
+        fetch: FetchId,
+        user_id: UserId,
+    },
+    /// Send a user subscription's whole state.
+    UserState {
+        user_id: UserId,
+        seq: Seq,
+        user: Option<Box<User>>,
+    },
     Ping,
     Close(CloseReason),
 }

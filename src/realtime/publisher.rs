@@ -7,7 +7,10 @@ use std::sync::{atomic::AtomicI64, atomic::Ordering, Arc};
 use super::frames;
 use crate::{
     app::AppState,
-    domain::ids::{AppId, ConversationId, Seq},
+    domain::{
+        event::Logged,
+        ids::{AppId, ConversationId, Seq},
+    },
     hub::{HubKey, Membership, Node, SharedEvent},
     metrics::Metrics,
     store::{CommitListener, Committed, StoreResult},
@@ -39,8 +42,18 @@ impl CommitListener for Publisher {
                 self.metrics.commit_order_violations.inc();
                 tracing::error!(position = logged.position.0, previous, "committed events out of log order");
             }
-            // Users' streams have no subscribers over the socket yet: they are for the log's readers (webhooks).
-            let Some(event) = logged.event.conversation() else { continue };
+            let event = match &logged.event {
+                Logged::Conversation(event) => event,
+                Logged::User(event) => {
+                    // A user's change goes to those who subscribe to the user; their reads to nobody here.
+                    if let Some(encoded) = frames::user_event_frame(event, &committed.app) {
+                        self.metrics.events_published.inc();
+                        let key = HubKey::Profile { app_id: committed.app.clone(), user_id: event.user_id.clone() };
+                        self.node.publish(&key, Arc::new(encoded));
+                    }
+                    continue;
+                }
+            };
             self.metrics.events_published.inc();
             let encoded = Arc::new(frames::event_frame(event, &committed.app, &self.links));
             for_each_key(&committed.app, &event.conversation_id, encoded, |key, event| self.node.publish(key, event));

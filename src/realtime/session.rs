@@ -15,10 +15,14 @@ use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
     subscription::{Context, Resume, Subscription, TooManyHeld},
+    user_subscription::UserSubscription,
 };
 use crate::{
-    domain::ids::{ConversationId, UserId},
-    hub::SharedEvent,
+    domain::{
+        ids::{ConversationId, Seq, UserId},
+        user::User,
+    },
+    hub::{SharedEvent, Stream},
     limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
     store::MessageWindow,
 };
@@ -48,6 +52,14 @@ pub enum Request {
         id: RequestId,
         conversation_id: ConversationId,
     },
+    SubscribeUser {
+        id: RequestId,
+        user_id: UserId,
+    },
+    UnsubscribeUser {
+        id: RequestId,
+        user_id: UserId,
+    },
     /// A verified token for this session's user; `expires_at` is when it stops being valid.
     TokenRefreshed {
         id: RequestId,
@@ -59,6 +71,8 @@ pub struct Session {
     user_id: UserId,
     subscriptions: HashMap<ConversationId, Subscription>,
     fetches: HashMap<FetchId, ConversationId>,
+    users: HashMap<UserId, UserSubscription>,
+    user_fetches: HashMap<FetchId, UserId>,
     next_fetch: u64,
     outputs: VecDeque<Output>,
     token_expires_at: Option<Instant>,
@@ -84,6 +98,8 @@ impl Session {
             user_id,
             subscriptions: HashMap::new(),
             fetches: HashMap::new(),
+            users: HashMap::new(),
+            user_fetches: HashMap::new(),
             next_fetch: 0,
             outputs: VecDeque::new(),
             token_expires_at,
@@ -138,6 +154,14 @@ impl Session {
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
+            Request::SubscribeUser { id, user_id } => self.subscribe_user(id, user_id),
+            Request::UnsubscribeUser { id, user_id } => {
+                if let Some(subscription) = self.users.remove(&user_id) {
+                    self.user_fetches.retain(|_, fetching| *fetching != user_id);
+                    subscription.unsubscribe(&mut self.outputs);
+                }
+                self.outputs.push_back(Output::Ok { id });
+            }
             Request::TokenRefreshed { id, expires_at } => {
                 self.token_expires_at = expires_at;
                 self.outputs.push_back(Output::Ok { id });
@@ -160,7 +184,7 @@ impl Session {
             self.outputs.push_back(Output::Error { id, error: RealtimeError::AlreadySubscribed });
             return;
         }
-        if self.subscriptions.len() >= self.max_subscriptions {
+        if self.subscriptions.len() + self.users.len() >= self.max_subscriptions {
             let error = RealtimeError::TooManySubscriptions { max: self.max_subscriptions };
             self.outputs.push_back(Output::Error { id, error });
             return;
@@ -171,9 +195,34 @@ impl Session {
         self.subscriptions.insert(conversation_id, subscription);
     }
 
+    fn subscribe_user(&mut self, id: RequestId, user_id: UserId) {
+        if self.users.contains_key(&user_id) {
+            self.outputs.push_back(Output::Error { id, error: RealtimeError::AlreadySubscribed });
+            return;
+        }
+        if self.subscriptions.len() + self.users.len() >= self.max_subscriptions {
+            let error = RealtimeError::TooManySubscriptions { max: self.max_subscriptions };
+            self.outputs.push_back(Output::Error { id, error });
+            return;
+        }
+        let fetch = FetchId(self.next_fetch);
+        self.next_fetch += 1;
+        self.user_fetches.insert(fetch, user_id.clone());
+        let subscription = UserSubscription::start(&mut self.outputs, id, user_id.clone(), fetch);
+        self.users.insert(user_id, subscription);
+    }
+
     /// Whether a subscription still waits for `fetch`; a read nobody waits for may be dropped.
     pub fn wants(&self, fetch: FetchId) -> bool {
-        self.fetches.contains_key(&fetch)
+        self.fetches.contains_key(&fetch) || self.user_fetches.contains_key(&fetch)
+    }
+
+    /// A user read for `fetch` came back: the user's stream's `seq`, and the user if they exist.
+    pub fn handle_user(&mut self, fetch: FetchId, seq: Seq, user: Option<User>) {
+        let Some(user_id) = self.user_fetches.remove(&fetch) else { return };
+        if let Some(subscription) = self.users.get_mut(&user_id).filter(|subscription| subscription.waits_for(fetch)) {
+            subscription.handle_user(&mut self.outputs, seq, user);
+        }
     }
 
     /// The subscription that `fetch` was made for, if it still waits for it.
@@ -200,6 +249,13 @@ impl Session {
 
     /// A read failed (the store was unavailable).
     pub fn handle_fetch_failed(&mut self, fetch: FetchId) {
+        if let Some(user_id) = self.user_fetches.remove(&fetch) {
+            if self.users.get(&user_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.users.remove(&user_id).expect("just found");
+                subscription.handle_fetch_failed(&mut self.outputs);
+            }
+            return;
+        }
         let Some(conversation_id) = self.fetched_for(fetch) else { return };
         let ended = self.with_subscription(&conversation_id, |subscription, context| {
             subscription.handle_fetch_failed(context, fetch)
@@ -215,9 +271,17 @@ impl Session {
         if self.closed {
             return;
         }
-        let held = self.with_subscription(&event.conversation_id, |subscription, context| {
-            subscription.handle_event(context, event)
-        });
+        let conversation_id = match &event.stream {
+            Stream::Conversation(conversation_id) => conversation_id,
+            Stream::User(user_id) => {
+                if let Some(subscription) = self.users.get_mut(user_id) {
+                    subscription.handle_event(&mut self.outputs, event);
+                }
+                return;
+            }
+        };
+        let held =
+            self.with_subscription(conversation_id, |subscription, context| subscription.handle_event(context, event));
         if held == Some(Err(TooManyHeld)) {
             self.close(CloseReason::SlowConsumer);
         }

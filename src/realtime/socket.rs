@@ -25,7 +25,10 @@ use super::{
 };
 use crate::{
     app::AppState,
-    domain::ids::{AppId, ConversationId, Seq, UserId},
+    domain::{
+        ids::{AppId, ConversationId, Seq, UserId},
+        user::User,
+    },
     hub::{outbox, HubKey, Outbox, SharedEvent, WatcherId},
     store::{MessageWindow, StoreResult},
     token::verify_user_token,
@@ -58,12 +61,14 @@ enum Read {
     },
     /// The events that fill a hole.
     Events { fetch: FetchId, conversation_id: ConversationId, after: Seq, up_to: Seq },
+    /// A user and their stream's `seq`.
+    User { fetch: FetchId, user_id: UserId },
 }
 
 impl Read {
     fn fetch(&self) -> FetchId {
         match self {
-            Read::Window { fetch, .. } | Read::Events { fetch, .. } => *fetch,
+            Read::Window { fetch, .. } | Read::Events { fetch, .. } | Read::User { fetch, .. } => *fetch,
         }
     }
 
@@ -90,6 +95,9 @@ impl Read {
                 let result = publisher::replay(state, app_id, &conversation_id, after, up_to).await;
                 Done::Events { fetch, result }
             }
+            Read::User { fetch, user_id } => {
+                Done::User { fetch, result: state.store.user_state(app_id, &user_id).await }
+            }
         }
     }
 }
@@ -98,6 +106,7 @@ impl Read {
 enum Done {
     Window { fetch: FetchId, result: StoreResult<MessageWindow>, replay: Option<Vec<SharedEvent>> },
     Events { fetch: FetchId, result: StoreResult<Option<Vec<SharedEvent>>> },
+    User { fetch: FetchId, result: StoreResult<(Seq, Option<User>)> },
     Reply(Utf8Bytes),
 }
 
@@ -156,6 +165,8 @@ struct Shell {
     slow: CancellationToken,
     user_watcher: WatcherId,
     watched: HashMap<ConversationId, WatcherId>,
+    /// The users whose own changes this session watches (user subscriptions).
+    watched_users: HashMap<UserId, WatcherId>,
     done_tx: mpsc::Sender<Done>,
     /// Reads running, and how to cancel each.
     reads: HashMap<FetchId, tokio::task::AbortHandle>,
@@ -190,6 +201,7 @@ impl Shell {
             outbox,
             user_watcher,
             watched: HashMap::new(),
+            watched_users: HashMap::new(),
             done_tx,
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
@@ -276,6 +288,26 @@ impl Shell {
                 self.unwatch(&conversation_id);
                 return Ok(None);
             }
+            Output::WatchUser(user_id) => {
+                if let std::collections::hash_map::Entry::Vacant(entry) = self.watched_users.entry(user_id) {
+                    let key = HubKey::Profile { app_id: self.app_id.clone(), user_id: entry.key().clone() };
+                    entry.insert(self.state.node.watch(key, self.outbox.clone()));
+                    self.state.metrics.subscriptions.inc();
+                }
+                return Ok(None);
+            }
+            Output::UnwatchUser(user_id) => {
+                if let Some(watcher) = self.watched_users.remove(&user_id) {
+                    self.state.metrics.subscriptions.dec();
+                    self.state.node.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id }, watcher);
+                }
+                return Ok(None);
+            }
+            Output::FetchUser { fetch, user_id } => {
+                self.request_read(Read::User { fetch, user_id });
+                return Ok(None);
+            }
+            Output::UserState { user_id, seq, user } => frames::user_frame(&user_id, seq, user.as_deref()),
             Output::Ping => return Ok(Some(Message::Ping(bytes::Bytes::new()))),
             Output::Close(reason) => return Err(reason),
         };
@@ -382,13 +414,16 @@ impl Shell {
     }
 
     fn handle_done(&mut self, session: &mut Session, done: Done) {
-        if let Done::Window { fetch, .. } | Done::Events { fetch, .. } = &done {
+        if let Done::Window { fetch, .. } | Done::Events { fetch, .. } | Done::User { fetch, .. } = &done {
             self.finish_read(*fetch, session);
         }
         match done {
             Done::Window { fetch, result: Ok(window), replay } => session.handle_window(fetch, window, replay),
             Done::Events { fetch, result: Ok(events) } => session.handle_events(fetch, events),
-            Done::Window { fetch, result: Err(error), .. } | Done::Events { fetch, result: Err(error) } => {
+            Done::User { fetch, result: Ok((seq, user)) } => session.handle_user(fetch, seq, user),
+            Done::Window { fetch, result: Err(error), .. }
+            | Done::Events { fetch, result: Err(error) }
+            | Done::User { fetch, result: Err(error) } => {
                 tracing::warn!(cause = %error, "store read failed");
                 session.handle_fetch_failed(fetch);
             }
@@ -417,6 +452,7 @@ impl Shell {
     fn request_of(&mut self, id: &RequestId, frame: ClientFrame) -> Result<Option<Request>, RealtimeError> {
         let conversation =
             |raw: &str| ConversationId::parse(raw).map_err(|error| RealtimeError::InvalidRequest(error.to_string()));
+        let user = |raw: &str| UserId::parse(raw).map_err(|error| RealtimeError::InvalidRequest(error.to_string()));
         let id = id.clone();
         Ok(Some(match frame {
             ClientFrame::SubscribeMessages { conversation_id, limit, resume, .. } => Request::SubscribeMessages {
@@ -435,6 +471,8 @@ impl Shell {
             ClientFrame::Unsubscribe { conversation_id, .. } => {
                 Request::Unsubscribe { id, conversation_id: conversation(&conversation_id)? }
             }
+            ClientFrame::SubscribeUser { user_id, .. } => Request::SubscribeUser { id, user_id: user(&user_id)? },
+            ClientFrame::UnsubscribeUser { user_id, .. } => Request::UnsubscribeUser { id, user_id: user(&user_id)? },
             ClientFrame::UpdateToken { token, .. } => {
                 let secret = self.state.apps.get(&self.app_id).expect("the session's app exists");
                 let claims = verify_user_token(&self.app_id, secret, &token).map_err(RealtimeError::Unauthorized)?;
@@ -519,6 +557,10 @@ impl Shell {
         for (conversation_id, watcher) in &self.watched {
             self.state.metrics.subscriptions.dec();
             self.state.node.unwatch(&self.conversation_key(conversation_id), *watcher);
+        }
+        for (user_id, watcher) in self.watched_users {
+            self.state.metrics.subscriptions.dec();
+            self.state.node.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id }, watcher);
         }
         self.state.metrics.connections.dec();
     }

@@ -139,7 +139,9 @@ pub async fn perform(
         ClientFrame::SubscribeMessages { .. }
         | ClientFrame::LoadMore { .. }
         | ClientFrame::Unsubscribe { .. }
-        | ClientFrame::UpdateToken { .. } => Err(ValidationError::new("type", "not a write").into()),
+        | ClientFrame::UpdateToken { .. }
+        | ClientFrame::SubscribeUser { .. }
+        | ClientFrame::UnsubscribeUser { .. } => Err(ValidationError::new("type", "not a write").into()),
     }
 }
 

@@ -343,6 +343,9 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or patches users, all or nothing. A user that does not exist yet needs a name.
     async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()>;
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>>;
+    /// A user's stream's latest `seq` (`Seq(0)` before its first event), then the user: read in that order, so the
+    /// user is as of that `seq` or newer.
+    async fn user_state(&self, app: &AppId, id: &UserId) -> StoreResult<(Seq, Option<User>)>;
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>>;
     async fn user_conversations(
         &self,

@@ -602,7 +602,7 @@ async fn one_node_delivers_each_webhook_event_and_another_takes_over_when_it_die
             start_with(&dir, "127.0.0.1:0", &env).await
         }
     };
-    let mut nodes = vec![env(&dirs[0]).await, env(&dirs[1]).await];
+    let mut nodes = [env(&dirs[0]).await, env(&dirs[1]).await];
     let http = reqwest::Client::new();
     let put_user = crate::webhooks::put_user;
     for i in 0..10 {

@@ -33,6 +33,7 @@ const REALTIME_RANKS: &[(&str, u32)] = &[
     ("frames", 0),
     ("output", 1),
     ("subscription", 2),
+    ("user_subscription", 2),
     ("session", 3),
     ("publisher", 4),
     ("writes", 4),

@@ -17,6 +17,7 @@ mod openapi;
 mod parsers;
 mod realtime_auth;
 mod realtime_subscriptions;
+mod realtime_users;
 mod realtime_writes;
 mod recovery;
 mod rest_auth;

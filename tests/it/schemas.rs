@@ -4,7 +4,8 @@ use std::{collections::HashMap, sync::OnceLock};
 
 use serde_json::Value;
 
-pub const SERVER_FRAMES: &[&str] = &["ok", "error", "snapshot", "resumed", "page", "event", "subscriptionError"];
+pub const SERVER_FRAMES: &[&str] =
+    &["ok", "error", "snapshot", "resumed", "page", "event", "user", "subscriptionError"];
 pub const CLIENT_FRAMES: &[&str] = &[
     "subscribeMessages",
     "loadMore",
@@ -17,6 +18,8 @@ pub const CLIENT_FRAMES: &[&str] = &[
     "addReaction",
     "removeReaction",
     "markAsRead",
+    "subscribeUser",
+    "unsubscribeUser",
 ];
 
 fn schema(name: &str) -> Value {

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use super::{Broker, HubKey, Inbound, SharedEvent};
 use crate::{
     domain::ids::{AppId, ConversationId, Seq, UserId},
-    hub::{EncodedEvent, Membership},
+    hub::{EncodedEvent, Membership, Stream},
 };
 
 /// Events queued for Redis at most; past it, events are dropped for Redis only (the log still has them).
@@ -67,7 +67,12 @@ enum Watch {
 struct Header {
     node: u64,
     app: String,
-    conversation: String,
+    /// The conversation of a conversation's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation: Option<String>,
+    /// The user of a user's own event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     joined: Option<String>,
@@ -87,6 +92,9 @@ fn channel(key: &HubKey) -> String {
         HubKey::User { app_id, user_id } => {
             format!("natter:u:{}:{}", encode(app_id.as_str()), encode(user_id.as_str()))
         }
+        HubKey::Profile { app_id, user_id } => {
+            format!("natter:p:{}:{}", encode(app_id.as_str()), encode(user_id.as_str()))
+        }
     }
 }
 
@@ -101,6 +109,7 @@ fn key_of(channel: &str) -> Option<HubKey> {
     match kind {
         "c" => Some(HubKey::Conversation { app_id, conversation_id: ConversationId::from_trusted(id) }),
         "u" => Some(HubKey::User { app_id, user_id: UserId::from_trusted(id) }),
+        "p" => Some(HubKey::Profile { app_id, user_id: UserId::from_trusted(id) }),
         _ => None,
     }
 }
@@ -115,7 +124,11 @@ fn encode_message(node: u64, event: &EncodedEvent) -> Vec<u8> {
     let header = Header {
         node,
         app: event.app_id.as_str().to_owned(),
-        conversation: event.conversation_id.as_str().to_owned(),
+        conversation: event.conversation_id().map(|id| id.as_str().to_owned()),
+        user: match &event.stream {
+            Stream::User(user_id) => Some(user_id.as_str().to_owned()),
+            Stream::Conversation(_) => None,
+        },
         seq: event.seq.0,
         joined,
         left,
@@ -138,9 +151,14 @@ fn decode_message(message: &[u8]) -> Option<(u64, EncodedEvent)> {
         (None, None, true) => Some(Membership::ConversationDeleted),
         (None, None, false) => None,
     };
+    let stream = match (header.conversation, header.user) {
+        (Some(conversation), _) => Stream::Conversation(ConversationId::from_trusted(conversation)),
+        (None, Some(user)) => Stream::User(UserId::from_trusted(user)),
+        (None, None) => return None,
+    };
     let event = EncodedEvent {
         app_id: AppId::from_trusted(header.app),
-        conversation_id: ConversationId::from_trusted(header.conversation),
+        stream,
         seq: Seq(header.seq),
         membership,
         frame: frame.into(),
@@ -333,6 +351,9 @@ mod tests {
         let key =
             HubKey::User { app_id: AppId::from_trusted("app".into()), user_id: UserId::from_trusted("ü:x".into()) };
         assert_eq!(key_of(&channel(&key)), Some(key));
+        let key =
+            HubKey::Profile { app_id: AppId::from_trusted("app".into()), user_id: UserId::from_trusted("b".into()) };
+        assert_eq!(key_of(&channel(&key)), Some(key));
         assert_eq!(key_of("other:c:a:b"), None);
     }
 
@@ -340,7 +361,7 @@ mod tests {
     fn a_message_carries_the_event_and_its_node() {
         let event = EncodedEvent {
             app_id: AppId::from_trusted("app".into()),
-            conversation_id: ConversationId::from_trusted("c".into()),
+            stream: Stream::Conversation(ConversationId::from_trusted("c".into())),
             seq: Seq(7),
             membership: Some(Membership::Left(UserId::from_trusted("bob".into()))),
             frame: "{\"type\":\"event\"}\n".into(),

@@ -11,7 +11,7 @@ use crate::{
         message::{Message, MessageType, MessageView, Origin},
         Custom,
     },
-    hub::{EncodedEvent, Membership},
+    hub::{EncodedEvent, Membership, Stream},
     realtime::subscription::{decide_resume, ResumeDecision, MAX_HELD_EVENTS},
 };
 
@@ -69,7 +69,7 @@ fn null_window(seq: i64) -> MessageWindow {
 fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
     Arc::new(EncodedEvent {
         app_id: crate::domain::ids::AppId::parse("app").unwrap(),
-        conversation_id: conversation("c"),
+        stream: Stream::Conversation(conversation("c")),
         seq: Seq(seq),
         membership,
         frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
@@ -86,7 +86,10 @@ fn render(output: &Output) -> String {
         window.messages.iter().map(|view| view.message.seq.0.to_string()).collect::<Vec<_>>().join(",")
     };
     match output {
-        Output::Forward(event) => format!("forward {} seq={}", event.conversation_id, event.seq),
+        Output::Forward(event) => match &event.stream {
+            Stream::Conversation(conversation_id) => format!("forward {conversation_id} seq={}", event.seq),
+            Stream::User(user_id) => format!("forward user {user_id} seq={}", event.seq),
+        },
         Output::Snapshot { conversation_id, window, resumed } if !window.participant => {
             format!("snapshot {conversation_id} seq={} null{}", window.seq, resumed_note(*resumed))
         }
@@ -119,6 +122,12 @@ fn render(output: &Output) -> String {
         }
         Output::Watch(conversation_id) => format!("watch {conversation_id}"),
         Output::Unwatch(conversation_id) => format!("unwatch {conversation_id}"),
+        Output::WatchUser(user_id) => format!("watch user {user_id}"),
+        Output::UnwatchUser(user_id) => format!("unwatch user {user_id}"),
+        Output::FetchUser { fetch, user_id } => format!("fetchUser#{} {user_id}", fetch.0),
+        Output::UserState { user_id, seq, user } => {
+            format!("user {user_id} seq={seq} {}", user.as_ref().map_or("null".to_owned(), |user| user.name.clone()))
+        }
         Output::Ping => "ping".to_owned(),
         Output::Close(reason) => format!("close {}", reason.code()),
     }
@@ -514,4 +523,81 @@ fn duplicates_and_reordering_from_two_sources_in_any_interleaving_give_each_even
         }
         assert_eq!(forwarded, (6..=15).collect::<Vec<_>>(), "seed {seed}");
     }
+}
+
+fn user_event(user_id: &str, seq: i64) -> SharedEvent {
+    Arc::new(EncodedEvent {
+        app_id: crate::domain::ids::AppId::parse("app").unwrap(),
+        stream: Stream::User(user(user_id)),
+        seq: Seq(seq),
+        membership: None,
+        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+    })
+}
+
+fn named(id: &str, name: &str) -> crate::domain::user::User {
+    crate::domain::user::User {
+        id: user(id),
+        name: name.to_owned(),
+        email: None,
+        phone: None,
+        photo_url: None,
+        locale: None,
+        role: None,
+        welcome_message: None,
+        custom: Custom::new(),
+        push_tokens: None,
+        created_at: 1,
+    }
+}
+
+#[test]
+fn a_user_subscription_watches_reads_and_sends_only_newer_states() {
+    let mut session = new_session(Instant::now());
+    session.handle_request(Request::SubscribeUser { id: request_id("u"), user_id: user("bob") });
+    check(&mut session, "watch user bob\nfetchUser#0 bob");
+    // Changes during the read: the newest is held; the read saw seq 3.
+    session.handle_event(&user_event("bob", 3));
+    session.handle_event(&user_event("bob", 4));
+    check(&mut session, "");
+    session.handle_user(FetchId(0), Seq(3), Some(named("bob", "Bob")));
+    check(&mut session, "user bob seq=3 Bob\nforward user bob seq=4\nok u");
+    session.handle_event(&user_event("bob", 4));
+    session.handle_event(&user_event("bob", 6));
+    session.handle_event(&user_event("bob", 5));
+    check(&mut session, "forward user bob seq=6");
+    session.handle_request(Request::SubscribeUser { id: request_id("again"), user_id: user("bob") });
+    check(&mut session, "error again ALREADY_SUBSCRIBED");
+    session.handle_request(Request::UnsubscribeUser { id: request_id("x"), user_id: user("bob") });
+    check(&mut session, "unwatch user bob\nok x");
+    session.handle_event(&user_event("bob", 7));
+    check(&mut session, "");
+}
+
+#[test]
+fn a_user_that_does_not_exist_is_a_null_state_and_a_failed_read_fails_the_subscribe() {
+    let mut session = new_session(Instant::now());
+    session.handle_request(Request::SubscribeUser { id: request_id("u"), user_id: user("ghost") });
+    session.handle_request(Request::SubscribeUser { id: request_id("v"), user_id: user("bob") });
+    check(&mut session, "watch user ghost\nfetchUser#0 ghost\nwatch user bob\nfetchUser#1 bob");
+    assert!(session.wants(FetchId(0)) && session.wants(FetchId(1)));
+    session.handle_user(FetchId(0), Seq(0), None);
+    check(&mut session, "user ghost seq=0 null\nok u");
+    session.handle_fetch_failed(FetchId(1));
+    check(&mut session, "unwatch user bob\nerror v SERVICE_UNAVAILABLE");
+    assert!(!session.wants(FetchId(1)));
+    session.handle_request(Request::SubscribeUser { id: request_id("w"), user_id: user("carl") });
+    session.handle_request(Request::UnsubscribeUser { id: request_id("x"), user_id: user("carl") });
+    check(&mut session, "watch user carl\nfetchUser#2 carl\nunwatch user carl\nerror w UNSUBSCRIBED\nok x");
+    assert!(!session.wants(FetchId(2)), "the read of an unsubscribed user is not wanted");
+}
+
+#[test]
+fn user_subscriptions_count_toward_the_limit() {
+    let mut session = Session::with_max_subscriptions(user("me"), None, Instant::now(), 2);
+    subscribe(&mut session, None);
+    session.handle_request(Request::SubscribeUser { id: request_id("u"), user_id: user("bob") });
+    session.handle_request(Request::SubscribeUser { id: request_id("v"), user_id: user("carl") });
+    let outputs = drain(&mut session);
+    assert!(outputs.ends_with("error v TOO_MANY_SUBSCRIPTIONS"), "{outputs}");
 }

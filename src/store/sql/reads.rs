@@ -570,3 +570,13 @@ pub fn webhook_cursor(db: &dyn Db, app: &AppId, url: &str) -> StoreResult<Option
         |row| Ok((row.i64(0)?, row.string(1)?, row.i64(2)?)),
     )
 }
+
+/// The latest `seq` of a user's stream.
+pub fn user_seq(db: &dyn Db, app: &AppId, user: &UserId) -> StoreResult<Seq> {
+    let seq = db.row(
+        "SELECT last_seq FROM user_sequences WHERE app_id = ?1 AND user_id = ?2",
+        args![app.as_str(), user.as_str()],
+        |row| row.i64(0),
+    )?;
+    Ok(Seq(seq.unwrap_or(0)))
+}

@@ -110,6 +110,11 @@ impl Store for SqlStore {
         self.write(app.clone(), move |db| writes::upsert_users(db, &app, users, now)).await.map(drop)
     }
 
+    async fn user_state(&self, app: &AppId, id: &UserId) -> StoreResult<(Seq, Option<User>)> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(move |db| Ok((reads::user_seq(db, &app, &id)?, reads::user(db, &app, &id)?))).await
+    }
+
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
         let (app, id) = (app.clone(), id.clone());
         self.read(move |db| reads::user(db, &app, &id)).await
