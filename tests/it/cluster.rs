@@ -625,3 +625,30 @@ async fn one_node_delivers_each_webhook_event_and_another_takes_over_when_it_die
     let users: Vec<_> = events.iter().map(|e| e["data"]["user"]["id"].as_str().unwrap()).collect();
     assert_eq!(&users[users.len() - 2..], ["v0", "v1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_users_change_on_one_node_reaches_their_subscribers_on_another() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let cluster = Cluster::start(2, &redis).await;
+    cluster.call(0, reqwest::Method::PUT, "/users/me", json!({"name": "Me"})).await;
+    let url = format!("ws://{}/v1/{APP}/realtime?token={}", cluster.nodes[1].addr, user_token("me", None));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    async fn next_text(socket: &mut crate::realtime_auth::RawSocket) -> Value {
+        use futures::StreamExt;
+        loop {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = within(socket.next()).await.unwrap().unwrap() {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+        }
+    }
+    let subscribe = json!({"type": "subscribeUser", "id": "1", "userId": "bob"}).to_string();
+    futures::SinkExt::send(&mut socket, tokio_tungstenite::tungstenite::Message::text(subscribe)).await.unwrap();
+    assert_eq!(next_text(&mut socket).await["user"], Value::Null);
+    assert_eq!(next_text(&mut socket).await["type"], "ok");
+    cluster.call(0, reqwest::Method::PUT, "/users/bob", json!({"name": "Bob"})).await;
+    let created = next_text(&mut socket).await;
+    assert_eq!((&created["seq"], &created["user"]["name"]), (&json!(1), &json!("Bob")));
+}
