@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValu
 
 use super::{
     window::{Place, Window},
-    ClientConfig, ClientError, SubscriptionState,
+    ClientConfig, ClientError, SubscriptionState, UserSubscriptionState,
 };
 
 pub enum Command {
@@ -19,6 +19,8 @@ pub enum Command {
     Unsubscribe { conversation_id: String, reply_tx: oneshot::Sender<()> },
     LoadMore { conversation_id: String, count: Option<u32>, reply_tx: oneshot::Sender<Result<(), ClientError>> },
     SetToken { token: String, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
+    SubscribeUser { user_id: String, state_tx: watch::Sender<UserSubscriptionState> },
+    UnsubscribeUser { user_id: String, reply_tx: oneshot::Sender<()> },
     Close,
 }
 
@@ -44,10 +46,17 @@ struct Loading {
     waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
 }
 
+/// A user subscription: the state with the highest `seq` seen wins.
+struct UserSub {
+    state_tx: watch::Sender<UserSubscriptionState>,
+    seq: Option<i64>,
+}
+
 enum Pending {
     Reply(oneshot::Sender<Result<Value, ClientError>>),
     /// The reply to a subscribe: an error ends the subscription.
     Subscribe(String),
+    SubscribeUser(String),
     LoadMore(String),
     Unsubscribe(oneshot::Sender<()>),
     /// A reply nobody waits for (the unsubscribe of a recovery).
@@ -108,6 +117,7 @@ struct Connection {
     next_id: u64,
     pending: HashMap<String, Pending>,
     subscriptions: HashMap<String, Subscription>,
+    users: HashMap<String, UserSub>,
 }
 
 async fn run(
@@ -116,8 +126,14 @@ async fn run(
     user_id: std::sync::Arc<str>,
     mut commands_rx: mpsc::Receiver<Command>,
 ) {
-    let mut connection =
-        Connection { config, user_id, next_id: 0, pending: HashMap::new(), subscriptions: HashMap::new() };
+    let mut connection = Connection {
+        config,
+        user_id,
+        next_id: 0,
+        pending: HashMap::new(),
+        subscriptions: HashMap::new(),
+        users: HashMap::new(),
+    };
     let reason = loop {
         let end = connection.serve(&mut socket, &mut commands_rx).await;
         // Requests in flight are lost with the connection; their callers may try again.
@@ -149,6 +165,9 @@ async fn run(
     // Subscriptions stay active through transient drops; only the end of the session ends them.
     for (_, subscription) in connection.subscriptions {
         subscription.state_tx.send_replace(SubscriptionState::Error(reason.clone()));
+    }
+    for (_, user) in connection.users {
+        user.state_tx.send_replace(UserSubscriptionState::Error(reason.clone()));
     }
 }
 
@@ -189,6 +208,14 @@ impl Connection {
             // A new socket carries nothing of the old subscription.
             self.subscriptions.get_mut(&conversation_id).expect("listed above").recovering = false;
             self.pending.insert(id, Pending::Subscribe(conversation_id));
+            socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
+        }
+        // A user subscription starts again from the state as it is; the old seq still orders what comes.
+        let users: Vec<String> = self.users.keys().cloned().collect();
+        for user_id in users {
+            let id = self.new_id();
+            let frame = json!({ "type": "subscribeUser", "id": id, "userId": user_id });
+            self.pending.insert(id, Pending::SubscribeUser(user_id));
             socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
         }
         Ok(())
@@ -241,6 +268,18 @@ impl Connection {
                             self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
                             json!({ "type": "unsubscribe", "id": id, "conversationId": conversation_id })
                         }
+                        Command::SubscribeUser { user_id, state_tx } => {
+                            self.pending.insert(id.clone(), Pending::SubscribeUser(user_id.clone()));
+                            self.users.insert(user_id.clone(), UserSub { state_tx, seq: None });
+                            json!({ "type": "subscribeUser", "id": id, "userId": user_id })
+                        }
+                        Command::UnsubscribeUser { user_id, reply_tx } => {
+                            if let Some(user) = self.users.remove(&user_id) {
+                                user.state_tx.send_replace(UserSubscriptionState::Unsubscribed);
+                            }
+                            self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
+                            json!({ "type": "unsubscribeUser", "id": id, "userId": user_id })
+                        }
                         Command::SetToken { token, reply_tx } => {
                             // Kept for reconnects, and sent now.
                             self.config.token = token.clone();
@@ -262,6 +301,9 @@ impl Connection {
                             observer(text.as_str());
                         }
                         let user_id = self.user_id.clone();
+                        if apply_user_frame(text.as_str(), &mut self.pending, &mut self.users) {
+                            continue;
+                        }
                         for frame in handle_frame(text.as_str(), &mut self.pending, &mut self.subscriptions, &user_id, &mut self.next_id) {
                             if let Err(error) = socket.send(Message::text(frame.to_string())).await {
                                 return End::Dropped(error.to_string());
@@ -283,6 +325,36 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Applies a frame of a user subscription (a `user` frame, or the reply to a `subscribeUser`); says whether it was
+/// one.
+fn apply_user_frame(text: &str, pending: &mut HashMap<String, Pending>, users: &mut HashMap<String, UserSub>) -> bool {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else { return false };
+    match frame["type"].as_str().unwrap_or_default() {
+        "user" => {
+            let (Some(user_id), Some(seq)) = (frame["userId"].as_str(), frame["seq"].as_i64()) else { return true };
+            if let Some(user) = users.get_mut(user_id).filter(|user| user.seq.is_none_or(|known| known < seq)) {
+                user.seq = Some(seq);
+                let latest_snapshot = serde_json::from_value(frame["user"].clone()).ok().flatten();
+                user.state_tx.send_replace(UserSubscriptionState::Active { latest_snapshot });
+            }
+            true
+        }
+        "ok" | "error" => {
+            let Some(id) = frame["id"].as_str() else { return false };
+            let Some(Pending::SubscribeUser(_)) = pending.get(id) else { return false };
+            let Some(Pending::SubscribeUser(user_id)) = pending.remove(id) else { return true };
+            if frame["type"] == "error" {
+                if let Some(user) = users.remove(&user_id) {
+                    let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                    user.state_tx.send_replace(UserSubscriptionState::Error(reason));
+                }
+            }
+            true
+        }
+        _ => false,
     }
 }
 
@@ -334,7 +406,8 @@ fn apply_frame(
                 Pending::Unsubscribe(reply_tx) => {
                     let _ = reply_tx.send(());
                 }
-                Pending::Discard => {}
+                // Taken by `apply_user_frame`, which sees every frame first.
+                Pending::Discard | Pending::SubscribeUser(_) => {}
                 Pending::LoadMore(conversation_id) => {
                     let subscription = subscriptions.get_mut(&conversation_id)?;
                     let mut loading = subscription.loading.take()?;

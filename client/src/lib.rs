@@ -64,6 +64,24 @@ impl SubscriptionState {
     }
 }
 
+/// A user subscription's state, as `UserSubscription` has it in the TalkJS Data API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserSubscriptionState {
+    Pending,
+    /// `latest_snapshot` is `None` while the user does not exist.
+    Active {
+        latest_snapshot: Option<UserSnapshot>,
+    },
+    Unsubscribed,
+    Error(String),
+}
+
+impl UserSubscriptionState {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, UserSubscriptionState::Unsubscribed | UserSubscriptionState::Error(_))
+    }
+}
+
 /// One WebSocket session of one user.
 #[derive(Clone)]
 pub struct Session {
@@ -88,6 +106,10 @@ impl Session {
 
     pub fn conversation(&self, id: &str) -> ConversationRef {
         ConversationRef { session: self.clone(), id: id.to_owned() }
+    }
+
+    pub fn user(&self, id: &str) -> UserRef {
+        UserRef { session: self.clone(), id: id.to_owned() }
     }
 
     /// Replaces the token without dropping subscriptions; reconnects use it too.
@@ -261,6 +283,65 @@ impl MessageSubscription {
         let (reply_tx, reply_rx) = oneshot::channel();
         let command = connection::Command::Unsubscribe { conversation_id: self.conversation.id.clone(), reply_tx };
         if self.conversation.session.commands_tx.send(command).await.is_ok() {
+            let _ = reply_rx.await;
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct UserRef {
+    session: Session,
+    id: String,
+}
+
+impl UserRef {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Subscribes to the user's public fields: `Pending`, then `Active` with each new state. It stays active
+    /// through a reconnect (subscribed again, it gets the state as it is then).
+    pub async fn subscribe(&self) -> Result<UserSubscription, ClientError> {
+        let (state_tx, state_rx) = watch::channel(UserSubscriptionState::Pending);
+        let command = connection::Command::SubscribeUser { user_id: self.id.clone(), state_tx };
+        self.session.commands_tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        Ok(UserSubscription { user: self.clone(), state_rx })
+    }
+}
+
+/// A live view of one user.
+pub struct UserSubscription {
+    user: UserRef,
+    state_rx: watch::Receiver<UserSubscriptionState>,
+}
+
+impl UserSubscription {
+    pub fn state(&self) -> UserSubscriptionState {
+        self.state_rx.borrow().clone()
+    }
+
+    /// Waits until the state satisfies `predicate` (or is terminal) and returns it.
+    pub async fn wait_for(&self, predicate: impl Fn(&UserSubscriptionState) -> bool) -> UserSubscriptionState {
+        let mut state_rx = self.state_rx.clone();
+        let result = state_rx.wait_for(|state| predicate(state) || state.is_terminal()).await;
+        match result {
+            Ok(state) => state.clone(),
+            Err(_) => UserSubscriptionState::Error("the connection task ended".into()),
+        }
+    }
+
+    /// Resolves on the first active state; fails with the terminal state if the subscription ends first.
+    pub async fn connected(&self) -> Result<UserSubscriptionState, UserSubscriptionState> {
+        match self.wait_for(|state| !matches!(state, UserSubscriptionState::Pending)).await {
+            state @ UserSubscriptionState::Active { .. } => Ok(state),
+            terminal => Err(terminal),
+        }
+    }
+
+    pub async fn unsubscribe(&self) {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let command = connection::Command::UnsubscribeUser { user_id: self.user.id.clone(), reply_tx };
+        if self.user.session.commands_tx.send(command).await.is_ok() {
             let _ = reply_rx.await;
         }
     }

@@ -91,3 +91,25 @@ async fn user_subscriptions_refuse_duplicates_bad_ids_and_count_toward_the_limit
     assert_eq!(read_frame(&mut socket, &gw).await["type"], "error", "a frame without userId");
     gw.assert_frames_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_follows_a_user_and_unsubscribes() {
+    use natter_client::UserSubscriptionState;
+    let gw = spawn_gateway().await;
+    gw.create_user("me").await;
+    let session = gw.connect("me").await;
+    let bob = session.user("bob").subscribe().await.unwrap();
+    assert_eq!(within(bob.connected()).await.unwrap(), UserSubscriptionState::Active { latest_snapshot: None });
+    gw.put("/users/bob", json!({"name": "Bob", "role": "buyer"})).await.expect(200);
+    let named = |name: &'static str| move |state: &UserSubscriptionState| matches!(state, UserSubscriptionState::Active { latest_snapshot: Some(user) } if user.name == name);
+    let state = within(bob.wait_for(named("Bob"))).await;
+    let UserSubscriptionState::Active { latest_snapshot: Some(user) } = state else { panic!("{state:?}") };
+    assert_eq!((user.id.as_str(), user.role.as_str()), ("bob", "buyer"));
+    gw.put("/users/bob", json!({"name": "Robert"})).await.expect(200);
+    within(bob.wait_for(named("Robert"))).await;
+    bob.unsubscribe().await;
+    assert_eq!(bob.state(), UserSubscriptionState::Unsubscribed);
+    let again = session.user("bob").subscribe().await.unwrap();
+    within(again.wait_for(named("Robert"))).await;
+    gw.assert_frames_valid();
+}
