@@ -41,6 +41,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("lib/connection.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/connection.js")),
     ("lib/window.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/window.js")),
     ("lib/types.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/types.js")),
+    ("lib/user.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/user.js")),
 ];
 
 /// How long a demo token lasts.

@@ -496,4 +496,11 @@ async fn the_demo_serves_only_on_a_loopback_address_and_only_when_asked() {
     assert_eq!(refused.status(), 400);
     let page = reqwest::get(format!("{}/demo/", demo.base)).await.unwrap();
     assert!(page.text().await.unwrap().contains("app.js"), "the page is served");
+    // Every module of the library's copy is served (a missing one breaks the page's imports).
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js/demo/lib");
+    for entry in std::fs::read_dir(lib).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let served = reqwest::get(format!("{}/demo/lib/{name}", demo.base)).await.unwrap();
+        assert_eq!(served.status(), 200, "lib/{name} is not served");
+    }
 }

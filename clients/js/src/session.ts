@@ -9,6 +9,7 @@ import {
   type MessageSubscriptionState,
   type SendMessageParams,
 } from "./types.js";
+import { SharedUserSubscription, UserRef } from "./user.js";
 import { Window } from "./window.js";
 
 export interface TalkSessionOptions extends ConnectionOptions {
@@ -35,6 +36,8 @@ export class TalkSession {
   readonly appId: string;
   /** @internal */ readonly connection: Connection;
   private readonly shared = new Map<string, SharedSubscription>();
+  /** @internal One server subscription per user, shared by every `UserSubscription` of them. */
+  readonly users = new Map<string, SharedUserSubscription>();
   private terminated: NatterError | null = null;
 
   constructor(options: TalkSessionOptions) {
@@ -42,15 +45,21 @@ export class TalkSession {
     this.appId = options.appId;
     this.connection = new Connection(options);
     this.connection.onFrame = (frame) => {
+      if (frame.type === "user" && typeof frame.userId === "string") {
+        this.users.get(frame.userId)?.receive(frame);
+        return;
+      }
       const conversationId = typeof frame.conversationId === "string" ? frame.conversationId : null;
       if (conversationId !== null) this.shared.get(conversationId)?.receive(frame);
     };
     this.connection.onReconnected = () => {
       for (const subscription of this.shared.values()) subscription.start();
+      for (const subscription of this.users.values()) subscription.start();
     };
     this.connection.onTerminated = (error) => {
       this.terminated = error;
       for (const subscription of [...this.shared.values()]) subscription.fail(error);
+      for (const subscription of [...this.users.values()]) subscription.fail(error);
     };
   }
 
@@ -65,6 +74,15 @@ export class TalkSession {
 
   conversation(id: string): ConversationRef {
     return new ConversationRef(this, id);
+  }
+
+  user(id: string): UserRef {
+    return new UserRef(this, id);
+  }
+
+  /** @internal Why the session ended for good, if it has. */
+  get endedWith(): NatterError | null {
+    return this.terminated;
   }
 
   /** Ends the session: every subscription ends in `error` with code `CLOSED`. */

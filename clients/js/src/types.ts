@@ -68,6 +68,17 @@ export type MessageSubscriptionState =
   | { readonly type: "unsubscribed" }
   | { readonly type: "error"; readonly error: NatterError };
 
+/** The state of a user subscription, as TalkJS's `UserSubscription.state`. */
+export type UserSubscriptionState =
+  | { readonly type: "pending" }
+  | {
+      readonly type: "active";
+      /** The user's public fields; `null` while the user does not exist. */
+      readonly latestSnapshot: UserSnapshot | null;
+    }
+  | { readonly type: "unsubscribed" }
+  | { readonly type: "error"; readonly error: NatterError };
+
 /** An error the gateway (or the connection) gave: `code` as in proto/PROTOCOL.md, with its reasons. */
 export class NatterError extends Error {
   readonly code: string;

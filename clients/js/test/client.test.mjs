@@ -204,3 +204,27 @@ test("after the gateway is killed and restarted, subscriptions reconnect and res
   assert.ok(states.includes("reconnecting") && states.at(-1) === "live", `states: ${states}`);
   alice.close();
 });
+
+test("a user subscription follows the user, from before they exist, with shared server subscriptions", async () => {
+  const alice = session("alice");
+  const seen = [];
+  const first = alice.user("js_dave").subscribe((snapshot) => seen.push(snapshot));
+  const second = alice.user("js_dave").subscribe();
+  assert.deepEqual(await first.connected, { type: "active", latestSnapshot: null });
+  assert.equal((await second.connected).latestSnapshot, null);
+  await gateway.rest("PUT", "/users/js_dave", { name: "Dave", email: ["dave@example.com"], custom: { team: "red" } });
+  let state = await waitFor(first, (s) => s.latestSnapshot?.name === "Dave");
+  assert.deepEqual(state.latestSnapshot, {
+    id: "js_dave", name: "Dave", custom: { team: "red" }, photoUrl: null, role: "default", locale: null, welcomeMessage: null,
+  });
+  assert.ok(Object.isFrozen(state.latestSnapshot));
+  await waitFor(second, (s) => s.latestSnapshot?.name === "Dave");
+  second.unsubscribe();
+  assert.equal(second.state.type, "unsubscribed");
+  await gateway.rest("PUT", "/users/js_dave", { name: "David" });
+  state = await waitFor(first, (s) => s.latestSnapshot?.name === "David");
+  assert.deepEqual(seen.map((snapshot) => snapshot?.name ?? null), [null, "Dave", "David"]);
+  first.unsubscribe();
+  assert.deepEqual(await first.terminated, { type: "unsubscribed" });
+  alice.close();
+});

@@ -1,4 +1,5 @@
 // @natter/client: the Natter chat gateway from a browser or Node, with the names and shapes of the TalkJS
-// JavaScript Data API (getTalkSession, ConversationRef, MessageRef, MessageSubscription).
+// JavaScript Data API (getTalkSession, ConversationRef, MessageRef, MessageSubscription, UserRef, UserSubscription).
 export { getTalkSession, TalkSession, ConversationRef, MessageRef, ReactionRef, MessageSubscription } from "./session.js";
+export { UserRef, UserSubscription } from "./user.js";
 export { NatterError } from "./types.js";

@@ -2,6 +2,7 @@
 // Subscriptions to one conversation share one server subscription; all share one socket.
 import { Connection } from "./connection.js";
 import { NatterError, } from "./types.js";
+import { UserRef } from "./user.js";
 import { Window } from "./window.js";
 /** The default first window, as the TalkJS Data API's. */
 const FIRST_WINDOW = 30;
@@ -16,12 +17,18 @@ export class TalkSession {
     appId;
     /** @internal */ connection;
     shared = new Map();
+    /** @internal One server subscription per user, shared by every `UserSubscription` of them. */
+    users = new Map();
     terminated = null;
     constructor(options) {
         this.userId = options.userId;
         this.appId = options.appId;
         this.connection = new Connection(options);
         this.connection.onFrame = (frame) => {
+            if (frame.type === "user" && typeof frame.userId === "string") {
+                this.users.get(frame.userId)?.receive(frame);
+                return;
+            }
             const conversationId = typeof frame.conversationId === "string" ? frame.conversationId : null;
             if (conversationId !== null)
                 this.shared.get(conversationId)?.receive(frame);
@@ -29,10 +36,14 @@ export class TalkSession {
         this.connection.onReconnected = () => {
             for (const subscription of this.shared.values())
                 subscription.start();
+            for (const subscription of this.users.values())
+                subscription.start();
         };
         this.connection.onTerminated = (error) => {
             this.terminated = error;
             for (const subscription of [...this.shared.values()])
+                subscription.fail(error);
+            for (const subscription of [...this.users.values()])
                 subscription.fail(error);
         };
     }
@@ -45,6 +56,13 @@ export class TalkSession {
     }
     conversation(id) {
         return new ConversationRef(this, id);
+    }
+    user(id) {
+        return new UserRef(this, id);
+    }
+    /** @internal Why the session ended for good, if it has. */
+    get endedWith() {
+        return this.terminated;
     }
     /** Ends the session: every subscription ends in `error` with code `CLOSED`. */
     close() {

@@ -1,0 +1,141 @@
+// User subscriptions: `session.user(id).subscribe()`, the TalkJS Data API's `UserRef.subscribe`. Every `user` frame
+// carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
+// "User subscriptions"). Subscriptions to one user in a session share one server subscription.
+import { NatterError } from "./types.js";
+export class UserRef {
+    session;
+    id;
+    constructor(session, id) {
+        this.session = session;
+        this.id = id;
+    }
+    /** Subscribes to the user's public fields; `onSnapshot` is called with each new state. */
+    subscribe(onSnapshot) {
+        const front = new UserSubscription(this.session, this.id, onSnapshot);
+        const ended = this.session.endedWith;
+        if (ended !== null) {
+            front.end({ type: "error", error: ended });
+            return front;
+        }
+        let shared = this.session.users.get(this.id);
+        if (shared === undefined) {
+            shared = new SharedUserSubscription(this.session, this.id);
+            this.session.users.set(this.id, shared);
+            shared.add(front);
+            shared.start();
+        }
+        else {
+            shared.add(front);
+        }
+        return front;
+    }
+}
+/** @internal The one server subscription behind every `UserSubscription` of a user in a session. */
+export class SharedUserSubscription {
+    session;
+    userId;
+    fronts = new Set();
+    seq = -1;
+    snapshot = null;
+    active = false;
+    constructor(session, userId) {
+        this.session = session;
+        this.userId = userId;
+    }
+    add(front) {
+        this.fronts.add(front);
+        if (this.active)
+            front.update({ type: "active", latestSnapshot: this.snapshot });
+    }
+    /** Says whether that was the last one. */
+    remove(front) {
+        this.fronts.delete(front);
+        if (this.fronts.size > 0)
+            return false;
+        this.session.users.delete(this.userId);
+        this.session.connection.request({ type: "unsubscribeUser", userId: this.userId }).catch(() => { });
+        return true;
+    }
+    /** Subscribes on the server (again after a reconnect: the first frame is the state as it is then). */
+    start() {
+        this.session.connection.request({ type: "subscribeUser", userId: this.userId }).catch((error) => {
+            if (error.code === "CLOSED" && this.session.connectionState !== "closed")
+                return;
+            if (error.code === "ALREADY_SUBSCRIBED")
+                return;
+            this.fail(error);
+        });
+    }
+    receive(frame) {
+        const seq = Number(frame.seq);
+        if (!(seq > this.seq))
+            return;
+        this.seq = seq;
+        this.snapshot = frame.user === null ? null : Object.freeze({ ...frame.user });
+        this.active = true;
+        for (const front of this.fronts)
+            front.update({ type: "active", latestSnapshot: this.snapshot });
+    }
+    fail(error) {
+        this.session.users.delete(this.userId);
+        for (const front of [...this.fronts])
+            front.end({ type: "error", error });
+        this.fronts.clear();
+    }
+}
+/** A live view of one user: `pending`, then `active`, until `unsubscribed` or `error`. */
+export class UserSubscription {
+    session;
+    userId;
+    onSnapshot;
+    current = { type: "pending" };
+    /** Resolves with the first active state; rejects if the subscription ends first. */
+    connected;
+    /** Resolves when the subscription ends (`unsubscribed` or `error`). */
+    terminated;
+    resolveConnected;
+    rejectConnected;
+    resolveTerminated;
+    constructor(session, userId, onSnapshot) {
+        this.session = session;
+        this.userId = userId;
+        this.onSnapshot = onSnapshot;
+        this.connected = new Promise((resolve, reject) => {
+            this.resolveConnected = resolve;
+            this.rejectConnected = reject;
+        });
+        this.connected.catch(() => { });
+        this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
+    }
+    get state() {
+        return this.current;
+    }
+    unsubscribe() {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        this.end({ type: "unsubscribed" });
+        this.session.users.get(this.userId)?.remove(this);
+    }
+    /** @internal */
+    update(state) {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        const previous = this.current;
+        this.current = state;
+        if (previous.type === "pending")
+            this.resolveConnected(state);
+        if (previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot)
+            this.onSnapshot?.(state.latestSnapshot);
+    }
+    /** @internal */
+    end(state) {
+        if (this.current.type === "unsubscribed" || this.current.type === "error")
+            return;
+        this.current = state;
+        if (state.type === "error")
+            this.rejectConnected(state.error);
+        else
+            this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first state"]));
+        this.resolveTerminated(state);
+    }
+}

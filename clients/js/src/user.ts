@@ -1,0 +1,141 @@
+// User subscriptions: `session.user(id).subscribe()`, the TalkJS Data API's `UserRef.subscribe`. Every `user` frame
+// carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
+// "User subscriptions"). Subscriptions to one user in a session share one server subscription.
+
+import type { TalkSession } from "./session.js";
+import { NatterError, type UserSnapshot, type UserSubscriptionState } from "./types.js";
+
+type Frame = Record<string, unknown>;
+type ActiveState = Extract<UserSubscriptionState, { type: "active" }>;
+type EndedState = Extract<UserSubscriptionState, { type: "unsubscribed" | "error" }>;
+
+export class UserRef {
+  constructor(
+    private readonly session: TalkSession,
+    readonly id: string,
+  ) {}
+
+  /** Subscribes to the user's public fields; `onSnapshot` is called with each new state. */
+  subscribe(onSnapshot?: (snapshot: UserSnapshot | null) => void): UserSubscription {
+    const front = new UserSubscription(this.session, this.id, onSnapshot);
+    const ended = this.session.endedWith;
+    if (ended !== null) {
+      front.end({ type: "error", error: ended });
+      return front;
+    }
+    let shared = this.session.users.get(this.id);
+    if (shared === undefined) {
+      shared = new SharedUserSubscription(this.session, this.id);
+      this.session.users.set(this.id, shared);
+      shared.add(front);
+      shared.start();
+    } else {
+      shared.add(front);
+    }
+    return front;
+  }
+}
+
+/** @internal The one server subscription behind every `UserSubscription` of a user in a session. */
+export class SharedUserSubscription {
+  private readonly fronts = new Set<UserSubscription>();
+  private seq = -1;
+  private snapshot: UserSnapshot | null = null;
+  private active = false;
+
+  constructor(
+    private readonly session: TalkSession,
+    private readonly userId: string,
+  ) {}
+
+  add(front: UserSubscription): void {
+    this.fronts.add(front);
+    if (this.active) front.update({ type: "active", latestSnapshot: this.snapshot });
+  }
+
+  /** Says whether that was the last one. */
+  remove(front: UserSubscription): boolean {
+    this.fronts.delete(front);
+    if (this.fronts.size > 0) return false;
+    this.session.users.delete(this.userId);
+    this.session.connection.request({ type: "unsubscribeUser", userId: this.userId }).catch(() => {});
+    return true;
+  }
+
+  /** Subscribes on the server (again after a reconnect: the first frame is the state as it is then). */
+  start(): void {
+    this.session.connection.request({ type: "subscribeUser", userId: this.userId }).catch((error: NatterError) => {
+      if (error.code === "CLOSED" && this.session.connectionState !== "closed") return;
+      if (error.code === "ALREADY_SUBSCRIBED") return;
+      this.fail(error);
+    });
+  }
+
+  receive(frame: Frame): void {
+    const seq = Number(frame.seq);
+    if (!(seq > this.seq)) return;
+    this.seq = seq;
+    this.snapshot = (frame.user as UserSnapshot | null) === null ? null : Object.freeze({ ...(frame.user as UserSnapshot) });
+    this.active = true;
+    for (const front of this.fronts) front.update({ type: "active", latestSnapshot: this.snapshot });
+  }
+
+  fail(error: NatterError): void {
+    this.session.users.delete(this.userId);
+    for (const front of [...this.fronts]) front.end({ type: "error", error });
+    this.fronts.clear();
+  }
+}
+
+/** A live view of one user: `pending`, then `active`, until `unsubscribed` or `error`. */
+export class UserSubscription {
+  private current: UserSubscriptionState = { type: "pending" };
+  /** Resolves with the first active state; rejects if the subscription ends first. */
+  readonly connected: Promise<ActiveState>;
+  /** Resolves when the subscription ends (`unsubscribed` or `error`). */
+  readonly terminated: Promise<EndedState>;
+  private resolveConnected!: (state: ActiveState) => void;
+  private rejectConnected!: (error: NatterError) => void;
+  private resolveTerminated!: (state: EndedState) => void;
+
+  constructor(
+    private readonly session: TalkSession,
+    readonly userId: string,
+    private readonly onSnapshot?: (snapshot: UserSnapshot | null) => void,
+  ) {
+    this.connected = new Promise((resolve, reject) => {
+      this.resolveConnected = resolve;
+      this.rejectConnected = reject;
+    });
+    this.connected.catch(() => {});
+    this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
+  }
+
+  get state(): UserSubscriptionState {
+    return this.current;
+  }
+
+  unsubscribe(): void {
+    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
+    this.end({ type: "unsubscribed" });
+    this.session.users.get(this.userId)?.remove(this);
+  }
+
+  /** @internal */
+  update(state: ActiveState): void {
+    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
+    const previous = this.current;
+    this.current = state;
+    if (previous.type === "pending") this.resolveConnected(state);
+    if (previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot) this.onSnapshot?.(state.latestSnapshot);
+  }
+
+  /** @internal */
+  end(state: EndedState): void {
+    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
+    this.current = state;
+    if (state.type === "error") this.rejectConnected(state.error);
+    else this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first state"]));
+    this.resolveTerminated(state);
+  }
+}
