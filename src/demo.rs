@@ -42,6 +42,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("lib/window.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/window.js")),
     ("lib/types.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/types.js")),
     ("lib/user.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/user.js")),
+    ("lib/lifecycle.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/lifecycle.js")),
 ];
 
 /// How long a demo token lasts.

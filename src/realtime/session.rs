@@ -180,12 +180,7 @@ impl Session {
             self.outputs.push_back(Output::Error { id, error: RealtimeError::InvalidCount { field: "limit" } });
             return;
         };
-        if self.subscriptions.contains_key(&conversation_id) {
-            self.outputs.push_back(Output::Error { id, error: RealtimeError::AlreadySubscribed });
-            return;
-        }
-        if self.subscriptions.len() + self.users.len() >= self.max_subscriptions {
-            let error = RealtimeError::TooManySubscriptions { max: self.max_subscriptions };
+        if let Err(error) = self.may_subscribe(self.subscriptions.contains_key(&conversation_id)) {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }
@@ -195,13 +190,20 @@ impl Session {
         self.subscriptions.insert(conversation_id, subscription);
     }
 
-    fn subscribe_user(&mut self, id: RequestId, user_id: UserId) {
-        if self.users.contains_key(&user_id) {
-            self.outputs.push_back(Output::Error { id, error: RealtimeError::AlreadySubscribed });
-            return;
+    /// Whether one more subscription may start: none of the same thing yet, and room under the limit, which
+    /// counts subscriptions of every kind.
+    fn may_subscribe(&self, already: bool) -> Result<(), RealtimeError> {
+        if already {
+            return Err(RealtimeError::AlreadySubscribed);
         }
         if self.subscriptions.len() + self.users.len() >= self.max_subscriptions {
-            let error = RealtimeError::TooManySubscriptions { max: self.max_subscriptions };
+            return Err(RealtimeError::TooManySubscriptions { max: self.max_subscriptions });
+        }
+        Ok(())
+    }
+
+    fn subscribe_user(&mut self, id: RequestId, user_id: UserId) {
+        if let Err(error) = self.may_subscribe(self.users.contains_key(&user_id)) {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }

@@ -9,6 +9,7 @@ import {
   type MessageSubscriptionState,
   type SendMessageParams,
 } from "./types.js";
+import { Lifecycle, type EndedState } from "./lifecycle.js";
 import { SharedUserSubscription, UserRef } from "./user.js";
 import { Window } from "./window.js";
 
@@ -19,7 +20,6 @@ export interface TalkSessionOptions extends ConnectionOptions {
 
 type Frame = Record<string, unknown>;
 type ActiveState = Extract<MessageSubscriptionState, { type: "active" }>;
-type EndedState = Extract<MessageSubscriptionState, { type: "unsubscribed" | "error" }>;
 
 /** The default first window, as the TalkJS Data API's. */
 const FIRST_WINDOW = 30;
@@ -356,30 +356,20 @@ export class ReactionRef {
 
 /** One view of a conversation's messages: `pending`, then `active`, until `unsubscribed` or `error`. */
 export class MessageSubscription {
-  private current: MessageSubscriptionState = { type: "pending" };
+  private readonly lifecycle = new Lifecycle<ActiveState>();
   /** Resolves with the first active state; rejects if the subscription ends first. */
-  readonly connected: Promise<ActiveState>;
+  readonly connected: Promise<ActiveState> = this.lifecycle.connected;
   /** Resolves when the subscription ends (`unsubscribed` or `error`). */
-  readonly terminated: Promise<EndedState>;
-  private resolveConnected!: (state: ActiveState) => void;
-  private rejectConnected!: (error: NatterError) => void;
-  private resolveTerminated!: (state: EndedState) => void;
+  readonly terminated: Promise<EndedState> = this.lifecycle.terminated;
 
   constructor(
     private readonly session: TalkSession,
     readonly conversationId: string,
     private readonly onSnapshot?: (snapshot: readonly MessageSnapshot[] | null, loadedAll: boolean) => void,
-  ) {
-    this.connected = new Promise((resolve, reject) => {
-      this.resolveConnected = resolve;
-      this.rejectConnected = reject;
-    });
-    this.connected.catch(() => {});
-    this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
-  }
+  ) {}
 
   get state(): MessageSubscriptionState {
-    return this.current;
+    return this.lifecycle.current;
   }
 
   /**
@@ -387,24 +377,23 @@ export class MessageSubscription {
    * `state`. Concurrent calls coalesce on the server.
    */
   async loadMore(count?: number): Promise<void> {
-    if (this.current.type !== "active") throw new NatterError("SUBSCRIPTION_NOT_ACTIVE", [`the subscription is ${this.current.type}`]);
+    const current = this.lifecycle.current;
+    if (current.type !== "active") throw new NatterError("SUBSCRIPTION_NOT_ACTIVE", [`the subscription is ${current.type}`]);
     const frame: Frame = { type: "loadMore", conversationId: this.conversationId };
     if (count !== undefined) frame.count = count;
     await this.session.connection.request(frame);
   }
 
   unsubscribe(): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
+    if (this.lifecycle.ended) return;
     this.end({ type: "unsubscribed" });
     this.session.release(this.conversationId, this);
   }
 
   /** @internal */
   update(state: ActiveState): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
-    const previous = this.current;
-    this.current = state;
-    if (previous.type === "pending") this.resolveConnected(state);
+    const previous = this.lifecycle.activate(state);
+    if (previous === null) return;
     const changed =
       previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot || previous.loadedAll !== state.loadedAll;
     if (changed) this.onSnapshot?.(state.latestSnapshot, state.loadedAll);
@@ -412,10 +401,6 @@ export class MessageSubscription {
 
   /** @internal */
   end(state: EndedState): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
-    this.current = state;
-    if (state.type === "error") this.rejectConnected(state.error);
-    else this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first snapshot"]));
-    this.resolveTerminated(state);
+    this.lifecycle.end(state, "snapshot");
   }
 }

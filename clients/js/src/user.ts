@@ -2,12 +2,12 @@
 // carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
 // "User subscriptions"). Subscriptions to one user in a session share one server subscription.
 
+import { Lifecycle, type EndedState } from "./lifecycle.js";
 import type { TalkSession } from "./session.js";
-import { NatterError, type UserSnapshot, type UserSubscriptionState } from "./types.js";
+import type { NatterError, UserSnapshot, UserSubscriptionState } from "./types.js";
 
 type Frame = Record<string, unknown>;
 type ActiveState = Extract<UserSubscriptionState, { type: "active" }>;
-type EndedState = Extract<UserSubscriptionState, { type: "unsubscribed" | "error" }>;
 
 export class UserRef {
   constructor(
@@ -89,53 +89,37 @@ export class SharedUserSubscription {
 
 /** A live view of one user: `pending`, then `active`, until `unsubscribed` or `error`. */
 export class UserSubscription {
-  private current: UserSubscriptionState = { type: "pending" };
+  private readonly lifecycle = new Lifecycle<ActiveState>();
   /** Resolves with the first active state; rejects if the subscription ends first. */
-  readonly connected: Promise<ActiveState>;
+  readonly connected: Promise<ActiveState> = this.lifecycle.connected;
   /** Resolves when the subscription ends (`unsubscribed` or `error`). */
-  readonly terminated: Promise<EndedState>;
-  private resolveConnected!: (state: ActiveState) => void;
-  private rejectConnected!: (error: NatterError) => void;
-  private resolveTerminated!: (state: EndedState) => void;
+  readonly terminated: Promise<EndedState> = this.lifecycle.terminated;
 
   constructor(
     private readonly session: TalkSession,
     readonly userId: string,
     private readonly onSnapshot?: (snapshot: UserSnapshot | null) => void,
-  ) {
-    this.connected = new Promise((resolve, reject) => {
-      this.resolveConnected = resolve;
-      this.rejectConnected = reject;
-    });
-    this.connected.catch(() => {});
-    this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
-  }
+  ) {}
 
   get state(): UserSubscriptionState {
-    return this.current;
+    return this.lifecycle.current;
   }
 
   unsubscribe(): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
+    if (this.lifecycle.ended) return;
     this.end({ type: "unsubscribed" });
     this.session.users.get(this.userId)?.remove(this);
   }
 
   /** @internal */
   update(state: ActiveState): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
-    const previous = this.current;
-    this.current = state;
-    if (previous.type === "pending") this.resolveConnected(state);
+    const previous = this.lifecycle.activate(state);
+    if (previous === null) return;
     if (previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot) this.onSnapshot?.(state.latestSnapshot);
   }
 
   /** @internal */
   end(state: EndedState): void {
-    if (this.current.type === "unsubscribed" || this.current.type === "error") return;
-    this.current = state;
-    if (state.type === "error") this.rejectConnected(state.error);
-    else this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first state"]));
-    this.resolveTerminated(state);
+    this.lifecycle.end(state, "state");
   }
 }

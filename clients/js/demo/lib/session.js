@@ -2,6 +2,7 @@
 // Subscriptions to one conversation share one server subscription; all share one socket.
 import { Connection } from "./connection.js";
 import { NatterError, } from "./types.js";
+import { Lifecycle } from "./lifecycle.js";
 import { UserRef } from "./user.js";
 import { Window } from "./window.js";
 /** The default first window, as the TalkJS Data API's. */
@@ -334,67 +335,49 @@ export class MessageSubscription {
     session;
     conversationId;
     onSnapshot;
-    current = { type: "pending" };
+    lifecycle = new Lifecycle();
     /** Resolves with the first active state; rejects if the subscription ends first. */
-    connected;
+    connected = this.lifecycle.connected;
     /** Resolves when the subscription ends (`unsubscribed` or `error`). */
-    terminated;
-    resolveConnected;
-    rejectConnected;
-    resolveTerminated;
+    terminated = this.lifecycle.terminated;
     constructor(session, conversationId, onSnapshot) {
         this.session = session;
         this.conversationId = conversationId;
         this.onSnapshot = onSnapshot;
-        this.connected = new Promise((resolve, reject) => {
-            this.resolveConnected = resolve;
-            this.rejectConnected = reject;
-        });
-        this.connected.catch(() => { });
-        this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
     }
     get state() {
-        return this.current;
+        return this.lifecycle.current;
     }
     /**
      * Extends the window `count` messages (1 to 100, default 30) into the past; resolves when they are in
      * `state`. Concurrent calls coalesce on the server.
      */
     async loadMore(count) {
-        if (this.current.type !== "active")
-            throw new NatterError("SUBSCRIPTION_NOT_ACTIVE", [`the subscription is ${this.current.type}`]);
+        const current = this.lifecycle.current;
+        if (current.type !== "active")
+            throw new NatterError("SUBSCRIPTION_NOT_ACTIVE", [`the subscription is ${current.type}`]);
         const frame = { type: "loadMore", conversationId: this.conversationId };
         if (count !== undefined)
             frame.count = count;
         await this.session.connection.request(frame);
     }
     unsubscribe() {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
+        if (this.lifecycle.ended)
             return;
         this.end({ type: "unsubscribed" });
         this.session.release(this.conversationId, this);
     }
     /** @internal */
     update(state) {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
+        const previous = this.lifecycle.activate(state);
+        if (previous === null)
             return;
-        const previous = this.current;
-        this.current = state;
-        if (previous.type === "pending")
-            this.resolveConnected(state);
         const changed = previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot || previous.loadedAll !== state.loadedAll;
         if (changed)
             this.onSnapshot?.(state.latestSnapshot, state.loadedAll);
     }
     /** @internal */
     end(state) {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
-            return;
-        this.current = state;
-        if (state.type === "error")
-            this.rejectConnected(state.error);
-        else
-            this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first snapshot"]));
-        this.resolveTerminated(state);
+        this.lifecycle.end(state, "snapshot");
     }
 }

@@ -1,7 +1,7 @@
 // User subscriptions: `session.user(id).subscribe()`, the TalkJS Data API's `UserRef.subscribe`. Every `user` frame
 // carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
 // "User subscriptions"). Subscriptions to one user in a session share one server subscription.
-import { NatterError } from "./types.js";
+import { Lifecycle } from "./lifecycle.js";
 export class UserRef {
     session;
     id;
@@ -88,54 +88,35 @@ export class UserSubscription {
     session;
     userId;
     onSnapshot;
-    current = { type: "pending" };
+    lifecycle = new Lifecycle();
     /** Resolves with the first active state; rejects if the subscription ends first. */
-    connected;
+    connected = this.lifecycle.connected;
     /** Resolves when the subscription ends (`unsubscribed` or `error`). */
-    terminated;
-    resolveConnected;
-    rejectConnected;
-    resolveTerminated;
+    terminated = this.lifecycle.terminated;
     constructor(session, userId, onSnapshot) {
         this.session = session;
         this.userId = userId;
         this.onSnapshot = onSnapshot;
-        this.connected = new Promise((resolve, reject) => {
-            this.resolveConnected = resolve;
-            this.rejectConnected = reject;
-        });
-        this.connected.catch(() => { });
-        this.terminated = new Promise((resolve) => (this.resolveTerminated = resolve));
     }
     get state() {
-        return this.current;
+        return this.lifecycle.current;
     }
     unsubscribe() {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
+        if (this.lifecycle.ended)
             return;
         this.end({ type: "unsubscribed" });
         this.session.users.get(this.userId)?.remove(this);
     }
     /** @internal */
     update(state) {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
+        const previous = this.lifecycle.activate(state);
+        if (previous === null)
             return;
-        const previous = this.current;
-        this.current = state;
-        if (previous.type === "pending")
-            this.resolveConnected(state);
         if (previous.type !== "active" || previous.latestSnapshot !== state.latestSnapshot)
             this.onSnapshot?.(state.latestSnapshot);
     }
     /** @internal */
     end(state) {
-        if (this.current.type === "unsubscribed" || this.current.type === "error")
-            return;
-        this.current = state;
-        if (state.type === "error")
-            this.rejectConnected(state.error);
-        else
-            this.rejectConnected(new NatterError("UNSUBSCRIBED", ["unsubscribed before the first state"]));
-        this.resolveTerminated(state);
+        this.lifecycle.end(state, "state");
     }
 }
