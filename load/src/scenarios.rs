@@ -184,6 +184,7 @@ pub async fn run_fanout(gateway: &Arc<Gateway>, args: &FanoutArgs) -> anyhow::Re
         timeline,
         extra: vec![
             ("publish_seconds", json!((published.as_secs_f64() * 1000.0).round() / 1000.0)),
+            ("bytes_per_delivery", json!(bytes_per_delivery(&shared))),
             ("batch", json!(batch)),
             ("checked_clients", json!(args.checked_clients)),
         ],
@@ -408,4 +409,10 @@ pub async fn maxrate(args: MaxrateArgs) -> anyhow::Result<bool> {
     best.scenario = "maxrate";
     best.extra.push(("max_sustained_deliveries_per_s", json!(round3(best.delivered_per_s()))));
     finish(&best, &args.target)
+}
+
+/// The mean size of a delivered event frame, as the subscribers received it.
+fn bytes_per_delivery(shared: &Shared) -> Option<u64> {
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    (delivered > 0).then(|| shared.delivered_bytes.load(Ordering::Relaxed) / delivered)
 }

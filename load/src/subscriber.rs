@@ -25,6 +25,9 @@ pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 #[derive(Default)]
 pub struct Shared {
     pub delivered: AtomicU64,
+    /// Bytes of the text frames counted in `delivered` (the WebSocket payloads, without the 2 to 4 bytes of frame
+    /// header each).
+    pub delivered_bytes: AtomicU64,
     pub duplicates: AtomicU64,
     pub out_of_order: AtomicU64,
     /// End-to-end latency in microseconds, from the publisher's send to this read.
@@ -95,6 +98,7 @@ pub async fn receive(
         }
         last_seq = last_seq.max(event.seq);
         shared.delivered.fetch_add(1, Ordering::Relaxed);
+        shared.delivered_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
         let (word, bit) = ((event.n / 64) as usize, event.n % 64);
         if event.n >= total || seen[word] & (1 << bit) != 0 {
             shared.duplicates.fetch_add(1, Ordering::Relaxed);
