@@ -93,6 +93,8 @@ pub enum UserEventKind {
         conversation_id: ConversationId,
         after: Seq,
         until: Seq,
+        /// How many took part in the conversation then (TalkJS sends `message.read` only up to 300).
+        participants: u32,
     },
 }
 

@@ -680,13 +680,14 @@ async fn a_read_logs_how_far_the_marker_moved(opener: Opener) {
     assert_eq!(told.len(), 1, "reading again moves nothing, marking unread moves no marker: {told:?}");
     let Logged::User(UserEvent {
         user_id,
-        kind: UserEventKind::ConversationRead { conversation_id, after, until },
+        kind: UserEventKind::ConversationRead { conversation_id, after, until, participants },
         ..
     }) = &told[0].event
     else {
         panic!("{told:?}")
     };
     assert_eq!((user_id, conversation_id, *after, *until), (&alice(), &conversation(), Seq(0), Seq(5)));
+    assert_eq!(*participants, 2);
     let between = store.messages_between(&app(), &conversation(), *after, *until, 10).await.unwrap();
     assert_eq!(between.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["1", "2"]);
     assert_eq!(store.messages_between(&app(), &conversation(), Seq(4), Seq(5), 10).await.unwrap().len(), 1);

@@ -177,9 +177,19 @@ enum Record<'a> {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum UserRecordKind<'a> {
-    UserCreated { user: UserRecord<'a> },
-    UserUpdated { user: UserRecord<'a> },
-    ConversationRead { conversation_id: Cow<'a, str>, after: i64, until: i64 },
+    UserCreated {
+        user: UserRecord<'a>,
+    },
+    UserUpdated {
+        user: UserRecord<'a>,
+    },
+    ConversationRead {
+        conversation_id: Cow<'a, str>,
+        after: i64,
+        until: i64,
+        #[serde(default)]
+        participants: u32,
+    },
 }
 
 /// `(userId, access, notify, joinedAt)`
@@ -410,11 +420,14 @@ impl UserRecordKind<'_> {
         match self {
             UserRecordKind::UserCreated { user } => UserEventKind::Created { user: Box::new(user.into_user()) },
             UserRecordKind::UserUpdated { user } => UserEventKind::Updated { user: Box::new(user.into_user()) },
-            UserRecordKind::ConversationRead { conversation_id, after, until } => UserEventKind::ConversationRead {
-                conversation_id: ConversationId::from_trusted(conversation_id.into_owned()),
-                after: Seq(after),
-                until: Seq(until),
-            },
+            UserRecordKind::ConversationRead { conversation_id, after, until, participants } => {
+                UserEventKind::ConversationRead {
+                    conversation_id: ConversationId::from_trusted(conversation_id.into_owned()),
+                    after: Seq(after),
+                    until: Seq(until),
+                    participants,
+                }
+            }
         }
     }
 }
@@ -424,11 +437,14 @@ impl<'a> From<&'a UserEventKind> for UserRecordKind<'a> {
         match kind {
             UserEventKind::Created { user } => UserRecordKind::UserCreated { user: UserRecord::from(&**user) },
             UserEventKind::Updated { user } => UserRecordKind::UserUpdated { user: UserRecord::from(&**user) },
-            UserEventKind::ConversationRead { conversation_id, after, until } => UserRecordKind::ConversationRead {
-                conversation_id: Cow::Borrowed(conversation_id.as_str()),
-                after: after.0,
-                until: until.0,
-            },
+            UserEventKind::ConversationRead { conversation_id, after, until, participants } => {
+                UserRecordKind::ConversationRead {
+                    conversation_id: Cow::Borrowed(conversation_id.as_str()),
+                    after: after.0,
+                    until: until.0,
+                    participants: *participants,
+                }
+            }
         }
     }
 }
@@ -735,6 +751,7 @@ mod tests {
                 conversation_id: ConversationId::parse("c").unwrap(),
                 after: Seq(2),
                 until: Seq(9),
+                participants: 3,
             },
         ];
         for (index, kind) in kinds.into_iter().enumerate() {

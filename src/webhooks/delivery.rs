@@ -190,6 +190,7 @@ impl Delivery {
                     self.deliver(&event).await?;
                 }
             }
+            Planned::None => {}
             Planned::Reads { reader, conversation, mut after, until } => loop {
                 let (outgoing, next) = match events::read_receipts(
                     self.store.as_ref(),

@@ -1,16 +1,15 @@
 //! From a logged event to the webhook events it makes, with their bodies encoded once for every attempt.
 //!
-//! The log holds what each event needs as it was at commit (the message, its sender, the deleted conversation);
-//! what it does not hold is read when the event is delivered: the conversation of a message event as it is then,
-//! and for a read, the messages it covered.
-
-use std::collections::HashMap;
+//! The log holds what each event needs as it was at commit (the message, its sender, the deleted conversation),
+//! and a read's messages are the log's `messageCreated` events in the range it covered (the store's messages
+//! where the log was pruned); only the conversation of a message event is read when the event is delivered, as it
+//! is then (`null` once deleted).
 
 use crate::domain::{
     event::{EventKind, Logged, UserEventKind},
     ids::{AppId, ConversationId, Seq, UserId},
     limits::MAX_PARTICIPANTS_FOR_READ_BY,
-    message::MessageType,
+    message::{Message, MessageType, MessageView},
     user::User,
     Millis,
 };
@@ -42,6 +41,8 @@ pub enum Planned {
         after: Seq,
         until: Seq,
     },
+    /// A read in a conversation too large for read receipts.
+    None,
 }
 
 /// The webhook events of one logged event, of the types `wants` accepts.
@@ -84,7 +85,10 @@ pub async fn plan(
                     ready.push(outgoing(id, kind, at, &UserData { user: UserJson::new(user) }));
                 }
             }
-            UserEventKind::ConversationRead { conversation_id, after, until } => {
+            UserEventKind::ConversationRead { conversation_id, after, until, participants } => {
+                if *participants as usize > MAX_PARTICIPANTS_FOR_READ_BY {
+                    return Ok(Planned::None);
+                }
                 if wants("message.read") {
                     return Ok(Planned::Reads {
                         reader: event.user_id.clone(),
@@ -99,9 +103,10 @@ pub async fn plan(
     Ok(Planned::Ready(ready))
 }
 
-/// One chunk of a read's `message.read` events, from the messages after `after`; and where the next chunk starts,
-/// if there is one. None for a conversation gone or with more than 300 participants (TalkJS sends `message.read`
-/// only up to that size), or a reader who no longer exists. Only user messages sent by someone else count.
+/// One chunk of a read's `message.read` events, from the messages after `after`, and where the next chunk starts
+/// if there is one. The messages come from the log's `messageCreated` events of the range (as sent, so a message
+/// deleted since still counts: it was read), and from the store where the log no longer holds them. Only user
+/// messages sent by someone else count.
 #[allow(clippy::too_many_arguments, reason = "the read and where its chunk starts")]
 pub async fn read_receipts(
     store: &dyn Store,
@@ -113,27 +118,48 @@ pub async fn read_receipts(
     after: Seq,
     until: Seq,
 ) -> StoreResult<(Vec<Outgoing>, Option<Seq>)> {
-    let Some(view) = store.conversation(app, conversation).await? else { return Ok((Vec::new(), None)) };
-    if view.participants.len() > MAX_PARTICIPANTS_FOR_READ_BY {
-        return Ok((Vec::new(), None));
-    }
-    let Some(recipient) = store.user(app, reader).await? else { return Ok((Vec::new(), None)) };
-    let messages = store.messages_between(app, conversation, after, until, READ_RECEIPTS_PER_CHUNK).await?;
-    let next = (messages.len() == READ_RECEIPTS_PER_CHUNK).then(|| messages.last().map(|m| m.seq)).flatten();
-    let mut senders: HashMap<UserId, Option<User>> = HashMap::new();
-    let mut ready = Vec::new();
-    for message in &messages {
-        let Some(sender_id) = message.sender_id.as_ref().filter(|sender| *sender != reader) else { continue };
-        if message.kind != MessageType::UserMessage {
-            continue;
+    let end = Seq(until.0.min(after.0.saturating_add(READ_RECEIPTS_PER_CHUNK as i64)));
+    let next = (end < until).then_some(end);
+    let mut read: Vec<(Message, Option<User>)> = Vec::new();
+    let events = store.conversation_events(app, conversation, after, end).await?;
+    let whole = events.len() as i64 == end.0 - after.0;
+    for event in events {
+        if let EventKind::MessageCreated { message } = event.event.kind {
+            let MessageView { message, sender, .. } = *message;
+            read.push((message, sender));
         }
-        if !senders.contains_key(sender_id) {
-            senders.insert(sender_id.clone(), store.user(app, sender_id).await?);
+    }
+    if !whole {
+        let known: Vec<Seq> = read.iter().map(|(message, _)| message.seq).collect();
+        for message in store.messages_between(app, conversation, after, end, READ_RECEIPTS_PER_CHUNK).await? {
+            if !known.contains(&message.seq) {
+                let sender = match &message.sender_id {
+                    Some(id) => store.user(app, id).await?,
+                    None => None,
+                };
+                read.push((message, sender));
+            }
+        }
+        read.sort_by_key(|(message, _)| message.seq);
+    }
+    read.retain(|(message, _)| {
+        message.kind == MessageType::UserMessage && message.sender_id.as_ref().is_some_and(|sender| sender != reader)
+    });
+    if read.is_empty() {
+        return Ok((Vec::new(), next));
+    }
+    let Some(recipient) = store.user(app, reader).await? else { return Ok((Vec::new(), next)) };
+    let view = store.conversation(app, conversation).await?;
+    let mut ready = Vec::with_capacity(read.len());
+    for (mut message, sender) in read {
+        // This event is that the recipient read it.
+        if !message.read_by.contains(reader) {
+            message.read_by.push(reader.clone());
         }
         let data = MessageReadData {
-            conversation: ConversationJson::new(&view, app, links),
-            message: MessageJson::new(message, app, links),
-            sender: senders[sender_id].as_ref().map(UserJson::new),
+            conversation: view.as_ref().map(|view| ConversationJson::new(view, app, links)),
+            message: MessageJson::new(&message, app, links),
+            sender: sender.as_ref().map(UserJson::new),
             recipient: UserJson::new(&recipient),
         };
         let id = format!("evt_{}_{}", logged.position.0, message.id);

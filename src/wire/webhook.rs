@@ -40,7 +40,8 @@ pub struct MessageData<'a> {
 /// `message.read`: `recipient` is the participant who read it.
 #[derive(Serialize)]
 pub struct MessageReadData<'a> {
-    pub conversation: ConversationJson<'a>,
+    /// As it is when the event is delivered: `null` once deleted.
+    pub conversation: Option<ConversationJson<'a>>,
     pub message: MessageJson<'a>,
     pub sender: Option<UserJson<'a>>,
     pub recipient: UserJson<'a>,

@@ -204,7 +204,9 @@ async fn every_event_type_arrives_signed_in_commit_order_with_its_payload() {
     let read = &events[6]["data"];
     assert_eq!((&read["message"]["id"], &read["recipient"]["id"]), (&json!(hello), &json!("bob")));
     assert_eq!(read["sender"]["id"], "alice");
-    assert_eq!(read["conversation"]["id"], "c");
+    assert!(read["message"]["readBy"].as_array().unwrap().contains(&json!("bob")));
+    // Read when delivered: gone if the deletion below came first.
+    assert!(read["conversation"].is_null() || read["conversation"]["id"] == "c");
     assert_eq!(events[7]["data"]["message"]["id"], system.as_str());
     let deleted = &events[8]["data"]["conversation"];
     assert_eq!((&deleted["id"], &deleted["subject"]), (&json!("c"), &json!("Order")));
@@ -321,4 +323,24 @@ async fn a_receiver_that_is_down_delays_only_its_own_events() {
     down.behave(|b| b.fail_all = false);
     let late = down.wait_for("all five, later", |events| events.len() >= 5).await;
     assert_eq!(late.iter().map(|e| &e["id"]).collect::<Vec<_>>(), events.iter().map(|e| &e["id"]).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_sent_even_when_its_conversation_is_deleted_before_delivery() {
+    let receiver = Receiver::start().await;
+    receiver.behave(|b| b.fail_all = true);
+    let gw = gateway_with_receivers(vec![every_event(&receiver.url)], Duration::from_secs(60)).await;
+    gw.put("/users/alice", json!({"name": "Alice"})).await.expect(200);
+    gw.put("/users/bob", json!({"name": "Bob"})).await.expect(200);
+    gw.put("/conversations/c", json!({"participants": ["alice", "bob"]})).await.expect(200);
+    let hello = gw.send_text("c", "alice", "hello").await;
+    gw.put("/users/bob/conversations/c", json!({"isUnread": false})).await.expect(200);
+    gw.delete("/conversations/c").await.expect(200);
+    receiver.behave(|b| b.fail_all = false);
+    let events =
+        receiver.wait_for("the deletion", |events| events.iter().any(|e| e["type"] == "conversation.deleted")).await;
+    let read = events.iter().find(|e| e["type"] == "message.read").expect("the read was sent");
+    assert_eq!((&read["data"]["message"]["id"], &read["data"]["recipient"]["id"]), (&json!(hello), &json!("bob")));
+    assert_eq!(read["data"]["conversation"], Value::Null, "deleted by the time it was delivered");
+    assert_eq!(read["data"]["message"]["text"], "hello");
 }

@@ -316,12 +316,13 @@ pub fn set_read_state(
             )?;
         }
         Some(false) => {
-            let (after, until) = db.one(
+            let (after, until, participants) = db.one(
                 "SELECT read_until_seq, (SELECT COALESCE(MAX(seq), 0) FROM messages \
+                 WHERE app_id = ?1 AND conversation_id = ?2), (SELECT COUNT(*) FROM participants \
                  WHERE app_id = ?1 AND conversation_id = ?2) FROM participants \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
                 args,
-                |row| Ok((row.i64(0)?, row.i64(1)?)),
+                |row| Ok((row.i64(0)?, row.i64(1)?, row.i64(2)?)),
             )?;
             db.execute(
                 "UPDATE participants SET marked_unread = 0, read_until_seq = ?4 \
@@ -333,6 +334,7 @@ pub fn set_read_state(
                     conversation_id: conversation.clone(),
                     after: Seq(after),
                     until: Seq(until),
+                    participants: participants.clamp(0, u32::MAX as i64) as u32,
                 };
                 return Ok(Some(user_event(db, app, user, kind)?));
             }
