@@ -12,7 +12,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{frames, publisher::for_each_key};
+use super::{
+    frames,
+    publisher::{for_each_key, user_delivery},
+};
 use crate::{
     domain::{
         event::{EventKind, Logged},
@@ -91,10 +94,10 @@ impl CatchUp {
                 let event = match &logged.event {
                     Logged::Conversation(event) => event,
                     Logged::User(event) => {
-                        let key = HubKey::Profile { app_id: app.clone(), user_id: event.user_id.clone() };
-                        if self.node.watches(&key) {
-                            if let Some(encoded) = frames::user_event_frame(event, app) {
-                                self.node.deliver_missed(&key, Arc::new(encoded));
+                        let profile = HubKey::Profile { app_id: app.clone(), user_id: event.user_id.clone() };
+                        if self.node.watches(&profile) {
+                            if let Some((key, encoded)) = user_delivery(app, event) {
+                                self.node.deliver_missed(&key, encoded);
                             }
                         }
                         continue;

@@ -8,7 +8,7 @@ use super::frames;
 use crate::{
     app::AppState,
     domain::{
-        event::Logged,
+        event::{Logged, UserEvent},
         ids::{AppId, ConversationId, Seq},
     },
     hub::{HubKey, Membership, Node, SharedEvent},
@@ -45,11 +45,9 @@ impl CommitListener for Publisher {
             let event = match &logged.event {
                 Logged::Conversation(event) => event,
                 Logged::User(event) => {
-                    // A user's change goes to those who subscribe to the user; their reads to nobody here.
-                    if let Some(encoded) = frames::user_event_frame(event, &committed.app) {
+                    if let Some((key, encoded)) = user_delivery(&committed.app, event) {
                         self.metrics.events_published.inc();
-                        let key = HubKey::Profile { app_id: committed.app.clone(), user_id: event.user_id.clone() };
-                        self.node.publish(&key, Arc::new(encoded));
+                        self.node.publish(&key, encoded);
                     }
                     continue;
                 }
@@ -59,6 +57,13 @@ impl CommitListener for Publisher {
             for_each_key(&committed.app, &event.conversation_id, encoded, |key, event| self.node.publish(key, event));
         }
     }
+}
+
+/// A user's change, encoded once, with the key of those who subscribe to the user; `None` for the events of a
+/// user's stream that no subscriber sees (reads).
+pub fn user_delivery(app_id: &AppId, event: &UserEvent) -> Option<(HubKey, SharedEvent)> {
+    let encoded = frames::user_event_frame(event, app_id)?;
+    Some((HubKey::Profile { app_id: app_id.clone(), user_id: event.user_id.clone() }, Arc::new(encoded)))
 }
 
 /// Hands an encoded event to each key it goes to: its conversation's, and for joins and leaves also the user's,

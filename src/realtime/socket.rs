@@ -164,9 +164,8 @@ struct Shell {
     outbox: Outbox,
     slow: CancellationToken,
     user_watcher: WatcherId,
-    watched: HashMap<ConversationId, WatcherId>,
-    /// The users whose own changes this session watches (user subscriptions).
-    watched_users: HashMap<UserId, WatcherId>,
+    /// The keys this session's subscriptions watch (conversations, users' profiles), each once.
+    watched: HashMap<HubKey, WatcherId>,
     done_tx: mpsc::Sender<Done>,
     /// Reads running, and how to cancel each.
     reads: HashMap<FetchId, tokio::task::AbortHandle>,
@@ -201,7 +200,6 @@ impl Shell {
             outbox,
             user_watcher,
             watched: HashMap::new(),
-            watched_users: HashMap::new(),
             done_tx,
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
@@ -281,26 +279,19 @@ impl Shell {
                 return Ok(None);
             }
             Output::Watch(conversation_id) => {
-                self.watch(conversation_id);
+                self.watch(self.conversation_key(&conversation_id));
                 return Ok(None);
             }
             Output::Unwatch(conversation_id) => {
-                self.unwatch(&conversation_id);
+                self.unwatch(&self.conversation_key(&conversation_id));
                 return Ok(None);
             }
             Output::WatchUser(user_id) => {
-                if let std::collections::hash_map::Entry::Vacant(entry) = self.watched_users.entry(user_id) {
-                    let key = HubKey::Profile { app_id: self.app_id.clone(), user_id: entry.key().clone() };
-                    entry.insert(self.state.node.watch(key, self.outbox.clone()));
-                    self.state.metrics.subscriptions.inc();
-                }
+                self.watch(HubKey::Profile { app_id: self.app_id.clone(), user_id });
                 return Ok(None);
             }
             Output::UnwatchUser(user_id) => {
-                if let Some(watcher) = self.watched_users.remove(&user_id) {
-                    self.state.metrics.subscriptions.dec();
-                    self.state.node.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id }, watcher);
-                }
+                self.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id });
                 return Ok(None);
             }
             Output::FetchUser { fetch, user_id } => {
@@ -371,19 +362,19 @@ impl Shell {
         self.start_queued(session);
     }
 
-    fn watch(&mut self, conversation_id: ConversationId) {
+    fn watch(&mut self, key: HubKey) {
         // Watching twice would deliver every event twice into this outbox.
-        if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(conversation_id) {
-            let key = HubKey::Conversation { app_id: self.app_id.clone(), conversation_id: entry.key().clone() };
-            entry.insert(self.state.node.watch(key, self.outbox.clone()));
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(key) {
+            let watcher = self.state.node.watch(entry.key().clone(), self.outbox.clone());
+            entry.insert(watcher);
             self.state.metrics.subscriptions.inc();
         }
     }
 
-    fn unwatch(&mut self, conversation_id: &ConversationId) {
-        if let Some(watcher) = self.watched.remove(conversation_id) {
+    fn unwatch(&mut self, key: &HubKey) {
+        if let Some(watcher) = self.watched.remove(key) {
             self.state.metrics.subscriptions.dec();
-            self.state.node.unwatch(&self.conversation_key(conversation_id), watcher);
+            self.state.node.unwatch(key, watcher);
         }
     }
 
@@ -554,13 +545,9 @@ impl Shell {
         }
         let user_key = HubKey::User { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
         self.state.node.unwatch(&user_key, self.user_watcher);
-        for (conversation_id, watcher) in &self.watched {
+        for (key, watcher) in &self.watched {
             self.state.metrics.subscriptions.dec();
-            self.state.node.unwatch(&self.conversation_key(conversation_id), *watcher);
-        }
-        for (user_id, watcher) in self.watched_users {
-            self.state.metrics.subscriptions.dec();
-            self.state.node.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id }, watcher);
+            self.state.node.unwatch(key, *watcher);
         }
         self.state.metrics.connections.dec();
     }

@@ -48,7 +48,7 @@ pub struct Delivery {
     pub owner: String,
     /// Take the receiver over whoever holds it (one node: the holder can only be an earlier run of this one).
     pub take_over: bool,
-    pub receiver: Receiver,
+    pub receiver: Arc<Receiver>,
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
     /// Everything up to here has been acknowledged or given up on.
@@ -173,10 +173,9 @@ impl Delivery {
 
     /// Sends every webhook event one logged event makes.
     async fn handle(&mut self, logged: &LoggedEvent<Logged>) -> Result<(), Stop> {
-        let receiver = self.receiver.clone();
-        let wants = |kind: &str| receiver.wants(kind);
+        let receiver = Arc::clone(&self.receiver);
         let planned = loop {
-            match events::plan(self.store.as_ref(), &receiver.app, &self.links, logged, &wants).await {
+            match events::plan(self.store.as_ref(), &receiver.app, &self.links, logged, &receiver).await {
                 Ok(planned) => break planned,
                 Err(error) => {
                     tracing::warn!(cause = %error, app = %receiver.app, "webhooks cannot read an event's data");
@@ -190,7 +189,6 @@ impl Delivery {
                     self.deliver(&event).await?;
                 }
             }
-            Planned::None => {}
             Planned::Reads { reader, conversation, mut after, until } => loop {
                 let (outgoing, next) = match events::read_receipts(
                     self.store.as_ref(),

@@ -5,6 +5,7 @@
 //! where the log was pruned); only the conversation of a message event is read when the event is delivered, as it
 //! is then (`null` once deleted).
 
+use super::Receiver;
 use crate::domain::{
     event::{EventKind, Logged, UserEventKind},
     ids::{AppId, ConversationId, Seq, UserId},
@@ -41,8 +42,6 @@ pub enum Planned {
         after: Seq,
         until: Seq,
     },
-    /// A read in a conversation too large for read receipts.
-    None,
 }
 
 /// The webhook events of one logged event, of the types `wants` accepts.
@@ -51,8 +50,9 @@ pub async fn plan(
     app: &AppId,
     links: &Links,
     logged: &LoggedEvent<Logged>,
-    wants: &(dyn Fn(&str) -> bool + Sync),
+    receiver: &Receiver,
 ) -> StoreResult<Planned> {
+    let wants = |kind: &str| receiver.wants(kind);
     let id = format!("evt_{}", logged.position.0);
     let at = logged.committed_at;
     let mut ready = Vec::new();
@@ -86,10 +86,7 @@ pub async fn plan(
                 }
             }
             UserEventKind::ConversationRead { conversation_id, after, until, participants } => {
-                if *participants as usize > MAX_PARTICIPANTS_FOR_READ_BY {
-                    return Ok(Planned::None);
-                }
-                if wants("message.read") {
+                if wants("message.read") && *participants as usize <= MAX_PARTICIPANTS_FOR_READ_BY {
                     return Ok(Planned::Reads {
                         reader: event.user_id.clone(),
                         conversation: conversation_id.clone(),

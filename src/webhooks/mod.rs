@@ -103,7 +103,7 @@ impl Webhooks {
                 client: client.clone(),
                 owner: owner.clone(),
                 take_over,
-                receiver,
+                receiver: Arc::new(receiver),
                 wake,
                 shutdown: shutdown.clone(),
                 cursor: Position::default(),
