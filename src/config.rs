@@ -33,6 +33,8 @@ pub struct Config {
     pub outbox_events: usize,
     /// A socket write that takes longer than this ends the session: its client stopped reading.
     pub socket_write_timeout: std::time::Duration,
+    /// How long a `markAsTyping` lasts (10 s, as TalkJS; shorter in tests).
+    pub typing_timeout: std::time::Duration,
     pub limits: crate::limits::LimitConfig,
     /// What the store's event log keeps (resumes and hole repairs reach back this far).
     pub retention: crate::store::Retention,

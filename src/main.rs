@@ -104,6 +104,9 @@ struct ServeArgs {
     /// Milliseconds a write to a WebSocket may take before the session is closed as stalled.
     #[arg(long, env = "NATTER_SOCKET_WRITE_TIMEOUT_MS", default_value_t = natter::realtime::socket::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
     socket_write_timeout_ms: u64,
+    /// Milliseconds a markAsTyping lasts (TalkJS: 10 000).
+    #[arg(long, env = "NATTER_TYPING_TIMEOUT_MS", default_value_t = natter::realtime::typing_subscription::DEFAULT_TYPING_TIMEOUT.as_millis() as u64, hide = true)]
+    typing_timeout_ms: u64,
     /// Sustained REST requests per second per app (bursts to twice that); past it, 429 with Retry-After. 0: no limit.
     #[arg(long, env = "NATTER_REST_REQUESTS_PER_SECOND", default_value_t = LimitConfig::default().rest_requests_per_second)]
     rest_requests_per_second: u32,
@@ -226,6 +229,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         outbox_events: args.outbox_events.max(1),
         socket_write_timeout: std::time::Duration::from_millis(args.socket_write_timeout_ms.max(1)),
+        typing_timeout: std::time::Duration::from_millis(args.typing_timeout_ms.max(1)),
         limits: LimitConfig {
             rest_requests_per_second: args.rest_requests_per_second,
             connections_per_app: args.connections_per_app,

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod history;
 pub mod node;
 pub mod outbox;
+pub mod presence;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -26,19 +27,33 @@ pub use outbox::{Outbox, OutboxError};
 
 /// What the hub and the broker route by. Conversation events go to the conversation's key; membership changes
 /// also go to the user's key, so a session learns that its user joined a conversation it could not see yet; a
-/// user's own changes (their profile) go to the user's `Profile` key.
+/// user's own changes (their profile) go to the user's `Profile` key. Typing signals go to the conversation's
+/// `Typing` key, and a user's connecting and disconnecting to their `Online` key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HubKey {
     Conversation { app_id: AppId, conversation_id: ConversationId },
     User { app_id: AppId, user_id: UserId },
     Profile { app_id: AppId, user_id: UserId },
+    Typing { app_id: AppId, conversation_id: ConversationId },
+    Online { app_id: AppId, user_id: UserId },
 }
 
-/// Whose sequence an event's `seq` counts: a conversation's, or a user's own.
+/// What an event is about. For a conversation's and a user's own events, whose sequence `seq` counts; the
+/// others have no `seq` of their own (it is 0): a read is a change of the conversation's read state (which
+/// subscriptions read again; the user's stream logs it), typing and presence are ephemeral, never logged.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
     Conversation(ConversationId),
     User(UserId),
+    Read(ConversationId),
+    /// `typing`: the user marked themselves typing (the frame is their UserSnapshot), or stopped (they sent).
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        typing: bool,
+    },
+    /// The user's presence may have changed on some node.
+    Online(UserId),
 }
 
 /// One event, encoded once: `frame` holds the JSON event frame that every subscriber receives unchanged.
@@ -65,7 +80,7 @@ impl EncodedEvent {
     pub fn conversation_id(&self) -> Option<&ConversationId> {
         match &self.stream {
             Stream::Conversation(conversation_id) => Some(conversation_id),
-            Stream::User(_) => None,
+            _ => None,
         }
     }
 }

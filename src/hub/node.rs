@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use super::{
     broker::{Broker, BrokerConfig},
     history::History,
+    presence::Presence,
     Hub, HubKey, Outbox, SharedEvent, WatcherId,
 };
 
@@ -22,6 +23,7 @@ struct NodeInner {
     hub: Hub,
     broker: Arc<dyn Broker>,
     history: History,
+    presence: Presence,
 }
 
 /// Where a broker delivers. It holds the node weakly: the node owns the broker, not the other way round.
@@ -39,7 +41,7 @@ impl Node {
                 built = Err(error);
                 Arc::new(super::broker::LocalBroker::new(Inbound { node: node.clone() }))
             });
-            NodeInner { broker, hub, history: History::with_max_bytes(history_bytes) }
+            NodeInner { broker, hub, history: History::with_max_bytes(history_bytes), presence: Presence::default() }
         });
         built.map(|()| Self { inner })
     }
@@ -75,6 +77,11 @@ impl Node {
     /// Publishes a committed event under a key, to every node that watches it (this one included).
     pub fn publish(&self, key: &HubKey, event: SharedEvent) {
         self.inner.broker.publish(key, event);
+    }
+
+    /// Which users have sessions on this node.
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
     }
 
     /// The recent events this node delivered.

@@ -94,9 +94,8 @@ impl CatchUp {
                 let event = match &logged.event {
                     Logged::Conversation(event) => event,
                     Logged::User(event) => {
-                        let profile = HubKey::Profile { app_id: app.clone(), user_id: event.user_id.clone() };
-                        if self.node.watches(&profile) {
-                            if let Some((key, encoded)) = user_delivery(app, event) {
+                        if let Some((key, encoded)) = user_delivery(app, event) {
+                            if self.node.watches(&key) {
                                 self.node.deliver_missed(&key, encoded);
                             }
                         }

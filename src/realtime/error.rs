@@ -14,8 +14,8 @@ pub enum RealtimeError {
     /// A well-formed frame with a value out of range.
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("{field} must be from 1 to {MAX_PAGE_MESSAGES}")]
-    InvalidCount { field: &'static str },
+    #[error("{field} must be from 1 to {max}")]
+    InvalidCount { field: &'static str, max: usize },
     #[error("this session already subscribes to that conversation")]
     AlreadySubscribed,
     #[error("this session does not subscribe to that conversation")]

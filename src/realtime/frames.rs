@@ -16,9 +16,16 @@ use crate::{
     hub::{EncodedEvent, Membership, Stream},
     store::MessageWindow,
     wire::{
-        snapshot::{MessageSnapshotJson, SnapshotContext, UserSnapshotJson},
+        snapshot::{
+            ConversationSnapshotJson, MessageSnapshotJson, ParticipantSnapshotJson, SnapshotContext, UserSnapshotJson,
+        },
         Links, NotifyJson,
     },
+};
+
+use super::{
+    state_subscription::{State, Topic},
+    typing_subscription::Typing,
 };
 
 /// A client-chosen request id, echoed in the reply: 1 to 64 characters.
@@ -103,6 +110,48 @@ pub enum ClientFrame {
         id: String,
         user_id: String,
     },
+    SubscribeConversation {
+        id: String,
+        conversation_id: String,
+    },
+    UnsubscribeConversation {
+        id: String,
+        conversation_id: String,
+    },
+    SubscribeParticipants {
+        id: String,
+        conversation_id: String,
+        limit: Option<u32>,
+    },
+    LoadMoreParticipants {
+        id: String,
+        conversation_id: String,
+        count: Option<u32>,
+    },
+    UnsubscribeParticipants {
+        id: String,
+        conversation_id: String,
+    },
+    SubscribeTyping {
+        id: String,
+        conversation_id: String,
+    },
+    UnsubscribeTyping {
+        id: String,
+        conversation_id: String,
+    },
+    MarkAsTyping {
+        id: String,
+        conversation_id: String,
+    },
+    SubscribeOnline {
+        id: String,
+        user_id: String,
+    },
+    UnsubscribeOnline {
+        id: String,
+        user_id: String,
+    },
 }
 
 /// Where a reconnecting client's window stood (`subscribeMessages.resume`).
@@ -163,7 +212,17 @@ impl ClientFrame {
             | ClientFrame::RemoveReaction { id, .. }
             | ClientFrame::MarkAsRead { id, .. }
             | ClientFrame::SubscribeUser { id, .. }
-            | ClientFrame::UnsubscribeUser { id, .. } => id,
+            | ClientFrame::UnsubscribeUser { id, .. }
+            | ClientFrame::SubscribeConversation { id, .. }
+            | ClientFrame::UnsubscribeConversation { id, .. }
+            | ClientFrame::SubscribeParticipants { id, .. }
+            | ClientFrame::LoadMoreParticipants { id, .. }
+            | ClientFrame::UnsubscribeParticipants { id, .. }
+            | ClientFrame::SubscribeTyping { id, .. }
+            | ClientFrame::UnsubscribeTyping { id, .. }
+            | ClientFrame::MarkAsTyping { id, .. }
+            | ClientFrame::SubscribeOnline { id, .. }
+            | ClientFrame::UnsubscribeOnline { id, .. } => id,
         }
     }
 }
@@ -202,9 +261,31 @@ enum ServerFrame<'a> {
         loaded_all: bool,
     },
     SubscriptionError {
-        conversation_id: &'a str,
+        /// Which kind of subscription ended, for those other than a message window.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subscription: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
         error_code: &'a str,
         reasons: &'a [String],
+    },
+    /// A conversation subscription's whole state.
+    Conversation {
+        conversation_id: &'a str,
+        conversation: Option<ConversationSnapshotJson<'a>>,
+    },
+    /// A participants subscription's whole window.
+    Participants {
+        conversation_id: &'a str,
+        participants: Option<Vec<ParticipantSnapshotJson<'a>>>,
+        loaded_all: bool,
+    },
+    /// An online subscription's whole state.
+    Online {
+        user_id: &'a str,
+        online: Option<OnlineJson<'a>>,
     },
     Event {
         conversation_id: &'a str,
@@ -232,7 +313,104 @@ pub fn error_frame(id: Option<&RequestId>, error_code: &str, reasons: &[String])
 }
 
 pub fn subscription_error_frame(conversation: &ConversationId, error_code: &str, reasons: &[String]) -> Utf8Bytes {
-    encode(&ServerFrame::SubscriptionError { conversation_id: conversation.as_str(), error_code, reasons })
+    encode(&ServerFrame::SubscriptionError {
+        subscription: None,
+        conversation_id: Some(conversation.as_str()),
+        user_id: None,
+        error_code,
+        reasons,
+    })
+}
+
+/// A state or typing subscription ended in the error state.
+pub fn state_error_frame(topic: &Topic, error_code: &str, reasons: &[String]) -> Utf8Bytes {
+    let (subscription, conversation_id, user_id) = match topic {
+        Topic::Conversation(conversation) => ("conversation", Some(conversation.as_str()), None),
+        Topic::Participants(conversation) => ("participants", Some(conversation.as_str()), None),
+        Topic::Online(user) => ("online", None, Some(user.as_str())),
+    };
+    encode(&ServerFrame::SubscriptionError {
+        subscription: Some(subscription),
+        conversation_id,
+        user_id,
+        error_code,
+        reasons,
+    })
+}
+
+pub fn typing_error_frame(conversation: &ConversationId, error_code: &str, reasons: &[String]) -> Utf8Bytes {
+    encode(&ServerFrame::SubscriptionError {
+        subscription: Some("typing"),
+        conversation_id: Some(conversation.as_str()),
+        user_id: None,
+        error_code,
+        reasons,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OnlineJson<'a> {
+    user: UserSnapshotJson<'a>,
+    is_connected: bool,
+}
+
+/// A state subscription's whole state, as its user sees it.
+pub fn state_frame(topic: &Topic, state: &State, context: &SnapshotContext<'_>) -> Utf8Bytes {
+    match (topic, state) {
+        (Topic::Conversation(conversation_id), State::Conversation(state)) => encode(&ServerFrame::Conversation {
+            conversation_id: conversation_id.as_str(),
+            conversation: state.as_deref().map(|state| ConversationSnapshotJson::new(state, context)),
+        }),
+        (Topic::Participants(conversation_id), State::Participants(page)) => encode(&ServerFrame::Participants {
+            conversation_id: conversation_id.as_str(),
+            participants: page
+                .as_ref()
+                .map(|page| page.participants.iter().map(ParticipantSnapshotJson::new).collect()),
+            loaded_all: page.as_ref().is_none_or(|page| page.loaded_all),
+        }),
+        (Topic::Online(user_id), State::Online(online)) => encode(&ServerFrame::Online {
+            user_id: user_id.as_str(),
+            online: online.as_deref().map(|online| OnlineJson {
+                user: UserSnapshotJson::new(&online.user),
+                is_connected: online.is_connected,
+            }),
+        }),
+        _ => unreachable!("a state is read for its own topic"),
+    }
+}
+
+/// A typing snapshot. The typists' UserSnapshots are already JSON (encoded once by the node that took the
+/// `markAsTyping`), so the frame is put together around them.
+pub fn typing_frame(conversation: &ConversationId, typing: Option<&Typing>) -> Utf8Bytes {
+    let id = serde_json::to_string(conversation.as_str()).expect("a string encodes");
+    let typing = match typing {
+        None => "null".to_owned(),
+        Some(Typing::Many) => r#"{"many":true}"#.to_owned(),
+        Some(Typing::Few(users)) => {
+            let users: Vec<&str> = users.iter().map(Utf8Bytes::as_str).collect();
+            format!(r#"{{"many":false,"users":[{}]}}"#, users.join(","))
+        }
+    };
+    Utf8Bytes::from(format!(r#"{{"type":"typing","conversationId":{id},"typing":{typing}}}"#))
+}
+
+/// A typing signal, encoded once for every subscriber of the conversation's typing: the frame is the typist's
+/// UserSnapshot (empty when they stopped).
+pub fn typing_signal(app: &AppId, conversation: &ConversationId, user: &UserId, typist: Option<&User>) -> EncodedEvent {
+    EncodedEvent {
+        app_id: app.clone(),
+        stream: Stream::Typing {
+            conversation_id: conversation.clone(),
+            user_id: user.clone(),
+            typing: typist.is_some(),
+        },
+        seq: Seq(0),
+        membership: None,
+        frame: typist.map_or_else(Utf8Bytes::default, |user| {
+            Utf8Bytes::from(serde_json::to_string(&UserSnapshotJson::new(user)).expect("a user encodes"))
+        }),
+    }
 }
 
 /// A whole window (subscribe, join, leave): `messages` is null when the user may not see the conversation.

@@ -10,7 +10,9 @@
 pub mod error;
 pub mod frames;
 pub mod output;
+pub mod state_subscription;
 pub mod subscription;
+pub mod typing_subscription;
 pub mod user_subscription;
 
 pub mod session;

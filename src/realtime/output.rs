@@ -1,7 +1,12 @@
 //! What the sans-IO state machines (`subscription`, `session`) ask the shell to do: the outputs it drains with
 //! `Session::poll_output`, the ids of the reads it carries out, and the close codes.
 
-use super::{error::RealtimeError, frames::RequestId};
+use super::{
+    error::RealtimeError,
+    frames::RequestId,
+    state_subscription::{State, Topic},
+    typing_subscription::Typing,
+};
 use crate::{
     domain::{
         ids::{ConversationId, Seq, UserId},
@@ -10,6 +15,15 @@ use crate::{
     hub::SharedEvent,
     store::MessageWindow,
 };
+
+/// What a subscription watches on the hub, within the session's app.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Watched {
+    Conversation(ConversationId),
+    Profile(UserId),
+    Typing(ConversationId),
+    Online(UserId),
+}
 
 /// Names one read the shell carries out, so its answer finds the subscription that asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,12 +80,10 @@ pub enum Output {
         after: Seq,
         up_to: Seq,
     },
-    /// Start or stop receiving the conversation's events from the hub.
-    Watch(ConversationId),
-    Unwatch(ConversationId),
-    /// Start or stop receiving a user's own changes from the hub.
-    WatchUser(UserId),
-    UnwatchUser(UserId),
+    /// Start or stop receiving a key's events from the hub. Several subscriptions may watch one key: the shell
+    /// counts them.
+    Watch(Watched),
+    Unwatch(Watched),
     /// Read a user and their stream's `seq` (the `seq` first); answer with `handle_user` or `handle_fetch_failed`.
     FetchUser {
         fetch: FetchId,
@@ -82,6 +94,39 @@ pub enum Output {
         user_id: UserId,
         seq: Seq,
         user: Option<Box<User>>,
+    },
+    /// Read a state subscription's state (`limit` items for a windowed one); answer with `handle_state` or
+    /// `handle_fetch_failed`.
+    FetchState {
+        fetch: FetchId,
+        topic: Topic,
+        limit: usize,
+    },
+    /// Send a state subscription's whole state.
+    State {
+        topic: Topic,
+        state: State,
+    },
+    /// A state subscription ended in the error state.
+    StateError {
+        topic: Topic,
+        error: RealtimeError,
+    },
+    /// Read whether the session's user takes part in the conversation; answer with `handle_membership` or
+    /// `handle_fetch_failed`.
+    FetchMembership {
+        fetch: FetchId,
+        conversation_id: ConversationId,
+    },
+    /// Send a typing snapshot (`None`: null).
+    Typing {
+        conversation_id: ConversationId,
+        typing: Option<Typing>,
+    },
+    /// A typing subscription ended in the error state.
+    TypingError {
+        conversation_id: ConversationId,
+        error: RealtimeError,
     },
     Ping,
     Close(CloseReason),

@@ -8,10 +8,10 @@ use super::frames;
 use crate::{
     app::AppState,
     domain::{
-        event::{Logged, UserEvent},
+        event::{EventKind, Logged, UserEvent, UserEventKind},
         ids::{AppId, ConversationId, Seq},
     },
-    hub::{HubKey, Membership, Node, SharedEvent},
+    hub::{EncodedEvent, HubKey, Membership, Node, SharedEvent, Stream},
     metrics::Metrics,
     store::{CommitListener, Committed, StoreResult},
     wire::Links,
@@ -55,13 +55,36 @@ impl CommitListener for Publisher {
             self.metrics.events_published.inc();
             let encoded = Arc::new(frames::event_frame(event, &committed.app, &self.links));
             for_each_key(&committed.app, &event.conversation_id, encoded, |key, event| self.node.publish(key, event));
+            if let EventKind::MessageCreated { message } = &event.kind {
+                if let Some(sender) = &message.sender {
+                    // Sending stops the sender's typing, whichever channel the message came from.
+                    let key = HubKey::Typing {
+                        app_id: committed.app.clone(),
+                        conversation_id: event.conversation_id.clone(),
+                    };
+                    let signal = frames::typing_signal(&committed.app, &event.conversation_id, &sender.id, None);
+                    self.node.publish(&key, Arc::new(signal));
+                }
+            }
         }
     }
 }
 
-/// A user's change, encoded once, with the key of those who subscribe to the user; `None` for the events of a
-/// user's stream that no subscriber sees (reads).
+/// An event of a user's stream, encoded once, with the key of those it concerns: a change of the user goes to
+/// those who subscribe to the user; a read to the conversation's subscribers, as a signal without `seq` that the
+/// read state changed (the user's stream is what logs it).
 pub fn user_delivery(app_id: &AppId, event: &UserEvent) -> Option<(HubKey, SharedEvent)> {
+    if let UserEventKind::ConversationRead { conversation_id, .. } = &event.kind {
+        let key = HubKey::Conversation { app_id: app_id.clone(), conversation_id: conversation_id.clone() };
+        let signal = EncodedEvent {
+            app_id: app_id.clone(),
+            stream: Stream::Read(conversation_id.clone()),
+            seq: Seq(0),
+            membership: None,
+            frame: Default::default(),
+        };
+        return Some((key, Arc::new(signal)));
+    }
     let encoded = frames::user_event_frame(event, app_id)?;
     Some((HubKey::Profile { app_id: app_id.clone(), user_id: event.user_id.clone() }, Arc::new(encoded)))
 }

@@ -14,7 +14,9 @@ pub use super::output::{CloseReason, FetchId, Output, Violation};
 use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
+    state_subscription::{State, StateSubscription, Topic, DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS_PAGE},
     subscription::{Context, Resume, Subscription, TooManyHeld},
+    typing_subscription::{TypingSubscription, DEFAULT_TYPING_TIMEOUT},
     user_subscription::UserSubscription,
 };
 use crate::{
@@ -60,6 +62,30 @@ pub enum Request {
         id: RequestId,
         user_id: UserId,
     },
+    /// `subscribeConversation`, `subscribeParticipants` (with `limit`) or `subscribeOnline`.
+    SubscribeState {
+        id: RequestId,
+        topic: Topic,
+        limit: Option<u32>,
+    },
+    /// `loadMoreParticipants`.
+    LoadMoreState {
+        id: RequestId,
+        topic: Topic,
+        count: Option<u32>,
+    },
+    UnsubscribeState {
+        id: RequestId,
+        topic: Topic,
+    },
+    SubscribeTyping {
+        id: RequestId,
+        conversation_id: ConversationId,
+    },
+    UnsubscribeTyping {
+        id: RequestId,
+        conversation_id: ConversationId,
+    },
     /// A verified token for this session's user; `expires_at` is when it stops being valid.
     TokenRefreshed {
         id: RequestId,
@@ -73,6 +99,11 @@ pub struct Session {
     fetches: HashMap<FetchId, ConversationId>,
     users: HashMap<UserId, UserSubscription>,
     user_fetches: HashMap<FetchId, UserId>,
+    states: HashMap<Topic, StateSubscription>,
+    state_fetches: HashMap<FetchId, Topic>,
+    typing: HashMap<ConversationId, TypingSubscription>,
+    typing_fetches: HashMap<FetchId, ConversationId>,
+    typing_timeout: Duration,
     next_fetch: u64,
     outputs: VecDeque<Output>,
     token_expires_at: Option<Instant>,
@@ -100,6 +131,11 @@ impl Session {
             fetches: HashMap::new(),
             users: HashMap::new(),
             user_fetches: HashMap::new(),
+            states: HashMap::new(),
+            state_fetches: HashMap::new(),
+            typing: HashMap::new(),
+            typing_fetches: HashMap::new(),
+            typing_timeout: DEFAULT_TYPING_TIMEOUT,
             next_fetch: 0,
             outputs: VecDeque::new(),
             token_expires_at,
@@ -107,6 +143,12 @@ impl Session {
             next_ping: now + PING_INTERVAL,
             closed: false,
         }
+    }
+
+    /// How long a `markAsTyping` lasts for this session's typing subscriptions.
+    pub fn with_typing_timeout(mut self, timeout: Duration) -> Self {
+        self.typing_timeout = timeout;
+        self
     }
 
     /// Runs `handle` on one subscription with the context it needs.
@@ -136,7 +178,7 @@ impl Session {
             }
             Request::LoadMore { id, conversation_id, count } => {
                 let Some(count) = page_size(count) else {
-                    let error = RealtimeError::InvalidCount { field: "count" };
+                    let error = RealtimeError::InvalidCount { field: "count", max: MAX_PAGE_MESSAGES };
                     self.outputs.push_back(Output::Error { id, error });
                     return;
                 };
@@ -162,6 +204,45 @@ impl Session {
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
+            Request::SubscribeState { id, topic, limit } => self.subscribe_state(id, topic, limit),
+            Request::LoadMoreState { id, topic, count } => {
+                let Some(count) = participants_page(count) else {
+                    let error = RealtimeError::InvalidCount { field: "count", max: MAX_PARTICIPANTS_PAGE };
+                    self.outputs.push_back(Output::Error { id, error });
+                    return;
+                };
+                let Some(subscription) = self.states.get_mut(&topic) else {
+                    self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
+                    return;
+                };
+                let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+                subscription.load_more(&mut self.outputs, id, count, new_fetch);
+            }
+            Request::UnsubscribeState { id, topic } => {
+                if let Some(subscription) = self.states.remove(&topic) {
+                    self.state_fetches.retain(|_, fetching| *fetching != topic);
+                    subscription.unsubscribe(&mut self.outputs);
+                }
+                self.outputs.push_back(Output::Ok { id });
+            }
+            Request::SubscribeTyping { id, conversation_id } => {
+                if let Err(error) = self.may_subscribe(self.typing.contains_key(&conversation_id)) {
+                    self.outputs.push_back(Output::Error { id, error });
+                    return;
+                }
+                let fetch = allocate(&mut self.next_fetch, &mut self.typing_fetches, &conversation_id);
+                let (me, timeout) = (self.user_id.clone(), self.typing_timeout);
+                let subscription =
+                    TypingSubscription::start(&mut self.outputs, id, conversation_id.clone(), me, timeout, fetch);
+                self.typing.insert(conversation_id, subscription);
+            }
+            Request::UnsubscribeTyping { id, conversation_id } => {
+                if let Some(subscription) = self.typing.remove(&conversation_id) {
+                    self.typing_fetches.retain(|_, fetching| *fetching != conversation_id);
+                    subscription.unsubscribe(&mut self.outputs);
+                }
+                self.outputs.push_back(Output::Ok { id });
+            }
             Request::TokenRefreshed { id, expires_at } => {
                 self.token_expires_at = expires_at;
                 self.outputs.push_back(Output::Ok { id });
@@ -177,7 +258,8 @@ impl Session {
         resume: Option<Resume>,
     ) {
         let Some(limit) = page_size(limit) else {
-            self.outputs.push_back(Output::Error { id, error: RealtimeError::InvalidCount { field: "limit" } });
+            let error = RealtimeError::InvalidCount { field: "limit", max: MAX_PAGE_MESSAGES };
+            self.outputs.push_back(Output::Error { id, error });
             return;
         };
         if let Err(error) = self.may_subscribe(self.subscriptions.contains_key(&conversation_id)) {
@@ -196,10 +278,47 @@ impl Session {
         if already {
             return Err(RealtimeError::AlreadySubscribed);
         }
-        if self.subscriptions.len() + self.users.len() >= self.max_subscriptions {
+        if self.held() >= self.max_subscriptions {
             return Err(RealtimeError::TooManySubscriptions { max: self.max_subscriptions });
         }
         Ok(())
+    }
+
+    /// Subscriptions of every kind.
+    fn held(&self) -> usize {
+        self.subscriptions.len() + self.users.len() + self.states.len() + self.typing.len()
+    }
+
+    /// Whether this session makes its user count as connected: a user is while one of their sessions holds a
+    /// subscription (the Data API's rule).
+    pub fn counts_as_connected(&self) -> bool {
+        !self.closed && self.held() > 0
+    }
+
+    fn subscribe_state(&mut self, id: RequestId, topic: Topic, limit: Option<u32>) {
+        let limit = match (&topic, limit) {
+            (Topic::Participants(_), limit) => match participants_page(limit) {
+                Some(limit) => limit,
+                None => {
+                    let error = RealtimeError::InvalidCount { field: "limit", max: MAX_PARTICIPANTS_PAGE };
+                    self.outputs.push_back(Output::Error { id, error });
+                    return;
+                }
+            },
+            (_, None) => 1,
+            (_, Some(_)) => {
+                let error = RealtimeError::InvalidRequest("only subscribeParticipants takes a limit".into());
+                self.outputs.push_back(Output::Error { id, error });
+                return;
+            }
+        };
+        if let Err(error) = self.may_subscribe(self.states.contains_key(&topic)) {
+            self.outputs.push_back(Output::Error { id, error });
+            return;
+        }
+        let fetch = allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        let subscription = StateSubscription::start(&mut self.outputs, id, topic.clone(), limit, fetch);
+        self.states.insert(topic, subscription);
     }
 
     fn subscribe_user(&mut self, id: RequestId, user_id: UserId) {
@@ -207,16 +326,40 @@ impl Session {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }
-        let fetch = FetchId(self.next_fetch);
-        self.next_fetch += 1;
-        self.user_fetches.insert(fetch, user_id.clone());
+        let fetch = allocate(&mut self.next_fetch, &mut self.user_fetches, &user_id);
         let subscription = UserSubscription::start(&mut self.outputs, id, user_id.clone(), fetch);
         self.users.insert(user_id, subscription);
     }
 
     /// Whether a subscription still waits for `fetch`; a read nobody waits for may be dropped.
     pub fn wants(&self, fetch: FetchId) -> bool {
-        self.fetches.contains_key(&fetch) || self.user_fetches.contains_key(&fetch)
+        self.fetches.contains_key(&fetch)
+            || self.user_fetches.contains_key(&fetch)
+            || self.state_fetches.contains_key(&fetch)
+            || self.typing_fetches.contains_key(&fetch)
+    }
+
+    /// A state read for `fetch` came back.
+    pub fn handle_state(&mut self, fetch: FetchId, state: State) {
+        let Some(topic) = self.state_fetches.remove(&fetch) else { return };
+        let Some(subscription) = self.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
+        else {
+            return;
+        };
+        let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        subscription.handle_state(&mut self.outputs, state, new_fetch);
+    }
+
+    /// A membership read for a typing subscription came back.
+    pub fn handle_membership(&mut self, fetch: FetchId, participant: bool) {
+        let Some(conversation_id) = self.typing_fetches.remove(&fetch) else { return };
+        let Some(subscription) =
+            self.typing.get_mut(&conversation_id).filter(|subscription| subscription.waits_for(fetch))
+        else {
+            return;
+        };
+        let new_fetch = || allocate(&mut self.next_fetch, &mut self.typing_fetches, &conversation_id);
+        subscription.handle_membership(&mut self.outputs, participant, new_fetch);
     }
 
     /// A user read for `fetch` came back: the user's stream's `seq`, and the user if they exist.
@@ -251,6 +394,21 @@ impl Session {
 
     /// A read failed (the store was unavailable).
     pub fn handle_fetch_failed(&mut self, fetch: FetchId) {
+        if let Some(topic) = self.state_fetches.remove(&fetch) {
+            if self.states.get(&topic).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.states.remove(&topic).expect("just found");
+                self.state_fetches.retain(|_, fetching| *fetching != topic);
+                subscription.handle_fetch_failed(&mut self.outputs);
+            }
+            return;
+        }
+        if let Some(conversation_id) = self.typing_fetches.remove(&fetch) {
+            if self.typing.get(&conversation_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.typing.remove(&conversation_id).expect("just found");
+                subscription.handle_fetch_failed(&mut self.outputs);
+            }
+            return;
+        }
         if let Some(user_id) = self.user_fetches.remove(&fetch) {
             if self.users.get(&user_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
                 let subscription = self.users.remove(&user_id).expect("just found");
@@ -268,24 +426,42 @@ impl Session {
         }
     }
 
-    /// An event from the hub: from a watched conversation, or a membership change of this user.
-    pub fn handle_event(&mut self, event: &SharedEvent) {
+    /// An event from the hub: from a watched key, or a membership change of this user. `now` times typing.
+    pub fn handle_event(&mut self, event: &SharedEvent, now: Instant) {
         if self.closed {
             return;
         }
-        let conversation_id = match &event.stream {
-            Stream::Conversation(conversation_id) => conversation_id,
+        match &event.stream {
+            Stream::Conversation(conversation_id) => {
+                let held = self.with_subscription(conversation_id, |subscription, context| {
+                    subscription.handle_event(context, event)
+                });
+                if held == Some(Err(TooManyHeld)) {
+                    self.close(CloseReason::SlowConsumer);
+                    return;
+                }
+                self.typing_event(conversation_id, event, now);
+            }
             Stream::User(user_id) => {
                 if let Some(subscription) = self.users.get_mut(user_id) {
                     subscription.handle_event(&mut self.outputs, event);
                 }
-                return;
             }
-        };
-        let held =
-            self.with_subscription(conversation_id, |subscription, context| subscription.handle_event(context, event));
-        if held == Some(Err(TooManyHeld)) {
-            self.close(CloseReason::SlowConsumer);
+            Stream::Typing { conversation_id, .. } => self.typing_event(conversation_id, event, now),
+            Stream::Read(_) | Stream::Online(_) => {}
+        }
+        for (topic, subscription) in &mut self.states {
+            if subscription.is_changed_by(event) {
+                let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, topic);
+                subscription.handle_change(&mut self.outputs, new_fetch);
+            }
+        }
+    }
+
+    fn typing_event(&mut self, conversation_id: &ConversationId, event: &SharedEvent, now: Instant) {
+        if let Some(subscription) = self.typing.get_mut(conversation_id) {
+            let new_fetch = || allocate(&mut self.next_fetch, &mut self.typing_fetches, conversation_id);
+            subscription.handle_event(&mut self.outputs, event, now, new_fetch);
         }
     }
 
@@ -313,6 +489,12 @@ impl Session {
                 self.outputs
                     .push_back(Output::SubscriptionError { conversation_id, error: RealtimeError::TokenExpired });
             }
+            for topic in self.states.keys().cloned() {
+                self.outputs.push_back(Output::StateError { topic, error: RealtimeError::TokenExpired });
+            }
+            for conversation_id in self.typing.keys().cloned() {
+                self.outputs.push_back(Output::TypingError { conversation_id, error: RealtimeError::TokenExpired });
+            }
             self.close(CloseReason::TokenExpired);
             return;
         }
@@ -323,6 +505,9 @@ impl Session {
         if now >= self.next_ping {
             self.next_ping = now + PING_INTERVAL;
             self.outputs.push_back(Output::Ping);
+        }
+        for subscription in self.typing.values_mut() {
+            subscription.handle_timeout(&mut self.outputs, now);
         }
     }
 
@@ -335,6 +520,9 @@ impl Session {
         let mut next = idle.min(self.next_ping);
         if let Some(expires_at) = self.token_expires_at {
             next = next.min(expires_at);
+        }
+        for until in self.typing.values().filter_map(TypingSubscription::poll_timeout) {
+            next = next.min(until);
         }
         Some(next)
     }
@@ -356,11 +544,22 @@ fn fetch_allocator<'a>(
     fetches: &'a mut HashMap<FetchId, ConversationId>,
     next_fetch: &'a mut u64,
 ) -> impl FnMut(&ConversationId) -> FetchId + 'a {
-    move |conversation_id| {
-        let fetch = FetchId(*next_fetch);
-        *next_fetch += 1;
-        fetches.insert(fetch, conversation_id.clone());
-        fetch
+    move |conversation_id| allocate(next_fetch, fetches, conversation_id)
+}
+
+/// Hands out one fetch id, remembering what it was made for.
+fn allocate<K: Clone>(next_fetch: &mut u64, fetches: &mut HashMap<FetchId, K>, key: &K) -> FetchId {
+    let fetch = FetchId(*next_fetch);
+    *next_fetch += 1;
+    fetches.insert(fetch, key.clone());
+    fetch
+}
+
+fn participants_page(requested: Option<u32>) -> Option<usize> {
+    match requested {
+        None => Some(DEFAULT_PARTICIPANTS),
+        Some(n) if (1..=MAX_PARTICIPANTS_PAGE as u32).contains(&n) => Some(n as usize),
+        Some(_) => None,
     }
 }
 

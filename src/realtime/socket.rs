@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     error::RealtimeError,
     frames::{self, ClientFrame, RequestId},
+    output::Watched,
     publisher,
     session::{CloseReason, FetchId, Output, Request, Session, Violation},
+    state_subscription::{OnlineState, State, Topic},
     subscription::Resume,
     writes,
 };
@@ -29,7 +31,7 @@ use crate::{
         ids::{AppId, ConversationId, Seq, UserId},
         user::User,
     },
-    hub::{outbox, HubKey, Outbox, SharedEvent, WatcherId},
+    hub::{outbox, EncodedEvent, HubKey, Outbox, SharedEvent, Stream, WatcherId},
     store::{MessageWindow, StoreResult},
     token::verify_user_token,
     wire::snapshot::SnapshotContext,
@@ -63,12 +65,20 @@ enum Read {
     Events { fetch: FetchId, conversation_id: ConversationId, after: Seq, up_to: Seq },
     /// A user and their stream's `seq`.
     User { fetch: FetchId, user_id: UserId },
+    /// A state subscription's state.
+    State { fetch: FetchId, topic: Topic, limit: usize },
+    /// Whether the session's user takes part in a conversation.
+    Membership { fetch: FetchId, conversation_id: ConversationId },
 }
 
 impl Read {
     fn fetch(&self) -> FetchId {
         match self {
-            Read::Window { fetch, .. } | Read::Events { fetch, .. } | Read::User { fetch, .. } => *fetch,
+            Read::Window { fetch, .. }
+            | Read::Events { fetch, .. }
+            | Read::User { fetch, .. }
+            | Read::State { fetch, .. }
+            | Read::Membership { fetch, .. } => *fetch,
         }
     }
 
@@ -98,8 +108,38 @@ impl Read {
             Read::User { fetch, user_id } => {
                 Done::User { fetch, result: state.store.user_state(app_id, &user_id).await }
             }
+            Read::State { fetch, topic, limit } => {
+                Done::State { fetch, result: read_state(state, app_id, user_id, topic, limit).await }
+            }
+            Read::Membership { fetch, conversation_id } => {
+                let result = state.store.participant_user(app_id, &conversation_id, user_id).await;
+                Done::Membership { fetch, result: result.map(|user| user.is_some()) }
+            }
         }
     }
+}
+
+/// Reads a state subscription's state, as `user_id` sees it.
+async fn read_state(
+    state: &AppState,
+    app_id: &AppId,
+    user_id: &UserId,
+    topic: Topic,
+    limit: usize,
+) -> StoreResult<State> {
+    Ok(match topic {
+        Topic::Conversation(conversation_id) => {
+            State::Conversation(state.store.conversation_state(app_id, &conversation_id, user_id).await?.map(Box::new))
+        }
+        Topic::Participants(conversation_id) => {
+            State::Participants(state.store.participants_page(app_id, &conversation_id, user_id, limit).await?)
+        }
+        Topic::Online(online) => {
+            let (_, user) = state.store.user_state(app_id, &online).await?;
+            let is_connected = state.node.presence().is_present(app_id, &online);
+            State::Online(user.map(|user| Box::new(OnlineState { user, is_connected })))
+        }
+    })
 }
 
 /// Results of tasks the loop started.
@@ -107,6 +147,8 @@ enum Done {
     Window { fetch: FetchId, result: StoreResult<MessageWindow>, replay: Option<Vec<SharedEvent>> },
     Events { fetch: FetchId, result: StoreResult<Option<Vec<SharedEvent>>> },
     User { fetch: FetchId, result: StoreResult<(Seq, Option<User>)> },
+    State { fetch: FetchId, result: StoreResult<State> },
+    Membership { fetch: FetchId, result: StoreResult<bool> },
     Reply(Utf8Bytes),
 }
 
@@ -127,7 +169,8 @@ pub async fn run(socket: WebSocket, connection: Connection) {
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(MAX_TASKS_IN_FLIGHT);
     let (slow, shutdown) = (outbox.cancelled_token(), state.shutdown.clone());
     let max_subscriptions = state.limits.subscriptions_per_connection();
-    let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions);
+    let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions)
+        .with_typing_timeout(state.config.typing_timeout);
     let mut shell = Shell::new(state, app_id, user_id, sink, outbox, done_tx);
 
     while shell.carry_out(&mut session).await {
@@ -146,10 +189,11 @@ pub async fn run(socket: WebSocket, connection: Connection) {
 
 /// Feeds the session an event, and whatever else is already queued, so one flush (one syscall) carries it all.
 fn handle_events(session: &mut Session, first: &SharedEvent, events_rx: &mut mpsc::Receiver<SharedEvent>) {
-    session.handle_event(first);
+    let now = Instant::now();
+    session.handle_event(first, now);
     for _ in 1..MAX_EVENTS_PER_FLUSH {
         match events_rx.try_recv() {
-            Ok(event) => session.handle_event(&event),
+            Ok(event) => session.handle_event(&event, now),
             Err(_) => break,
         }
     }
@@ -164,8 +208,10 @@ struct Shell {
     outbox: Outbox,
     slow: CancellationToken,
     user_watcher: WatcherId,
-    /// The keys this session's subscriptions watch (conversations, users' profiles), each once.
-    watched: HashMap<HubKey, WatcherId>,
+    /// The keys this session's subscriptions watch, each once on the node, with how many subscriptions watch it.
+    watched: HashMap<HubKey, (WatcherId, usize)>,
+    /// Whether this session counts towards its user's presence.
+    present: bool,
     done_tx: mpsc::Sender<Done>,
     /// Reads running, and how to cancel each.
     reads: HashMap<FetchId, tokio::task::AbortHandle>,
@@ -200,6 +246,7 @@ impl Shell {
             outbox,
             user_watcher,
             watched: HashMap::new(),
+            present: false,
             done_tx,
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
@@ -209,8 +256,40 @@ impl Shell {
         }
     }
 
-    fn conversation_key(&self, conversation_id: &ConversationId) -> HubKey {
-        HubKey::Conversation { app_id: self.app_id.clone(), conversation_id: conversation_id.clone() }
+    fn key_of(&self, watched: Watched) -> HubKey {
+        let app_id = self.app_id.clone();
+        match watched {
+            Watched::Conversation(conversation_id) => HubKey::Conversation { app_id, conversation_id },
+            Watched::Profile(user_id) => HubKey::Profile { app_id, user_id },
+            Watched::Typing(conversation_id) => HubKey::Typing { app_id, conversation_id },
+            Watched::Online(user_id) => HubKey::Online { app_id, user_id },
+        }
+    }
+
+    /// The session started or stopped holding a subscription: on the user's first and last such session on this
+    /// node, their `Online` key says so.
+    fn set_present(&mut self, present: bool) {
+        if present == self.present {
+            return;
+        }
+        self.present = present;
+        let presence = self.state.node.presence();
+        let changed = if present {
+            presence.arrive(&self.app_id, &self.user_id)
+        } else {
+            presence.leave(&self.app_id, &self.user_id)
+        };
+        if changed {
+            let key = HubKey::Online { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
+            let signal = EncodedEvent {
+                app_id: self.app_id.clone(),
+                stream: Stream::Online(self.user_id.clone()),
+                seq: Seq(0),
+                membership: None,
+                frame: Utf8Bytes::default(),
+            };
+            self.state.node.publish(&key, Arc::new(signal));
+        }
     }
 
     /// Carries out everything the session asked for and sends it in one flush. Returns whether the session goes
@@ -219,6 +298,7 @@ impl Shell {
         if self.ended {
             return false;
         }
+        self.set_present(session.counts_as_connected());
         loop {
             let mut sent = false;
             for reply in std::mem::take(&mut self.replies) {
@@ -278,21 +358,27 @@ impl Shell {
                 self.request_read(Read::Events { fetch, conversation_id, after, up_to });
                 return Ok(None);
             }
-            Output::Watch(conversation_id) => {
-                self.watch(self.conversation_key(&conversation_id));
+            Output::Watch(watched) => {
+                self.watch(self.key_of(watched));
                 return Ok(None);
             }
-            Output::Unwatch(conversation_id) => {
-                self.unwatch(&self.conversation_key(&conversation_id));
+            Output::Unwatch(watched) => {
+                self.unwatch(&self.key_of(watched));
                 return Ok(None);
             }
-            Output::WatchUser(user_id) => {
-                self.watch(HubKey::Profile { app_id: self.app_id.clone(), user_id });
+            Output::FetchState { fetch, topic, limit } => {
+                self.request_read(Read::State { fetch, topic, limit });
                 return Ok(None);
             }
-            Output::UnwatchUser(user_id) => {
-                self.unwatch(&HubKey::Profile { app_id: self.app_id.clone(), user_id });
+            Output::FetchMembership { fetch, conversation_id } => {
+                self.request_read(Read::Membership { fetch, conversation_id });
                 return Ok(None);
+            }
+            Output::State { topic, state } => frames::state_frame(&topic, &state, &context),
+            Output::StateError { topic, error } => frames::state_error_frame(&topic, error.code(), &error.reasons()),
+            Output::Typing { conversation_id, typing } => frames::typing_frame(&conversation_id, typing.as_ref()),
+            Output::TypingError { conversation_id, error } => {
+                frames::typing_error_frame(&conversation_id, error.code(), &error.reasons())
             }
             Output::FetchUser { fetch, user_id } => {
                 self.request_read(Read::User { fetch, user_id });
@@ -363,19 +449,27 @@ impl Shell {
     }
 
     fn watch(&mut self, key: HubKey) {
-        // Watching twice would deliver every event twice into this outbox.
-        if let std::collections::hash_map::Entry::Vacant(entry) = self.watched.entry(key) {
-            let watcher = self.state.node.watch(entry.key().clone(), self.outbox.clone());
-            entry.insert(watcher);
-            self.state.metrics.subscriptions.inc();
+        // Watching twice would deliver every event twice into this outbox: a key is watched once, and counted.
+        match self.watched.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => entry.get_mut().1 += 1,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let watcher = self.state.node.watch(entry.key().clone(), self.outbox.clone());
+                entry.insert((watcher, 1));
+                self.state.metrics.subscriptions.inc();
+            }
         }
     }
 
     fn unwatch(&mut self, key: &HubKey) {
-        if let Some(watcher) = self.watched.remove(key) {
-            self.state.metrics.subscriptions.dec();
-            self.state.node.unwatch(key, watcher);
+        let Some((watcher, count)) = self.watched.get_mut(key) else { return };
+        if *count > 1 {
+            *count -= 1;
+            return;
         }
+        let watcher = *watcher;
+        self.watched.remove(key);
+        self.state.metrics.subscriptions.dec();
+        self.state.node.unwatch(key, watcher);
     }
 
     fn handle_incoming(&mut self, session: &mut Session, incoming: Option<Result<Message, axum::Error>>) {
@@ -405,16 +499,25 @@ impl Shell {
     }
 
     fn handle_done(&mut self, session: &mut Session, done: Done) {
-        if let Done::Window { fetch, .. } | Done::Events { fetch, .. } | Done::User { fetch, .. } = &done {
+        if let Done::Window { fetch, .. }
+        | Done::Events { fetch, .. }
+        | Done::User { fetch, .. }
+        | Done::State { fetch, .. }
+        | Done::Membership { fetch, .. } = &done
+        {
             self.finish_read(*fetch, session);
         }
         match done {
             Done::Window { fetch, result: Ok(window), replay } => session.handle_window(fetch, window, replay),
             Done::Events { fetch, result: Ok(events) } => session.handle_events(fetch, events),
             Done::User { fetch, result: Ok((seq, user)) } => session.handle_user(fetch, seq, user),
+            Done::State { fetch, result: Ok(state) } => session.handle_state(fetch, state),
+            Done::Membership { fetch, result: Ok(participant) } => session.handle_membership(fetch, participant),
             Done::Window { fetch, result: Err(error), .. }
             | Done::Events { fetch, result: Err(error) }
-            | Done::User { fetch, result: Err(error) } => {
+            | Done::User { fetch, result: Err(error) }
+            | Done::State { fetch, result: Err(error) }
+            | Done::Membership { fetch, result: Err(error) } => {
                 tracing::warn!(cause = %error, "store read failed");
                 session.handle_fetch_failed(fetch);
             }
@@ -464,6 +567,33 @@ impl Shell {
             }
             ClientFrame::SubscribeUser { user_id, .. } => Request::SubscribeUser { id, user_id: user(&user_id)? },
             ClientFrame::UnsubscribeUser { user_id, .. } => Request::UnsubscribeUser { id, user_id: user(&user_id)? },
+            ClientFrame::SubscribeConversation { conversation_id, .. } => {
+                Request::SubscribeState { id, topic: Topic::Conversation(conversation(&conversation_id)?), limit: None }
+            }
+            ClientFrame::UnsubscribeConversation { conversation_id, .. } => {
+                Request::UnsubscribeState { id, topic: Topic::Conversation(conversation(&conversation_id)?) }
+            }
+            ClientFrame::SubscribeParticipants { conversation_id, limit, .. } => {
+                Request::SubscribeState { id, topic: Topic::Participants(conversation(&conversation_id)?), limit }
+            }
+            ClientFrame::LoadMoreParticipants { conversation_id, count, .. } => {
+                Request::LoadMoreState { id, topic: Topic::Participants(conversation(&conversation_id)?), count }
+            }
+            ClientFrame::UnsubscribeParticipants { conversation_id, .. } => {
+                Request::UnsubscribeState { id, topic: Topic::Participants(conversation(&conversation_id)?) }
+            }
+            ClientFrame::SubscribeOnline { user_id, .. } => {
+                Request::SubscribeState { id, topic: Topic::Online(user(&user_id)?), limit: None }
+            }
+            ClientFrame::UnsubscribeOnline { user_id, .. } => {
+                Request::UnsubscribeState { id, topic: Topic::Online(user(&user_id)?) }
+            }
+            ClientFrame::SubscribeTyping { conversation_id, .. } => {
+                Request::SubscribeTyping { id, conversation_id: conversation(&conversation_id)? }
+            }
+            ClientFrame::UnsubscribeTyping { conversation_id, .. } => {
+                Request::UnsubscribeTyping { id, conversation_id: conversation(&conversation_id)? }
+            }
             ClientFrame::UpdateToken { token, .. } => {
                 let secret = self.state.apps.get(&self.app_id).expect("the session's app exists");
                 let claims = verify_user_token(&self.app_id, secret, &token).map_err(RealtimeError::Unauthorized)?;
@@ -538,14 +668,15 @@ impl Shell {
     }
 
     /// Stops every watch of the session.
-    fn finish(self) {
+    fn finish(mut self) {
+        self.set_present(false);
         for task in self.reads.values() {
             task.abort();
             self.state.metrics.session_reads_in_flight.dec();
         }
         let user_key = HubKey::User { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
         self.state.node.unwatch(&user_key, self.user_watcher);
-        for (key, watcher) in &self.watched {
+        for (key, (watcher, _)) in &self.watched {
             self.state.metrics.subscriptions.dec();
             self.state.node.unwatch(key, *watcher);
         }

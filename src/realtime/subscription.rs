@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::{
     error::RealtimeError,
     frames::RequestId,
-    output::{FetchId, Output},
+    output::{FetchId, Output, Watched},
 };
 use crate::{
     domain::ids::{ConversationId, Seq, UserId},
@@ -151,7 +151,7 @@ impl Subscription {
             held: BTreeMap::new(),
             resume,
         };
-        context.outputs.push_back(Output::Watch(subscription.conversation_id.clone()));
+        context.outputs.push_back(Output::Watch(Watched::Conversation(subscription.conversation_id.clone())));
         subscription.read_snapshot(context, vec![id], None);
         subscription
     }
@@ -213,7 +213,7 @@ impl Subscription {
     /// are answered (every request gets exactly one reply).
     pub fn unsubscribe(self, outputs: &mut VecDeque<Output>) {
         if self.watching {
-            outputs.push_back(Output::Unwatch(self.conversation_id.clone()));
+            outputs.push_back(Output::Unwatch(Watched::Conversation(self.conversation_id.clone())));
         }
         for id in self.read.map(Read::waiting).unwrap_or_default() {
             outputs.push_back(Output::Error { id, error: RealtimeError::Unsubscribed });
@@ -282,7 +282,7 @@ impl Subscription {
             if self.watching {
                 // Someone who may not read the conversation must not receive its events.
                 self.watching = false;
-                context.outputs.push_back(Output::Unwatch(self.conversation_id.clone()));
+                context.outputs.push_back(Output::Unwatch(Watched::Conversation(self.conversation_id.clone())));
             }
         }
         context.outputs.push_back(Output::Snapshot { conversation_id: self.conversation_id.clone(), window, resumed });
@@ -350,7 +350,7 @@ impl Subscription {
             Some(Read::Snapshot { waiting, .. }) => {
                 // Without a window the subscription cannot go on: it ends in the error state.
                 if self.watching {
-                    context.outputs.push_back(Output::Unwatch(self.conversation_id.clone()));
+                    context.outputs.push_back(Output::Unwatch(Watched::Conversation(self.conversation_id.clone())));
                 }
                 for id in waiting {
                     context.outputs.push_back(Output::Error { id, error: RealtimeError::StoreUnavailable });
@@ -435,7 +435,7 @@ impl Subscription {
             Some(Membership::Joined(joined)) if joined == context.user_id && !participant => {
                 if !self.watching {
                     self.watching = true;
-                    context.outputs.push_back(Output::Watch(self.conversation_id.clone()));
+                    context.outputs.push_back(Output::Watch(Watched::Conversation(self.conversation_id.clone())));
                 }
                 // Events held meanwhile that the read reflects are dropped after it.
                 self.read_snapshot(context, Vec::new(), None);
@@ -451,7 +451,7 @@ impl Subscription {
         self.window = None;
         if self.watching {
             self.watching = false;
-            context.outputs.push_back(Output::Unwatch(self.conversation_id.clone()));
+            context.outputs.push_back(Output::Unwatch(Watched::Conversation(self.conversation_id.clone())));
         }
         let window = MessageWindow { seq: event.seq, participant: false, messages: Vec::new(), loaded_all: true };
         context.outputs.push_back(Output::Snapshot {

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use super::{
     error::RealtimeError,
     frames::RequestId,
-    output::{FetchId, Output},
+    output::{FetchId, Output, Watched},
 };
 use crate::{
     domain::{
@@ -35,7 +35,7 @@ pub struct UserSubscription {
 impl UserSubscription {
     /// Watches the user and reads their state.
     pub fn start(outputs: &mut VecDeque<Output>, id: RequestId, user_id: UserId, fetch: FetchId) -> Self {
-        outputs.push_back(Output::WatchUser(user_id.clone()));
+        outputs.push_back(Output::Watch(Watched::Profile(user_id.clone())));
         outputs.push_back(Output::FetchUser { fetch, user_id: user_id.clone() });
         Self { user_id, pending: Some((id, fetch)), seq: None, held: None }
     }
@@ -72,14 +72,14 @@ impl UserSubscription {
 
     /// The first read failed: the subscribe is answered with the error, and the subscription is gone.
     pub fn handle_fetch_failed(self, outputs: &mut VecDeque<Output>) {
-        outputs.push_back(Output::UnwatchUser(self.user_id));
+        outputs.push_back(Output::Unwatch(Watched::Profile(self.user_id)));
         if let Some((id, _)) = self.pending {
             outputs.push_back(Output::Error { id, error: RealtimeError::StoreUnavailable });
         }
     }
 
     pub fn unsubscribe(self, outputs: &mut VecDeque<Output>) {
-        outputs.push_back(Output::UnwatchUser(self.user_id));
+        outputs.push_back(Output::Unwatch(Watched::Profile(self.user_id)));
         if let Some((id, _)) = self.pending {
             outputs.push_back(Output::Error { id, error: RealtimeError::Unsubscribed });
         }

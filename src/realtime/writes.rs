@@ -12,7 +12,8 @@ use crate::{
         Actor, CustomPatch, Rejection, ValidationError,
     },
     http::error::ApiError,
-    realtime::frames::ClientFrame,
+    hub::HubKey,
+    realtime::frames::{self, ClientFrame},
     wire::content::parse_send_content,
 };
 
@@ -136,12 +137,33 @@ pub async fn perform(
             )?;
             Ok(WriteResult::default())
         }
+        ClientFrame::MarkAsTyping { conversation_id, .. } => {
+            // Typing is a signal, not a write: nothing is logged, it lasts until each subscriber's timeout.
+            let conversation_id = ConversationId::parse(&conversation_id)?;
+            let Some(typist) = state.store.participant_user(app, &conversation_id, user).await? else {
+                let field = "conversationId".into();
+                return Err(ApiError::Rejected(Rejection::NotAParticipant { field, user: user.clone() }));
+            };
+            let key = HubKey::Typing { app_id: app.clone(), conversation_id: conversation_id.clone() };
+            let signal = frames::typing_signal(app, &conversation_id, user, Some(&typist));
+            state.node.publish(&key, std::sync::Arc::new(signal));
+            Ok(WriteResult::default())
+        }
         ClientFrame::SubscribeMessages { .. }
         | ClientFrame::LoadMore { .. }
         | ClientFrame::Unsubscribe { .. }
         | ClientFrame::UpdateToken { .. }
         | ClientFrame::SubscribeUser { .. }
-        | ClientFrame::UnsubscribeUser { .. } => Err(ValidationError::new("type", "not a write").into()),
+        | ClientFrame::UnsubscribeUser { .. }
+        | ClientFrame::SubscribeConversation { .. }
+        | ClientFrame::UnsubscribeConversation { .. }
+        | ClientFrame::SubscribeParticipants { .. }
+        | ClientFrame::LoadMoreParticipants { .. }
+        | ClientFrame::UnsubscribeParticipants { .. }
+        | ClientFrame::SubscribeTyping { .. }
+        | ClientFrame::UnsubscribeTyping { .. }
+        | ClientFrame::SubscribeOnline { .. }
+        | ClientFrame::UnsubscribeOnline { .. } => Err(ValidationError::new("type", "not a write").into()),
     }
 }
 

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::domain::{
-    conversation::{ConversationPatch, ConversationView, Participant, ParticipantSettings},
+    conversation::{
+        Access, Conversation, ConversationPatch, ConversationView, Notify, Participant, ParticipantSettings,
+    },
     event::{Event, Logged, UserEvent},
     filter::ConversationFilter,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
@@ -98,6 +100,35 @@ impl ConversationQuery {
 pub struct UserConversation {
     pub view: ConversationView,
     pub participant: Participant,
+}
+
+/// What a conversation subscription shows its user: the conversation, their participation (with the unread
+/// count), the newest message, and the read markers as times (`readUntil`: the newest message the user has read;
+/// `everyoneReadUntil`: the same for the participant furthest behind; 0 before any).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationState {
+    /// `last_seq` is left at 0: every event moves it, and a state that differs only there is no change to show.
+    pub conversation: Conversation,
+    pub participant: Participant,
+    pub last_message: Option<MessageView>,
+    pub read_until: Millis,
+    pub everyone_read_until: Millis,
+}
+
+/// One participant as a participants subscription shows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParticipantEntry {
+    pub user: User,
+    pub access: Access,
+    pub notify: Notify,
+    pub joined_at: Millis,
+}
+
+/// The most recently joined participants, newest first; `loaded_all` when no other is left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParticipantsPage {
+    pub participants: Vec<ParticipantEntry>,
+    pub loaded_all: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -347,6 +378,28 @@ pub trait Store: Send + Sync + 'static {
     /// user is as of that `seq` or newer.
     async fn user_state(&self, app: &AppId, id: &UserId) -> StoreResult<(Seq, Option<User>)>;
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>>;
+    /// The user, if they take part in the conversation (and it exists).
+    async fn participant_user(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<User>>;
+    /// The conversation as `user` sees it, in one snapshot; `None` when they do not take part.
+    async fn conversation_state(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<ConversationState>>;
+    /// The `limit` most recently joined participants, in one snapshot; `None` when `user` does not take part.
+    async fn participants_page(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        limit: usize,
+    ) -> StoreResult<Option<ParticipantsPage>>;
     async fn user_conversations(
         &self,
         app: &AppId,

@@ -15,7 +15,8 @@ use crate::{
         user::User,
         Custom,
     },
-    wire::Links,
+    store::{ConversationState, ParticipantEntry},
+    wire::{Links, NotifyJson},
 };
 
 /// Context for encoding messages: where files are served, and who `currentUserReacted` is about.
@@ -218,5 +219,68 @@ impl From<TextNode> for NodeJson {
             TextNode::CustomEmoji { text } => TaggedNodeJson::CustomEmoji { text },
             TextNode::Mention { id, text } => TaggedNodeJson::Mention { id, text },
         })
+    }
+}
+
+/// A conversation as one participant sees it (the Data API's ConversationSnapshot).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSnapshotJson<'a> {
+    id: &'a str,
+    subject: &'a Option<String>,
+    photo_url: &'a Option<String>,
+    welcome_messages: &'a [String],
+    custom: &'a Custom,
+    created_at: i64,
+    joined_at: i64,
+    last_message: Option<MessageSnapshotJson<'a>>,
+    unread_message_count: u64,
+    read_until: i64,
+    everyone_read_until: i64,
+    is_unread: bool,
+    access: &'static str,
+    notify: NotifyJson,
+}
+
+impl<'a> ConversationSnapshotJson<'a> {
+    pub fn new(state: &'a ConversationState, context: &SnapshotContext<'_>) -> Self {
+        let (conversation, participant) = (&state.conversation, &state.participant);
+        Self {
+            id: conversation.id.as_str(),
+            subject: &conversation.subject,
+            photo_url: &conversation.photo_url,
+            welcome_messages: conversation.welcome_messages.as_deref().unwrap_or_default(),
+            custom: &conversation.custom,
+            created_at: conversation.created_at,
+            joined_at: participant.joined_at,
+            last_message: state.last_message.as_ref().map(|view| MessageSnapshotJson::new(view, context, true)),
+            unread_message_count: participant.unread_message_count,
+            read_until: state.read_until,
+            everyone_read_until: state.everyone_read_until,
+            is_unread: participant.is_unread,
+            access: participant.access.as_str(),
+            notify: participant.notify.into(),
+        }
+    }
+}
+
+/// One participant (the Data API's ParticipantSnapshot).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantSnapshotJson<'a> {
+    user: UserSnapshotJson<'a>,
+    access: &'static str,
+    notify: NotifyJson,
+    joined_at: i64,
+}
+
+impl<'a> ParticipantSnapshotJson<'a> {
+    pub fn new(entry: &'a ParticipantEntry) -> Self {
+        Self {
+            user: UserSnapshotJson::new(&entry.user),
+            access: entry.access.as_str(),
+            notify: entry.notify.into(),
+            joined_at: entry.joined_at,
+        }
     }
 }

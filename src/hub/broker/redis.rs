@@ -73,6 +73,15 @@ struct Header {
     /// The user of a user's own event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<String>,
+    /// The conversation of a read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read: Option<String>,
+    /// The conversation and user of a typing signal, and whether they type or stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typing: Option<(String, String, bool)>,
+    /// The user whose presence changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    online: Option<String>,
     seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     joined: Option<String>,
@@ -95,6 +104,12 @@ fn channel(key: &HubKey) -> String {
         HubKey::Profile { app_id, user_id } => {
             format!("natter:p:{}:{}", encode(app_id.as_str()), encode(user_id.as_str()))
         }
+        HubKey::Typing { app_id, conversation_id } => {
+            format!("natter:t:{}:{}", encode(app_id.as_str()), encode(conversation_id.as_str()))
+        }
+        HubKey::Online { app_id, user_id } => {
+            format!("natter:o:{}:{}", encode(app_id.as_str()), encode(user_id.as_str()))
+        }
     }
 }
 
@@ -110,6 +125,8 @@ fn key_of(channel: &str) -> Option<HubKey> {
         "c" => Some(HubKey::Conversation { app_id, conversation_id: ConversationId::from_trusted(id) }),
         "u" => Some(HubKey::User { app_id, user_id: UserId::from_trusted(id) }),
         "p" => Some(HubKey::Profile { app_id, user_id: UserId::from_trusted(id) }),
+        "t" => Some(HubKey::Typing { app_id, conversation_id: ConversationId::from_trusted(id) }),
+        "o" => Some(HubKey::Online { app_id, user_id: UserId::from_trusted(id) }),
         _ => None,
     }
 }
@@ -127,7 +144,21 @@ fn encode_message(node: u64, event: &EncodedEvent) -> Vec<u8> {
         conversation: event.conversation_id().map(|id| id.as_str().to_owned()),
         user: match &event.stream {
             Stream::User(user_id) => Some(user_id.as_str().to_owned()),
-            Stream::Conversation(_) => None,
+            _ => None,
+        },
+        read: match &event.stream {
+            Stream::Read(conversation_id) => Some(conversation_id.as_str().to_owned()),
+            _ => None,
+        },
+        typing: match &event.stream {
+            Stream::Typing { conversation_id, user_id, typing } => {
+                Some((conversation_id.as_str().to_owned(), user_id.as_str().to_owned(), *typing))
+            }
+            _ => None,
+        },
+        online: match &event.stream {
+            Stream::Online(user_id) => Some(user_id.as_str().to_owned()),
+            _ => None,
         },
         seq: event.seq.0,
         joined,
@@ -151,10 +182,22 @@ fn decode_message(message: &[u8]) -> Option<(u64, EncodedEvent)> {
         (None, None, true) => Some(Membership::ConversationDeleted),
         (None, None, false) => None,
     };
-    let stream = match (header.conversation, header.user) {
-        (Some(conversation), _) => Stream::Conversation(ConversationId::from_trusted(conversation)),
-        (None, Some(user)) => Stream::User(UserId::from_trusted(user)),
-        (None, None) => return None,
+    let stream = if let Some(conversation) = header.conversation {
+        Stream::Conversation(ConversationId::from_trusted(conversation))
+    } else if let Some(user) = header.user {
+        Stream::User(UserId::from_trusted(user))
+    } else if let Some(conversation) = header.read {
+        Stream::Read(ConversationId::from_trusted(conversation))
+    } else if let Some((conversation, user, typing)) = header.typing {
+        Stream::Typing {
+            conversation_id: ConversationId::from_trusted(conversation),
+            user_id: UserId::from_trusted(user),
+            typing,
+        }
+    } else if let Some(user) = header.online {
+        Stream::Online(UserId::from_trusted(user))
+    } else {
+        return None;
     };
     let event = EncodedEvent {
         app_id: AppId::from_trusted(header.app),
@@ -354,6 +397,14 @@ mod tests {
         let key =
             HubKey::Profile { app_id: AppId::from_trusted("app".into()), user_id: UserId::from_trusted("b".into()) };
         assert_eq!(key_of(&channel(&key)), Some(key));
+        let key = HubKey::Typing {
+            app_id: AppId::from_trusted("app".into()),
+            conversation_id: ConversationId::from_trusted("c".into()),
+        };
+        assert_eq!(key_of(&channel(&key)), Some(key));
+        let key =
+            HubKey::Online { app_id: AppId::from_trusted("app".into()), user_id: UserId::from_trusted("o".into()) };
+        assert_eq!(key_of(&channel(&key)), Some(key));
         assert_eq!(key_of("other:c:a:b"), None);
     }
 
@@ -373,5 +424,30 @@ mod tests {
             (event.seq, event.membership, "{\"type\":\"event\"}\n")
         );
         assert!(decode_message(b"not a message").is_none());
+    }
+
+    #[test]
+    fn a_message_carries_what_reads_typing_and_presence_are_about() {
+        let streams = [
+            Stream::User(UserId::from_trusted("u".into())),
+            Stream::Read(ConversationId::from_trusted("c".into())),
+            Stream::Typing {
+                conversation_id: ConversationId::from_trusted("c".into()),
+                user_id: UserId::from_trusted("u".into()),
+                typing: true,
+            },
+            Stream::Online(UserId::from_trusted("u".into())),
+        ];
+        for stream in streams {
+            let event = EncodedEvent {
+                app_id: AppId::from_trusted("app".into()),
+                stream: stream.clone(),
+                seq: Seq(0),
+                membership: None,
+                frame: "{}".into(),
+            };
+            let (_, decoded) = decode_message(&encode_message(1, &event)).unwrap();
+            assert_eq!(decoded.stream, stream);
+        }
     }
 }

@@ -12,7 +12,12 @@ use crate::{
         Custom,
     },
     hub::{EncodedEvent, Membership, Stream},
-    realtime::subscription::{decide_resume, ResumeDecision, MAX_HELD_EVENTS},
+    realtime::{
+        output::Watched,
+        state_subscription::{State, Topic},
+        subscription::{decide_resume, ResumeDecision, MAX_HELD_EVENTS},
+        typing_subscription::Typing,
+    },
 };
 
 fn user(id: &str) -> UserId {
@@ -89,6 +94,7 @@ fn render(output: &Output) -> String {
         Output::Forward(event) => match &event.stream {
             Stream::Conversation(conversation_id) => format!("forward {conversation_id} seq={}", event.seq),
             Stream::User(user_id) => format!("forward user {user_id} seq={}", event.seq),
+            other => format!("forward {other:?}"),
         },
         Output::Snapshot { conversation_id, window, resumed } if !window.participant => {
             format!("snapshot {conversation_id} seq={} null{}", window.seq, resumed_note(*resumed))
@@ -120,16 +126,52 @@ fn render(output: &Output) -> String {
         Output::FetchEvents { fetch, conversation_id, after, up_to } => {
             format!("fetchEvents#{} {conversation_id} after={after} upTo={up_to}", fetch.0)
         }
-        Output::Watch(conversation_id) => format!("watch {conversation_id}"),
-        Output::Unwatch(conversation_id) => format!("unwatch {conversation_id}"),
-        Output::WatchUser(user_id) => format!("watch user {user_id}"),
-        Output::UnwatchUser(user_id) => format!("unwatch user {user_id}"),
+        Output::Watch(watched) => format!("watch {}", watched_name(watched)),
+        Output::Unwatch(watched) => format!("unwatch {}", watched_name(watched)),
         Output::FetchUser { fetch, user_id } => format!("fetchUser#{} {user_id}", fetch.0),
         Output::UserState { user_id, seq, user } => {
             format!("user {user_id} seq={seq} {}", user.as_ref().map_or("null".to_owned(), |user| user.name.clone()))
         }
+        Output::FetchState { fetch, topic, limit } => format!("fetchState#{} {topic:?} limit={limit}", fetch.0),
+        Output::State { topic, state } => format!("state {topic:?} {}", state_name(state)),
+        Output::StateError { topic, error } => format!("stateError {topic:?} {}", error.code()),
+        Output::FetchMembership { fetch, conversation_id } => format!("fetchMembership#{} {conversation_id}", fetch.0),
+        Output::Typing { conversation_id, typing } => format!(
+            "typing {conversation_id} {}",
+            match typing {
+                None => "null".to_owned(),
+                Some(Typing::Many) => "many".to_owned(),
+                Some(Typing::Few(users)) =>
+                    format!("[{}]", users.iter().map(|user| user.as_str()).collect::<Vec<_>>().join(",")),
+            }
+        ),
+        Output::TypingError { conversation_id, error } => format!("typingError {conversation_id} {}", error.code()),
         Output::Ping => "ping".to_owned(),
         Output::Close(reason) => format!("close {}", reason.code()),
+    }
+}
+
+fn watched_name(watched: &Watched) -> String {
+    match watched {
+        Watched::Conversation(conversation_id) => conversation_id.to_string(),
+        Watched::Profile(user_id) => format!("user {user_id}"),
+        Watched::Typing(conversation_id) => format!("typing {conversation_id}"),
+        Watched::Online(user_id) => format!("online {user_id}"),
+    }
+}
+
+fn state_name(state: &State) -> String {
+    match state {
+        State::Conversation(None) | State::Participants(None) | State::Online(None) => "null".to_owned(),
+        State::Conversation(Some(state)) => {
+            format!("unread={}", state.participant.unread_message_count)
+        }
+        State::Participants(Some(page)) => format!(
+            "[{}] loadedAll={}",
+            page.participants.iter().map(|entry| entry.user.id.to_string()).collect::<Vec<_>>().join(","),
+            page.loaded_all
+        ),
+        State::Online(Some(online)) => format!("connected={}", online.is_connected),
     }
 }
 
@@ -184,7 +226,7 @@ fn subscribe_watches_before_it_reads_and_answers_with_the_snapshot() {
     check(&mut session, "watch c\nfetch#0 c before=none limit=30");
     session.handle_window(FetchId(0), window(7, &[7, 6, 5], true), None);
     check(&mut session, "snapshot c seq=7 [7,6,5] loadedAll=true\nok s");
-    session.handle_event(&event(8, None));
+    session.handle_event(&event(8, None), Instant::now());
     check(&mut session, "forward c seq=8");
 }
 
@@ -195,7 +237,7 @@ fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
     drain(&mut session);
     // 5 and 6 were committed before the read took its snapshot at seq 6; 7 and 8 after it.
     for seq in [5, 6, 7, 8] {
-        session.handle_event(&event(seq, None));
+        session.handle_event(&event(seq, None), Instant::now());
     }
     check(&mut session, "");
     session.handle_window(FetchId(0), window(6, &[6, 5], false), None);
@@ -207,7 +249,7 @@ fn events_committed_during_the_first_read_appear_exactly_once_in_order() {
          forward c seq=8",
     );
     // The same event again (say, through the user key too) is not forwarded twice.
-    session.handle_event(&event(8, None));
+    session.handle_event(&event(8, None), Instant::now());
     check(&mut session, "");
 }
 
@@ -219,16 +261,16 @@ fn a_non_participant_gets_a_null_snapshot_that_fills_on_join_and_empties_on_leav
     session.handle_window(FetchId(0), null_window(3), None);
     check(&mut session, "unwatch c\nsnapshot c seq=3 null\nok s");
     // Nothing of the conversation reaches a non-participant.
-    session.handle_event(&event(4, None));
+    session.handle_event(&event(4, None), Instant::now());
     check(&mut session, "");
-    session.handle_event(&event(5, Some(Membership::Joined(user("someone else")))));
+    session.handle_event(&event(5, Some(Membership::Joined(user("someone else")))), Instant::now());
     check(&mut session, "");
-    session.handle_event(&event(6, Some(Membership::Joined(user("me")))));
+    session.handle_event(&event(6, Some(Membership::Joined(user("me")))), Instant::now());
     check(&mut session, "watch c\nfetch#1 c before=none limit=30");
-    session.handle_event(&event(7, None));
+    session.handle_event(&event(7, None), Instant::now());
     session.handle_window(FetchId(1), window(6, &[2, 1], true), None);
     check(&mut session, "snapshot c seq=6 [2,1] loadedAll=true\nforward c seq=7");
-    session.handle_event(&event(8, Some(Membership::Left(user("me")))));
+    session.handle_event(&event(8, Some(Membership::Left(user("me")))), Instant::now());
     check(&mut session, "unwatch c\nsnapshot c seq=8 null");
 }
 
@@ -238,7 +280,7 @@ fn deleting_the_conversation_turns_the_snapshot_null() {
     subscribe(&mut session, None);
     session.handle_window(FetchId(0), window(2, &[2], true), None);
     drain(&mut session);
-    session.handle_event(&event(3, Some(Membership::ConversationDeleted)));
+    session.handle_event(&event(3, Some(Membership::ConversationDeleted)), Instant::now());
     check(&mut session, "unwatch c\nsnapshot c seq=3 null");
 }
 
@@ -251,7 +293,7 @@ fn load_more_reads_before_the_oldest_loaded_message_until_loaded_all() {
     load_more(&mut session, "l1", Some(3));
     check(&mut session, "fetch#1 c before=9 limit=3");
     // Events during the read wait behind the page.
-    session.handle_event(&event(11, None));
+    session.handle_event(&event(11, None), Instant::now());
     session.handle_window(FetchId(1), window(11, &[8, 7, 6], false), None);
     check(&mut session, "page c seq=11 [8,7,6] loadedAll=false\nok l1\nforward c seq=11");
     load_more(&mut session, "l2", None);
@@ -300,7 +342,7 @@ fn unsubscribe_stops_updates_and_ignores_late_reads() {
     // The subscribe that waited for its first read still gets its one reply.
     check(&mut session, "unwatch c\nerror s UNSUBSCRIBED\nok u");
     session.handle_window(FetchId(0), window(1, &[1], true), None);
-    session.handle_event(&event(2, None));
+    session.handle_event(&event(2, None), Instant::now());
     check(&mut session, "");
 }
 
@@ -322,7 +364,7 @@ fn an_expired_token_ends_every_subscription_in_error_and_closes() {
     assert_eq!(session.poll_timeout(), Some(start + Duration::from_secs(20)));
     session.handle_timeout(start + Duration::from_secs(20));
     check(&mut session, "subscriptionError c TOKEN_EXPIRED\nclose 4001");
-    session.handle_event(&event(2, None));
+    session.handle_event(&event(2, None), Instant::now());
     check(&mut session, "");
 }
 
@@ -343,7 +385,7 @@ fn too_many_held_events_close_the_session_as_slow() {
     subscribe(&mut session, None);
     drain(&mut session);
     for seq in 0..=MAX_HELD_EVENTS as i64 {
-        session.handle_event(&event(seq + 1, None));
+        session.handle_event(&event(seq + 1, None), Instant::now());
     }
     check(&mut session, "close 4000");
 }
@@ -363,7 +405,7 @@ fn a_resume_with_every_missed_event_in_the_log_replays_exactly_those() {
     resume(&mut session, 5);
     check(&mut session, "watch c\nfetch#0 c before=none limit=2 replay>5");
     // 10 arrived during the read, which saw seq 9; the log holds 6 to 9.
-    session.handle_event(&event(10, None));
+    session.handle_event(&event(10, None), Instant::now());
     session.handle_window(FetchId(0), window(9, &[9, 8], false), run(6..=9));
     check(
         &mut session,
@@ -397,7 +439,7 @@ fn a_resume_with_nothing_missed_replays_nothing() {
     drain(&mut session);
     session.handle_window(FetchId(0), window(8, &[8, 7], false), run([]));
     check(&mut session, "resumed c from=8 seq=8\nok r");
-    session.handle_event(&event(9, None));
+    session.handle_event(&event(9, None), Instant::now());
     check(&mut session, "forward c seq=9");
 }
 
@@ -435,11 +477,11 @@ fn active_at(seq: i64) -> Session {
 #[test]
 fn an_event_after_a_hole_is_held_and_the_hole_filled_from_the_log() {
     let mut session = active_at(5);
-    session.handle_event(&event(8, None));
+    session.handle_event(&event(8, None), Instant::now());
     check(&mut session, "fetchEvents#1 c after=5 upTo=7");
     // More arrive while the hole is being filled, one of them the missing 7 itself.
-    session.handle_event(&event(9, None));
-    session.handle_event(&event(7, None));
+    session.handle_event(&event(9, None), Instant::now());
+    session.handle_event(&event(7, None), Instant::now());
     check(&mut session, "");
     session.handle_events(FetchId(1), run([6, 7]));
     check(
@@ -449,20 +491,20 @@ fn an_event_after_a_hole_is_held_and_the_hole_filled_from_the_log() {
          forward c seq=8
          forward c seq=9",
     );
-    session.handle_event(&event(6, None));
-    session.handle_event(&event(10, None));
+    session.handle_event(&event(6, None), Instant::now());
+    session.handle_event(&event(10, None), Instant::now());
     check(&mut session, "forward c seq=10");
 }
 
 #[test]
 fn a_hole_that_cannot_be_filled_gives_a_fresh_snapshot_marked_so() {
     let mut session = active_at(5);
-    session.handle_event(&event(8, None));
+    session.handle_event(&event(8, None), Instant::now());
     check(&mut session, "fetchEvents#1 c after=5 upTo=7");
     // 6 and 7 are pruned from the log (or the read failed): the window is read again.
     session.handle_events(FetchId(1), None);
     check(&mut session, "fetch#2 c before=none limit=30");
-    session.handle_event(&event(10, None));
+    session.handle_event(&event(10, None), Instant::now());
     session.handle_window(FetchId(2), window(9, &[9, 5], false), None);
     check(&mut session, "snapshot c seq=9 [9,5] loadedAll=false resumed=false\nforward c seq=10");
 }
@@ -470,7 +512,7 @@ fn a_hole_that_cannot_be_filled_gives_a_fresh_snapshot_marked_so() {
 #[test]
 fn a_hole_too_long_to_replay_is_repaired_by_a_fresh_snapshot() {
     let mut session = active_at(5);
-    session.handle_event(&event(5 + crate::realtime::subscription::MAX_REPLAY_EVENTS + 2, None));
+    session.handle_event(&event(5 + crate::realtime::subscription::MAX_REPLAY_EVENTS + 2, None), Instant::now());
     check(&mut session, "fetch#1 c before=none limit=30");
 }
 
@@ -479,7 +521,7 @@ fn a_hole_behind_a_load_more_is_filled_after_the_page() {
     let mut session = active_at(5);
     load_more(&mut session, "l", Some(1));
     check(&mut session, "fetch#1 c before=5 limit=1");
-    session.handle_event(&event(7, None));
+    session.handle_event(&event(7, None), Instant::now());
     check(&mut session, "");
     session.handle_window(FetchId(1), window(7, &[4], false), None);
     check(&mut session, "page c seq=7 [4] loadedAll=false\nok l\nfetchEvents#2 c after=5 upTo=6");
@@ -507,7 +549,7 @@ fn duplicates_and_reordering_from_two_sources_in_any_interleaving_give_each_even
                 let (fetch, after, up_to) = fills.remove(0);
                 session.handle_events(fetch, run(after.0 + 1..=up_to.0));
             } else if let Some(seq) = next.next() {
-                session.handle_event(&event(seq, None));
+                session.handle_event(&event(seq, None), Instant::now());
             } else if let Some((fetch, after, up_to)) = fills.pop() {
                 session.handle_events(fetch, run(after.0 + 1..=up_to.0));
             } else {
@@ -557,20 +599,20 @@ fn a_user_subscription_watches_reads_and_sends_only_newer_states() {
     session.handle_request(Request::SubscribeUser { id: request_id("u"), user_id: user("bob") });
     check(&mut session, "watch user bob\nfetchUser#0 bob");
     // Changes during the read: the newest is held; the read saw seq 3.
-    session.handle_event(&user_event("bob", 3));
-    session.handle_event(&user_event("bob", 4));
+    session.handle_event(&user_event("bob", 3), Instant::now());
+    session.handle_event(&user_event("bob", 4), Instant::now());
     check(&mut session, "");
     session.handle_user(FetchId(0), Seq(3), Some(named("bob", "Bob")));
     check(&mut session, "user bob seq=3 Bob\nforward user bob seq=4\nok u");
-    session.handle_event(&user_event("bob", 4));
-    session.handle_event(&user_event("bob", 6));
-    session.handle_event(&user_event("bob", 5));
+    session.handle_event(&user_event("bob", 4), Instant::now());
+    session.handle_event(&user_event("bob", 6), Instant::now());
+    session.handle_event(&user_event("bob", 5), Instant::now());
     check(&mut session, "forward user bob seq=6");
     session.handle_request(Request::SubscribeUser { id: request_id("again"), user_id: user("bob") });
     check(&mut session, "error again ALREADY_SUBSCRIBED");
     session.handle_request(Request::UnsubscribeUser { id: request_id("x"), user_id: user("bob") });
     check(&mut session, "unwatch user bob\nok x");
-    session.handle_event(&user_event("bob", 7));
+    session.handle_event(&user_event("bob", 7), Instant::now());
     check(&mut session, "");
 }
 
@@ -600,4 +642,185 @@ fn user_subscriptions_count_toward_the_limit() {
     session.handle_request(Request::SubscribeUser { id: request_id("v"), user_id: user("carl") });
     let outputs = drain(&mut session);
     assert!(outputs.ends_with("error v TOO_MANY_SUBSCRIPTIONS"), "{outputs}");
+}
+
+fn signal(stream: Stream, frame: &'static str) -> SharedEvent {
+    Arc::new(EncodedEvent {
+        app_id: crate::domain::ids::AppId::parse("app").unwrap(),
+        stream,
+        seq: Seq(0),
+        membership: None,
+        frame: axum::extract::ws::Utf8Bytes::from_static(frame),
+    })
+}
+
+fn participants(ids: &[&str], loaded_all: bool) -> State {
+    use crate::{
+        domain::conversation::{Access, Notify},
+        store::{ParticipantEntry, ParticipantsPage},
+    };
+    let participants = ids
+        .iter()
+        .map(|id| ParticipantEntry {
+            user: named(id, id),
+            access: Access::ReadWrite,
+            notify: Notify::All,
+            joined_at: 1,
+        })
+        .collect();
+    State::Participants(Some(ParticipantsPage { participants, loaded_all }))
+}
+
+fn subscribe_participants(session: &mut Session, limit: Option<u32>) {
+    let topic = Topic::Participants(conversation("c"));
+    session.handle_request(Request::SubscribeState { id: request_id("p"), topic, limit });
+}
+
+#[test]
+fn a_state_subscription_reads_again_on_change_one_read_at_a_time_and_sends_only_changes() {
+    let mut session = new_session(Instant::now());
+    subscribe_participants(&mut session, None);
+    check(&mut session, "watch c\nfetchState#0 Participants(ConversationId(\"c\")) limit=10");
+    // Events during the read make one more read after it, however many they are.
+    session.handle_event(&event(2, None), Instant::now());
+    session.handle_event(&event(3, None), Instant::now());
+    check(&mut session, "");
+    session.handle_state(FetchId(0), participants(&["bob", "me"], true));
+    check(
+        &mut session,
+        "watch user bob\nwatch user me\nstate Participants(ConversationId(\"c\")) [bob,me] loadedAll=true\nok p\n\
+         fetchState#1 Participants(ConversationId(\"c\")) limit=10",
+    );
+    // The same state again is not sent; a profile change of an embedded user reads again.
+    session.handle_state(FetchId(1), participants(&["bob", "me"], true));
+    check(&mut session, "");
+    session.handle_event(&user_event("bob", 4), Instant::now());
+    session.handle_event(&user_event("stranger", 4), Instant::now());
+    check(&mut session, "fetchState#2 Participants(ConversationId(\"c\")) limit=10");
+    // Bob left: his profile is no longer watched.
+    session.handle_state(FetchId(2), participants(&["me"], true));
+    check(&mut session, "unwatch user bob\nstate Participants(ConversationId(\"c\")) [me] loadedAll=true");
+    // Not a participant any more: null, and nothing of the conversation is watched (the user key brings a join).
+    session.handle_event(&event(5, Some(Membership::Left(user("me")))), Instant::now());
+    session.handle_state(FetchId(3), State::Participants(None));
+    check(
+        &mut session,
+        "fetchState#3 Participants(ConversationId(\"c\")) limit=10\nunwatch c\nunwatch user me\n\
+         state Participants(ConversationId(\"c\")) null",
+    );
+    let topic = Topic::Participants(conversation("c"));
+    session.handle_request(Request::UnsubscribeState { id: request_id("x"), topic });
+    check(&mut session, "ok x");
+    assert!(!session.counts_as_connected());
+}
+
+#[test]
+fn load_more_participants_coalesces_into_the_largest_and_is_refused_out_of_range() {
+    let mut session = new_session(Instant::now());
+    subscribe_participants(&mut session, Some(2));
+    session.handle_state(FetchId(0), participants(&["a", "b"], false));
+    // The first read added watches, so it reads once more (a change between the read and the watch).
+    session.handle_state(FetchId(1), participants(&["a", "b"], false));
+    drain(&mut session);
+    let topic = || Topic::Participants(conversation("c"));
+    for (id, count) in [("m1", Some(1)), ("m2", Some(5)), ("m3", Some(3))] {
+        session.handle_request(Request::LoadMoreState { id: request_id(id), topic: topic(), count });
+    }
+    session.handle_request(Request::LoadMoreState { id: request_id("big"), topic: topic(), count: Some(51) });
+    check(&mut session, "fetchState#2 Participants(ConversationId(\"c\")) limit=3\nerror big INVALID_REQUEST");
+    // The read at 3 answers the first ask; the larger ones (7 and 5) wait for one more read, at 7.
+    session.handle_state(FetchId(2), participants(&["a", "b", "x"], false));
+    let outputs = drain(&mut session);
+    assert!(outputs.contains("ok m1\nfetchState#3 Participants(ConversationId(\"c\")) limit=7"), "{outputs}");
+    session.handle_state(FetchId(3), participants(&["a", "b", "x", "y"], true));
+    let outputs = drain(&mut session);
+    assert!(outputs.contains("loadedAll=true\nok m2\nok m3"), "{outputs}");
+    session.handle_request(Request::SubscribeState { id: request_id("bad"), topic: topic(), limit: None });
+    check(&mut session, "error bad ALREADY_SUBSCRIBED");
+}
+
+fn subscribe_typing(session: &mut Session) {
+    session.handle_request(Request::SubscribeTyping { id: request_id("t"), conversation_id: conversation("c") });
+}
+
+fn typing(user_id: &str, frame: &'static str, typing: bool) -> SharedEvent {
+    signal(Stream::Typing { conversation_id: conversation("c"), user_id: user(user_id), typing }, frame)
+}
+
+#[test]
+fn typists_are_listed_longest_first_never_the_user_and_expire_after_the_timeout() {
+    let start = Instant::now();
+    let mut session = new_session(start).with_typing_timeout(Duration::from_secs(10));
+    subscribe_typing(&mut session);
+    check(&mut session, "watch typing c\nfetchMembership#0 c");
+    session.handle_membership(FetchId(0), true);
+    check(&mut session, "typing c []\nok t");
+    session.handle_event(&typing("bob", "B", true), start);
+    session.handle_event(&typing("me", "ME", true), start);
+    session.handle_event(&typing("carl", "C", true), start + Duration::from_secs(3));
+    check(&mut session, "typing c [B]\ntyping c [B,C]");
+    assert_eq!(session.poll_timeout(), Some(start + Duration::from_secs(10)));
+    // Bob types again: he keeps his place and his time moves on.
+    session.handle_event(&typing("bob", "B", true), start + Duration::from_secs(5));
+    session.handle_timeout(start + Duration::from_secs(13));
+    check(&mut session, "typing c [B]");
+    // Sending stops typing.
+    session.handle_event(&typing("bob", "", false), start + Duration::from_secs(14));
+    check(&mut session, "typing c []");
+}
+
+#[test]
+fn more_than_five_typists_is_many_and_further_typists_send_nothing() {
+    let now = Instant::now();
+    let mut session = new_session(now);
+    subscribe_typing(&mut session);
+    session.handle_membership(FetchId(0), true);
+    drain(&mut session);
+    for (user_id, frame) in [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")] {
+        session.handle_event(&typing(user_id, frame, true), now);
+    }
+    let outputs = drain(&mut session);
+    assert!(outputs.ends_with("typing c [A,B,C,D,E]"), "{outputs}");
+    session.handle_event(&typing("f", "F", true), now);
+    session.handle_event(&typing("g", "G", true), now);
+    check(&mut session, "typing c many");
+    session.handle_event(&typing("g", "", false), now);
+    check(&mut session, "");
+    session.handle_event(&typing("f", "", false), now);
+    check(&mut session, "typing c [A,B,C,D,E]");
+}
+
+#[test]
+fn typing_is_null_for_a_non_participant_and_fills_when_they_join() {
+    let now = Instant::now();
+    let mut session = new_session(now);
+    subscribe_typing(&mut session);
+    drain(&mut session);
+    session.handle_membership(FetchId(0), false);
+    check(&mut session, "typing c null\nok t");
+    session.handle_event(&typing("bob", "B", true), now);
+    check(&mut session, "");
+    session.handle_event(&event(4, Some(Membership::Joined(user("me")))), now);
+    check(&mut session, "fetchMembership#1 c");
+    session.handle_membership(FetchId(1), true);
+    check(&mut session, "typing c []");
+    session.handle_request(Request::UnsubscribeTyping { id: request_id("x"), conversation_id: conversation("c") });
+    check(&mut session, "unwatch typing c\nok x");
+}
+
+#[test]
+fn a_session_counts_as_connected_while_it_holds_a_subscription() {
+    let mut session = new_session(Instant::now());
+    assert!(!session.counts_as_connected());
+    let topic = Topic::Online(user("bob"));
+    session.handle_request(Request::SubscribeState { id: request_id("o"), topic, limit: None });
+    check(&mut session, "watch user bob\nwatch online bob\nfetchState#0 Online(UserId(\"bob\")) limit=1");
+    assert!(session.counts_as_connected());
+    session.handle_event(&signal(Stream::Online(user("bob")), ""), Instant::now());
+    session.handle_event(&signal(Stream::Online(user("carl")), ""), Instant::now());
+    check(&mut session, "");
+    session.handle_fetch_failed(FetchId(0));
+    let outputs = drain(&mut session);
+    assert!(outputs.ends_with("error o SERVICE_UNAVAILABLE"), "{outputs}");
+    assert!(!session.counts_as_connected());
 }

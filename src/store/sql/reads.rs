@@ -11,11 +11,11 @@ use crate::domain::{
     message::{Attachment, Location, Message, MessageType, MessageView, Origin, ReferencedView},
     reaction::{Emoji, ReactionSummary},
     user::User,
-    Custom, Rejection,
+    Custom, Millis, Rejection,
 };
 use crate::store::{
-    log, ConversationQuery, Direction, LoggedEvent, MessageWindow, OrderBy, Page, Position, StoreError, StoreResult,
-    StoredFile, UserConversation,
+    log, ConversationQuery, ConversationState, Direction, LoggedEvent, MessageWindow, OrderBy, Page, ParticipantEntry,
+    ParticipantsPage, Position, StoreError, StoreResult, StoredFile, UserConversation,
 };
 
 use super::{args, from_json, Db, Row, Sql};
@@ -140,6 +140,98 @@ pub fn conversation_view(db: &dyn Db, app: &AppId, conversation: Conversation) -
     let participants = participants(db, app, &conversation.id)?;
     let last_message = messages_before(db, app, &conversation.id, None, 1, participants.len())?.pop();
     Ok(ConversationView { conversation, participants, last_message })
+}
+
+/// Runs `read` in one read transaction, so all its statements see the same commit.
+pub fn in_snapshot<T>(db: &dyn Db, read: impl FnOnce(&dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+    db.begin_snapshot()?;
+    let result = read(db);
+    // A read transaction has nothing to keep; ending it releases the snapshot.
+    db.batch("ROLLBACK")?;
+    result
+}
+
+pub fn participant_user(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+) -> StoreResult<Option<User>> {
+    if membership(db, app, conversation, user)?.is_none() {
+        return Ok(None);
+    }
+    self::user(db, app, user)
+}
+
+/// The time of the newest message with a `seq` up to `seq` (0 when there is none): a read marker as a time.
+fn read_marker_time(db: &dyn Db, app: &AppId, conversation: &ConversationId, seq: i64) -> StoreResult<Millis> {
+    let at = db.row(
+        "SELECT created_at FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND seq <= ?3 \
+         ORDER BY seq DESC LIMIT 1",
+        args![app.as_str(), conversation.as_str(), seq],
+        |row| row.i64(0),
+    )?;
+    Ok(at.unwrap_or(0))
+}
+
+pub fn conversation_state(
+    db: &dyn Db,
+    app: &AppId,
+    id: &ConversationId,
+    user: &UserId,
+) -> StoreResult<Option<ConversationState>> {
+    let Some(mut conversation) = self::conversation(db, app, id)? else { return Ok(None) };
+    let Some(participant) = self::participant(db, app, id, user)? else { return Ok(None) };
+    conversation.last_seq = Seq(0);
+    let markers = db.one(
+        "SELECT (SELECT read_until_seq FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3), \
+                (SELECT MIN(read_until_seq) FROM participants WHERE app_id = ?1 AND conversation_id = ?2), \
+                (SELECT COUNT(*) FROM participants WHERE app_id = ?1 AND conversation_id = ?2)",
+        args![app.as_str(), id.as_str(), user.as_str()],
+        |row| Ok((row.opt_i64(0)?.unwrap_or(0), row.opt_i64(1)?.unwrap_or(0), row.i64(2)?)),
+    )?;
+    let (mine, everyone, n) = markers;
+    let last_message = match messages_before(db, app, id, None, 1, n as usize)?.pop() {
+        Some(message) => Some(message_view(db, app, message)?),
+        None => None,
+    };
+    Ok(Some(ConversationState {
+        conversation,
+        participant,
+        last_message,
+        read_until: read_marker_time(db, app, id, mine)?,
+        everyone_read_until: read_marker_time(db, app, id, everyone)?,
+    }))
+}
+
+pub fn participants_page(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    limit: usize,
+) -> StoreResult<Option<ParticipantsPage>> {
+    if self::conversation(db, app, conversation)?.is_none() || membership(db, app, conversation, user)?.is_none() {
+        return Ok(None);
+    }
+    // The user's columns first, so `user_from_row` reads them where it expects them.
+    let user_columns = USER_COLUMNS.split(", ").map(|column| format!("u.{column}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {user_columns}, p.access, p.notify, p.joined_at FROM participants p \
+         JOIN users u ON u.app_id = p.app_id AND u.id = p.user_id \
+         WHERE p.app_id = ?1 AND p.conversation_id = ?2 ORDER BY p.joined_at DESC, p.user_id LIMIT ?3"
+    );
+    let mut participants = db.rows(&sql, args![app.as_str(), conversation.as_str(), limit as i64 + 1], |row| {
+        Ok(ParticipantEntry {
+            user: user_from_row(row)?,
+            access: access_from_stored(&row.string(11)?),
+            notify: Notify::from_stored(&row.string(12)?),
+            joined_at: row.i64(13)?,
+        })
+    })?;
+    let loaded_all = participants.len() <= limit;
+    participants.truncate(limit);
+    Ok(Some(ParticipantsPage { participants, loaded_all }))
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.type, m.sender_id, m.text, m.custom, \
@@ -464,11 +556,7 @@ pub fn message_window(
     before: Option<Seq>,
     limit: usize,
 ) -> StoreResult<MessageWindow> {
-    db.begin_snapshot()?;
-    let window = read_window(db, app, conversation, user, before, limit);
-    // A read transaction has nothing to keep; ending it releases the snapshot.
-    db.batch("ROLLBACK")?;
-    window
+    in_snapshot(db, |db| read_window(db, app, conversation, user, before, limit))
 }
 
 fn read_window(

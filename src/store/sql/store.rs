@@ -17,8 +17,9 @@ use crate::domain::{
     Actor, Millis,
 };
 use crate::store::{
-    Appended, ConversationQuery, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page, Position, Store,
-    StoreError, StoreHooks, StoreResult, StoredFile, UserConversation, WebhookFailure,
+    Appended, ConversationQuery, ConversationState, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page,
+    ParticipantsPage, Position, Store, StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
+    WebhookFailure,
 };
 
 /// Opens a connection of the backend.
@@ -118,6 +119,41 @@ impl Store for SqlStore {
     async fn user(&self, app: &AppId, id: &UserId) -> StoreResult<Option<User>> {
         let (app, id) = (app.clone(), id.clone());
         self.read(move |db| reads::user(db, &app, &id)).await
+    }
+
+    async fn participant_user(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<User>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.read(move |db| reads::participant_user(db, &app, &conversation, &user)).await
+    }
+
+    async fn conversation_state(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<ConversationState>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.read(move |db| reads::in_snapshot(db, |db| reads::conversation_state(db, &app, &conversation, &user)))
+            .await
+    }
+
+    async fn participants_page(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        limit: usize,
+    ) -> StoreResult<Option<ParticipantsPage>> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.read(move |db| {
+            reads::in_snapshot(db, |db| reads::participants_page(db, &app, &conversation, &user, limit))
+        })
+        .await
     }
 
     async fn users(&self, app: &AppId, page: Page) -> StoreResult<Vec<User>> {

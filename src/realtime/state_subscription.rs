@@ -1,0 +1,256 @@
+//! Subscriptions whose every frame is a whole state read from the store, without I/O: a conversation as its user
+//! sees it (`subscribeConversation`), a conversation's participants (`subscribeParticipants`, windowed) and a
+//! user's presence (`subscribeOnline`).
+//!
+//! Such a state depends on several streams (the conversation's events, read changes, the profiles of the users it
+//! embeds, presence), so it is not patched from events but read again when one of them changes: an event only
+//! marks it stale. One read is in flight at a time; events during a read make one more read after it, so a burst
+//! of events costs two reads, and the last read always starts after the last event was received, so the last state
+//! sent reflects it. A state equal to the one sent is not sent again.
+//!
+//! The session watches what the state depends on, and that follows the state: a conversation the user does not
+//! take part in is not watched (the session's own user key brings the join), and the embedded users' profiles
+//! are watched while they are embedded. A key newly watched after a read could have changed between that read
+//! and the watch, so a read that adds keys is followed by one more.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::{
+    error::RealtimeError,
+    frames::RequestId,
+    output::{FetchId, Output, Watched},
+};
+use crate::{
+    domain::{
+        ids::{ConversationId, UserId},
+        user::User,
+    },
+    hub::{EncodedEvent, Stream},
+    store::{ConversationState, ParticipantsPage},
+};
+
+/// What a state subscription is of. A session has at most one of each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Conversation(ConversationId),
+    Participants(ConversationId),
+    Online(UserId),
+}
+
+/// A user and whether they are connected, on any node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlineState {
+    pub user: User,
+    pub is_connected: bool,
+}
+
+/// A state as read; `None` is the null snapshot (not a participant, or no such user).
+#[derive(Clone, Debug, PartialEq)]
+pub enum State {
+    Conversation(Option<Box<ConversationState>>),
+    Participants(Option<ParticipantsPage>),
+    Online(Option<Box<OnlineState>>),
+}
+
+/// Participants in a new participants window (the Data API's default).
+pub const DEFAULT_PARTICIPANTS: usize = 10;
+/// Participants one `loadMoreParticipants` may ask for at most.
+pub const MAX_PARTICIPANTS_PAGE: usize = 50;
+
+impl Topic {
+    /// What the topic depends on before anything is read.
+    fn first_watches(&self) -> BTreeSet<Watched> {
+        match self {
+            Topic::Conversation(conversation_id) | Topic::Participants(conversation_id) => {
+                BTreeSet::from([Watched::Conversation(conversation_id.clone())])
+            }
+            Topic::Online(user_id) => {
+                BTreeSet::from([Watched::Profile(user_id.clone()), Watched::Online(user_id.clone())])
+            }
+        }
+    }
+
+    fn conversation_id(&self) -> Option<&ConversationId> {
+        match self {
+            Topic::Conversation(conversation_id) | Topic::Participants(conversation_id) => Some(conversation_id),
+            Topic::Online(_) => None,
+        }
+    }
+}
+
+impl State {
+    /// What this state depends on: whatever could change it.
+    fn watches(&self, topic: &Topic) -> BTreeSet<Watched> {
+        let mut watches = BTreeSet::new();
+        let conversation = |watches: &mut BTreeSet<Watched>| {
+            if let Some(conversation_id) = topic.conversation_id() {
+                watches.insert(Watched::Conversation(conversation_id.clone()));
+            }
+        };
+        match self {
+            State::Conversation(None) | State::Participants(None) => {}
+            State::Conversation(Some(state)) => {
+                conversation(&mut watches);
+                if let Some(message) = &state.last_message {
+                    let senders =
+                        [message.sender.as_ref(), message.referenced.as_ref().and_then(|r| r.sender.as_ref())];
+                    watches.extend(senders.into_iter().flatten().map(|user| Watched::Profile(user.id.clone())));
+                }
+            }
+            State::Participants(Some(page)) => {
+                conversation(&mut watches);
+                watches.extend(page.participants.iter().map(|entry| Watched::Profile(entry.user.id.clone())));
+            }
+            State::Online(_) => watches = topic.first_watches(),
+        }
+        watches
+    }
+
+    fn loaded(&self) -> Option<(usize, bool)> {
+        match self {
+            State::Participants(Some(page)) => Some((page.participants.len(), page.loaded_all)),
+            _ => None,
+        }
+    }
+}
+
+pub struct StateSubscription {
+    topic: Topic,
+    /// The subscribe request, until the first state is sent.
+    pending: Option<RequestId>,
+    /// `loadMoreParticipants` requests and the limit each needs, answered when a read at that limit comes back.
+    loading: Vec<(RequestId, usize)>,
+    /// How many items a windowed state reads.
+    limit: usize,
+    /// The read in flight, and the limit it reads at.
+    reading: Option<(FetchId, usize)>,
+    /// Something changed after the read in flight started.
+    stale: bool,
+    watching: BTreeSet<Watched>,
+    sent: Option<State>,
+}
+
+impl StateSubscription {
+    /// Watches what the topic depends on, then reads it.
+    pub fn start(outputs: &mut VecDeque<Output>, id: RequestId, topic: Topic, limit: usize, fetch: FetchId) -> Self {
+        let watching = topic.first_watches();
+        outputs.extend(watching.iter().cloned().map(Output::Watch));
+        let mut subscription = Self {
+            topic,
+            pending: Some(id),
+            loading: Vec::new(),
+            limit,
+            reading: None,
+            stale: false,
+            watching,
+            sent: None,
+        };
+        subscription.read(outputs, fetch);
+        subscription
+    }
+
+    fn read(&mut self, outputs: &mut VecDeque<Output>, fetch: FetchId) {
+        self.reading = Some((fetch, self.limit));
+        self.stale = false;
+        outputs.push_back(Output::FetchState { fetch, topic: self.topic.clone(), limit: self.limit });
+    }
+
+    pub fn waits_for(&self, fetch: FetchId) -> bool {
+        self.reading.is_some_and(|(reading, _)| reading == fetch)
+    }
+
+    /// Whether an event from the hub may change this state.
+    pub fn is_changed_by(&self, event: &EncodedEvent) -> bool {
+        match &event.stream {
+            // A membership change of the session's user arrives through their own key, watched or not.
+            Stream::Conversation(conversation_id) | Stream::Read(conversation_id) => {
+                self.watching.contains(&Watched::Conversation(conversation_id.clone()))
+                    || (self.topic.conversation_id() == Some(conversation_id) && event.membership.is_some())
+            }
+            Stream::User(user_id) => self.watching.contains(&Watched::Profile(user_id.clone())),
+            Stream::Online(user_id) => self.watching.contains(&Watched::Online(user_id.clone())),
+            Stream::Typing { .. } => false,
+        }
+    }
+
+    /// Something this state depends on changed: read it again, now or after the read in flight.
+    pub fn handle_change(&mut self, outputs: &mut VecDeque<Output>, new_fetch: impl FnOnce() -> FetchId) {
+        if self.reading.is_some() {
+            self.stale = true;
+        } else {
+            self.read(outputs, new_fetch());
+        }
+    }
+
+    /// A read came back: watch what the state depends on now, send it if it changed, answer what waited for it.
+    pub fn handle_state(&mut self, outputs: &mut VecDeque<Output>, state: State, new_fetch: impl FnOnce() -> FetchId) {
+        let read_limit = self.reading.take().map_or(self.limit, |(_, limit)| limit);
+        // A null state or one that holds everything answers every load; otherwise those the read was large enough for.
+        let complete = state.loaded().is_none_or(|(_, loaded_all)| loaded_all);
+        let watches = state.watches(&self.topic);
+        let added: Vec<_> = watches.difference(&self.watching).cloned().collect();
+        outputs.extend(self.watching.difference(&watches).cloned().map(Output::Unwatch));
+        outputs.extend(added.iter().cloned().map(Output::Watch));
+        self.watching = watches;
+        if self.sent.as_ref() != Some(&state) {
+            outputs.push_back(Output::State { topic: self.topic.clone(), state: state.clone() });
+            self.sent = Some(state);
+        }
+        outputs.extend(self.pending.take().map(|id| Output::Ok { id }));
+        let (answered, waiting) =
+            std::mem::take(&mut self.loading).into_iter().partition(|(_, wanted)| complete || *wanted <= read_limit);
+        self.loading = waiting;
+        outputs.extend(answered.into_iter().map(|(id, _)| Output::Ok { id }));
+        if self.stale || !added.is_empty() {
+            self.read(outputs, new_fetch());
+        }
+    }
+
+    /// Asks for `count` more items than are loaded; calls made before the first of them is answered coalesce
+    /// into the largest (the Data API's rule), and a window that holds everything answers at once.
+    pub fn load_more(
+        &mut self,
+        outputs: &mut VecDeque<Output>,
+        id: RequestId,
+        count: usize,
+        new_fetch: impl FnOnce() -> FetchId,
+    ) {
+        let Some((loaded, loaded_all)) = self.sent.as_ref().and_then(State::loaded) else {
+            // Nothing windowed to extend: not active yet, or null.
+            let error = if self.sent.is_some() { RealtimeError::NotSubscribed } else { RealtimeError::NotActive };
+            outputs.push_back(Output::Error { id, error });
+            return;
+        };
+        if loaded_all && self.loading.is_empty() {
+            outputs.push_back(Output::Ok { id });
+            return;
+        }
+        let wanted = loaded + count;
+        self.loading.push((id, wanted));
+        if wanted > self.limit {
+            self.limit = wanted;
+            self.handle_change(outputs, new_fetch);
+        }
+    }
+
+    /// A read failed. The first read answers the subscribe with the error; a later one ends the subscription in
+    /// the error state. Either way it is gone: returns its last outputs.
+    pub fn handle_fetch_failed(self, outputs: &mut VecDeque<Output>) {
+        let error = || RealtimeError::StoreUnavailable;
+        outputs.extend(self.watching.into_iter().map(Output::Unwatch));
+        for (id, _) in self.loading {
+            outputs.push_back(Output::Error { id, error: error() });
+        }
+        match self.pending {
+            Some(id) => outputs.push_back(Output::Error { id, error: error() }),
+            None => outputs.push_back(Output::StateError { topic: self.topic, error: error() }),
+        }
+    }
+
+    pub fn unsubscribe(self, outputs: &mut VecDeque<Output>) {
+        outputs.extend(self.watching.into_iter().map(Output::Unwatch));
+        for id in self.pending.into_iter().chain(self.loading.into_iter().map(|(id, _)| id)) {
+            outputs.push_back(Output::Error { id, error: RealtimeError::Unsubscribed });
+        }
+    }
+}
