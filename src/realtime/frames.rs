@@ -14,7 +14,7 @@ use crate::{
         Custom, CustomPatch,
     },
     hub::{EncodedEvent, Membership, Stream},
-    store::MessageWindow,
+    store::{MessageWindow, ParticipantEntry},
     wire::{
         snapshot::{
             ConversationSnapshotJson, MessageSnapshotJson, ParticipantSnapshotJson, SnapshotContext, UserSnapshotJson,
@@ -23,10 +23,7 @@ use crate::{
     },
 };
 
-use super::{
-    state_subscription::{State, Topic},
-    typing_subscription::Typing,
-};
+use super::state::{State, Topic, Typing};
 
 /// A client-chosen request id, echoed in the reply: 1 to 64 characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -356,17 +353,29 @@ struct OnlineJson<'a> {
 }
 
 /// A state subscription's whole state, as its user sees it.
-pub fn state_frame(topic: &Topic, state: &State, context: &SnapshotContext<'_>) -> Utf8Bytes {
+pub fn state_frame<'a>(topic: &'a Topic, state: &'a State, context: &SnapshotContext<'_>) -> Utf8Bytes {
     match (topic, state) {
         (Topic::Conversation(conversation_id), State::Conversation(state)) => encode(&ServerFrame::Conversation {
             conversation_id: conversation_id.as_str(),
-            conversation: state.as_deref().map(|state| ConversationSnapshotJson::new(state, context)),
+            conversation: state.as_deref().map(|state| {
+                let reads = (state.read_until, state.everyone_read_until);
+                ConversationSnapshotJson::new(
+                    &state.conversation,
+                    &state.participant,
+                    state.last_message.as_ref(),
+                    reads,
+                    context,
+                )
+            }),
         }),
         (Topic::Participants(conversation_id), State::Participants(page)) => encode(&ServerFrame::Participants {
             conversation_id: conversation_id.as_str(),
-            participants: page
-                .as_ref()
-                .map(|page| page.participants.iter().map(ParticipantSnapshotJson::new).collect()),
+            participants: page.as_ref().map(|page| {
+                let entry = |entry: &'a ParticipantEntry| {
+                    ParticipantSnapshotJson::new(&entry.user, entry.access, entry.notify, entry.joined_at)
+                };
+                page.participants.iter().map(entry).collect()
+            }),
             loaded_all: page.as_ref().is_none_or(|page| page.loaded_all),
         }),
         (Topic::Online(user_id), State::Online(online)) => encode(&ServerFrame::Online {

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod frames;
 pub mod output;
+pub mod state;
 pub mod state_subscription;
 pub mod subscription;
 pub mod typing_subscription;

@@ -4,8 +4,7 @@
 use super::{
     error::RealtimeError,
     frames::RequestId,
-    state_subscription::{State, Topic},
-    typing_subscription::Typing,
+    state::{State, Topic, Typing},
 };
 use crate::{
     domain::{

@@ -14,7 +14,8 @@ pub use super::output::{CloseReason, FetchId, Output, Violation};
 use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
-    state_subscription::{State, StateSubscription, Topic, DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS_PAGE},
+    state::{State, Topic},
+    state_subscription::{StateSubscription, DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS_PAGE},
     subscription::{Context, Resume, Subscription, TooManyHeld},
     typing_subscription::{TypingSubscription, DEFAULT_TYPING_TIMEOUT},
     user_subscription::UserSubscription,

@@ -21,7 +21,7 @@ use super::{
     output::Watched,
     publisher,
     session::{CloseReason, FetchId, Output, Request, Session, Violation},
-    state_subscription::{OnlineState, State, Topic},
+    state::{OnlineState, State, Topic},
     subscription::Resume,
     writes,
 };

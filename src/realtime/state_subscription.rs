@@ -19,38 +19,12 @@ use super::{
     error::RealtimeError,
     frames::RequestId,
     output::{FetchId, Output, Watched},
+    state::{State, Topic},
 };
 use crate::{
-    domain::{
-        ids::{ConversationId, UserId},
-        user::User,
-    },
+    domain::ids::ConversationId,
     hub::{EncodedEvent, Stream},
-    store::{ConversationState, ParticipantsPage},
 };
-
-/// What a state subscription is of. A session has at most one of each.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Topic {
-    Conversation(ConversationId),
-    Participants(ConversationId),
-    Online(UserId),
-}
-
-/// A user and whether they are connected, on any node.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OnlineState {
-    pub user: User,
-    pub is_connected: bool,
-}
-
-/// A state as read; `None` is the null snapshot (not a participant, or no such user).
-#[derive(Clone, Debug, PartialEq)]
-pub enum State {
-    Conversation(Option<Box<ConversationState>>),
-    Participants(Option<ParticipantsPage>),
-    Online(Option<Box<OnlineState>>),
-}
 
 /// Participants in a new participants window (the Data API's default).
 pub const DEFAULT_PARTICIPANTS: usize = 10;

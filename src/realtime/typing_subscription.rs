@@ -20,6 +20,7 @@ use super::{
     error::RealtimeError,
     frames::RequestId,
     output::{FetchId, Output, Watched},
+    state::Typing,
 };
 use crate::{
     domain::ids::{ConversationId, UserId},
@@ -30,14 +31,6 @@ use crate::{
 pub const DEFAULT_TYPING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Typists a snapshot lists at most; more are `{many: true}`.
 pub const MAX_TYPISTS: usize = 5;
-
-/// A typing snapshot as sent.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Typing {
-    /// The typists' UserSnapshots (as the signals carried them), longest typing first.
-    Few(Vec<Utf8Bytes>),
-    Many,
-}
 
 struct Typist {
     user_id: UserId,

@@ -9,13 +9,13 @@ use serde::Serialize;
 use crate::{
     domain::{
         content::{self, ContentBlock, FileBlock, MarkupKind, TextNode},
+        conversation::{Access, Conversation, Notify, Participant},
         ids::{AppId, MessageId, UserId},
         message::{Message, MessageView},
         reaction::ReactionSummary,
         user::User,
         Custom,
     },
-    store::{ConversationState, ParticipantEntry},
     wire::{Links, NotifyJson},
 };
 
@@ -243,8 +243,14 @@ pub struct ConversationSnapshotJson<'a> {
 }
 
 impl<'a> ConversationSnapshotJson<'a> {
-    pub fn new(state: &'a ConversationState, context: &SnapshotContext<'_>) -> Self {
-        let (conversation, participant) = (&state.conversation, &state.participant);
+    /// `read_until` and `everyone_read_until` as times (0 before any read).
+    pub fn new(
+        conversation: &'a Conversation,
+        participant: &Participant,
+        last_message: Option<&'a MessageView>,
+        (read_until, everyone_read_until): (i64, i64),
+        context: &SnapshotContext<'_>,
+    ) -> Self {
         Self {
             id: conversation.id.as_str(),
             subject: &conversation.subject,
@@ -253,10 +259,10 @@ impl<'a> ConversationSnapshotJson<'a> {
             custom: &conversation.custom,
             created_at: conversation.created_at,
             joined_at: participant.joined_at,
-            last_message: state.last_message.as_ref().map(|view| MessageSnapshotJson::new(view, context, true)),
+            last_message: last_message.map(|view| MessageSnapshotJson::new(view, context, true)),
             unread_message_count: participant.unread_message_count,
-            read_until: state.read_until,
-            everyone_read_until: state.everyone_read_until,
+            read_until,
+            everyone_read_until,
             is_unread: participant.is_unread,
             access: participant.access.as_str(),
             notify: participant.notify.into(),
@@ -275,12 +281,7 @@ pub struct ParticipantSnapshotJson<'a> {
 }
 
 impl<'a> ParticipantSnapshotJson<'a> {
-    pub fn new(entry: &'a ParticipantEntry) -> Self {
-        Self {
-            user: UserSnapshotJson::new(&entry.user),
-            access: entry.access.as_str(),
-            notify: entry.notify.into(),
-            joined_at: entry.joined_at,
-        }
+    pub fn new(user: &'a User, access: Access, notify: Notify, joined_at: i64) -> Self {
+        Self { user: UserSnapshotJson::new(user), access: access.as_str(), notify: notify.into(), joined_at }
     }
 }

@@ -30,16 +30,19 @@ const RANKS: &[(&str, u32)] = &[
 /// The same inside `realtime`: the sans-IO state machines below the shell.
 const REALTIME_RANKS: &[(&str, u32)] = &[
     ("error", 0),
-    ("frames", 0),
-    ("output", 1),
-    ("subscription", 2),
-    ("user_subscription", 2),
-    ("session", 3),
-    ("publisher", 4),
-    ("writes", 4),
-    ("catchup", 5),
-    ("socket", 5),
-    ("mod", 6),
+    ("state", 0),
+    ("frames", 1),
+    ("output", 2),
+    ("subscription", 3),
+    ("user_subscription", 3),
+    ("state_subscription", 3),
+    ("typing_subscription", 3),
+    ("session", 4),
+    ("publisher", 5),
+    ("writes", 5),
+    ("catchup", 6),
+    ("socket", 6),
+    ("mod", 7),
 ];
 
 fn rank(table: &[(&str, u32)], name: &str) -> u32 {

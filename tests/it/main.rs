@@ -16,6 +16,7 @@ mod observability;
 mod openapi;
 mod parsers;
 mod realtime_auth;
+mod realtime_state;
 mod realtime_subscriptions;
 mod realtime_users;
 mod realtime_writes;

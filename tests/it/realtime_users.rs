@@ -11,12 +11,12 @@ use crate::{
     realtime_auth::{read_frame, RawSocket},
 };
 
-async fn connect(gw: &TestGateway, user: &str) -> RawSocket {
+pub async fn connect(gw: &TestGateway, user: &str) -> RawSocket {
     let url = format!("{}/v1/{APP}/realtime?token={}", gw.ws_base(), user_token(user, None));
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
-async fn request(socket: &mut RawSocket, frame: Value) {
+pub async fn request(socket: &mut RawSocket, frame: Value) {
     socket.send(Message::text(frame.to_string())).await.unwrap();
 }
 

@@ -4,8 +4,20 @@ use std::{collections::HashMap, sync::OnceLock};
 
 use serde_json::Value;
 
-pub const SERVER_FRAMES: &[&str] =
-    &["ok", "error", "snapshot", "resumed", "page", "event", "user", "subscriptionError"];
+pub const SERVER_FRAMES: &[&str] = &[
+    "ok",
+    "error",
+    "snapshot",
+    "resumed",
+    "page",
+    "event",
+    "user",
+    "subscriptionError",
+    "conversation",
+    "participants",
+    "typing",
+    "online",
+];
 pub const CLIENT_FRAMES: &[&str] = &[
     "subscribeMessages",
     "loadMore",
@@ -20,6 +32,16 @@ pub const CLIENT_FRAMES: &[&str] = &[
     "markAsRead",
     "subscribeUser",
     "unsubscribeUser",
+    "subscribeConversation",
+    "unsubscribeConversation",
+    "subscribeParticipants",
+    "loadMoreParticipants",
+    "unsubscribeParticipants",
+    "subscribeTyping",
+    "unsubscribeTyping",
+    "markAsTyping",
+    "subscribeOnline",
+    "unsubscribeOnline",
 ];
 
 fn schema(name: &str) -> Value {

@@ -14,9 +14,8 @@ use crate::{
     hub::{EncodedEvent, Membership, Stream},
     realtime::{
         output::Watched,
-        state_subscription::{State, Topic},
+        state::{State, Topic, Typing},
         subscription::{decide_resume, ResumeDecision, MAX_HELD_EVENTS},
-        typing_subscription::Typing,
     },
 };
 
