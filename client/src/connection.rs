@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
 
 use super::{
+    live::{LiveKey, LiveKind, LiveState},
     window::{Place, Window},
     ClientConfig, ClientError, SubscriptionState, UserSubscriptionState,
 };
@@ -21,6 +22,8 @@ pub enum Command {
     SetToken { token: String, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
     SubscribeUser { user_id: String, state_tx: watch::Sender<UserSubscriptionState> },
     UnsubscribeUser { user_id: String, reply_tx: oneshot::Sender<()> },
+    SubscribeLive { key: LiveKey, state_tx: watch::Sender<LiveState<Value>> },
+    UnsubscribeLive { key: LiveKey, reply_tx: oneshot::Sender<()> },
     Close,
 }
 
@@ -57,6 +60,7 @@ enum Pending {
     /// The reply to a subscribe: an error ends the subscription.
     Subscribe(String),
     SubscribeUser(String),
+    SubscribeLive(LiveKey),
     LoadMore(String),
     Unsubscribe(oneshot::Sender<()>),
     /// A reply nobody waits for (the unsubscribe of a recovery).
@@ -118,6 +122,8 @@ struct Connection {
     pending: HashMap<String, Pending>,
     subscriptions: HashMap<String, Subscription>,
     users: HashMap<String, UserSub>,
+    /// Each live subscription's latest state frame.
+    live: HashMap<LiveKey, watch::Sender<LiveState<Value>>>,
 }
 
 async fn run(
@@ -133,6 +139,7 @@ async fn run(
         pending: HashMap::new(),
         subscriptions: HashMap::new(),
         users: HashMap::new(),
+        live: HashMap::new(),
     };
     let reason = loop {
         let end = connection.serve(&mut socket, &mut commands_rx).await;
@@ -168,6 +175,9 @@ async fn run(
     }
     for (_, user) in connection.users {
         user.state_tx.send_replace(UserSubscriptionState::Error(reason.clone()));
+    }
+    for (_, state_tx) in connection.live {
+        state_tx.send_replace(LiveState::Error(reason.clone()));
     }
 }
 
@@ -216,6 +226,20 @@ impl Connection {
             let id = self.new_id();
             let frame = json!({ "type": "subscribeUser", "id": id, "userId": user_id });
             self.pending.insert(id, Pending::SubscribeUser(user_id));
+            socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
+        }
+        // So does a live one; a participants window asks for as many as it held (up to what a subscribe may).
+        let live: Vec<LiveKey> = self.live.keys().cloned().collect();
+        for key in live {
+            let id = self.new_id();
+            let mut frame = live_subscribe_frame(&id, &key);
+            if let LiveState::Active(Some(window)) = &*self.live[&key].borrow() {
+                let held = window["participants"].as_array().map_or(0, Vec::len).clamp(1, MAX_PARTICIPANTS_LIMIT);
+                if key.kind == LiveKind::Participants {
+                    frame["limit"] = json!(held);
+                }
+            }
+            self.pending.insert(id, Pending::SubscribeLive(key));
             socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
         }
         Ok(())
@@ -280,6 +304,19 @@ impl Connection {
                             self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
                             json!({ "type": "unsubscribeUser", "id": id, "userId": user_id })
                         }
+                        Command::SubscribeLive { key, state_tx } => {
+                            let frame = live_subscribe_frame(&id, &key);
+                            self.pending.insert(id, Pending::SubscribeLive(key.clone()));
+                            self.live.insert(key, state_tx);
+                            frame
+                        }
+                        Command::UnsubscribeLive { key, reply_tx } => {
+                            if let Some(state_tx) = self.live.remove(&key) {
+                                state_tx.send_replace(LiveState::Unsubscribed);
+                            }
+                            self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
+                            json!({ "type": key.kind.unsubscribe_type(), "id": id, key.kind.id_field(): key.id })
+                        }
                         Command::SetToken { token, reply_tx } => {
                             // Kept for reconnects, and sent now.
                             self.config.token = token.clone();
@@ -301,7 +338,9 @@ impl Connection {
                             observer(text.as_str());
                         }
                         let user_id = self.user_id.clone();
-                        if apply_user_frame(text.as_str(), &mut self.pending, &mut self.users) {
+                        if apply_user_frame(text.as_str(), &mut self.pending, &mut self.users)
+                            || apply_live_frame(text.as_str(), &mut self.pending, &mut self.live)
+                        {
                             continue;
                         }
                         for frame in handle_frame(text.as_str(), &mut self.pending, &mut self.subscriptions, &user_id, &mut self.next_id) {
@@ -358,6 +397,55 @@ fn apply_user_frame(text: &str, pending: &mut HashMap<String, Pending>, users: &
     }
 }
 
+/// The most a live subscribe may ask for (`subscribeParticipants.limit`).
+const MAX_PARTICIPANTS_LIMIT: usize = 50;
+
+fn live_subscribe_frame(id: &str, key: &LiveKey) -> Value {
+    json!({ "type": key.kind.subscribe_type(), "id": id, key.kind.id_field(): key.id })
+}
+
+/// Applies a frame of a live subscription (a state frame, its `subscriptionError`, or the reply to its subscribe);
+/// says whether it was one.
+fn apply_live_frame(
+    text: &str,
+    pending: &mut HashMap<String, Pending>,
+    live: &mut HashMap<LiveKey, watch::Sender<LiveState<Value>>>,
+) -> bool {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else { return false };
+    let kind_of = |field: &str| frame[field].as_str().and_then(LiveKind::from_frame_type);
+    let key_of = |kind: LiveKind| LiveKey { kind, id: frame[kind.id_field()].as_str().unwrap_or_default().to_owned() };
+    match frame["type"].as_str().unwrap_or_default() {
+        "subscriptionError" => {
+            let Some(kind) = kind_of("subscription") else { return false };
+            if let Some(state_tx) = live.remove(&key_of(kind)) {
+                let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                state_tx.send_replace(LiveState::Error(reason));
+            }
+            true
+        }
+        "ok" | "error" => {
+            let Some(id) = frame["id"].as_str() else { return false };
+            let Some(Pending::SubscribeLive(_)) = pending.get(id) else { return false };
+            let Some(Pending::SubscribeLive(key)) = pending.remove(id) else { return true };
+            if frame["type"] == "error" {
+                if let Some(state_tx) = live.remove(&key) {
+                    let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                    state_tx.send_replace(LiveState::Error(reason));
+                }
+            }
+            true
+        }
+        kind => {
+            let Some(kind) = LiveKind::from_frame_type(kind) else { return false };
+            if let Some(state_tx) = live.get(&key_of(kind)) {
+                let null = frame[kind.frame_type()].is_null();
+                state_tx.send_replace(LiveState::Active((!null).then(|| frame.clone())));
+            }
+            true
+        }
+    }
+}
+
 /// Applies one server frame; returns the frames to send in response (the next page of a coalesced loadMore, or
 /// the frames that recover from a hole).
 fn handle_frame(
@@ -407,7 +495,7 @@ fn apply_frame(
                     let _ = reply_tx.send(());
                 }
                 // Taken by `apply_user_frame`, which sees every frame first.
-                Pending::Discard | Pending::SubscribeUser(_) => {}
+                Pending::Discard | Pending::SubscribeUser(_) | Pending::SubscribeLive(_) => {}
                 Pending::LoadMore(conversation_id) => {
                     let subscription = subscriptions.get_mut(&conversation_id)?;
                     let mut loading = subscription.loading.take()?;

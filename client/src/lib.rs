@@ -1,7 +1,9 @@
 //! A Rust client for the WebSocket gateway that mirrors the Data API (seed 004):
 //! `session.conversation(id).subscribe_messages()` gives a `MessageSubscription` whose state moves through
 //! pending, active (with the latest snapshot and `loaded_all`), unsubscribed and error; refs send, edit and delete
-//! messages and add and remove reactions.
+//! messages and add and remove reactions. `conversation.subscribe()`, `subscribe_participants()`,
+//! `subscribe_typing()` and `user.subscribe_online()` are the other live subscriptions (`live.rs`), each a
+//! `LiveSubscription` of its snapshot type.
 //!
 //! One background task owns the socket. It answers requests by id, applies event frames to each subscription's
 //! window (`window.rs`), and publishes every new state through a `watch` channel. When the connection drops it
@@ -9,6 +11,7 @@
 //! subscriptions stay active through transient disconnects; only an unrecoverable error ends them.
 
 mod connection;
+mod live;
 mod snapshot;
 mod window;
 
@@ -17,6 +20,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use live::{
+    ConversationSnapshot, ConversationSubscription, LiveSnapshot, LiveState, LiveSubscription, ParticipantSnapshot,
+    ParticipantSubscription, ParticipantsSnapshot, TypingSnapshot, TypingSubscription, UserOnlineSnapshot,
+    UserOnlineSubscription,
+};
 pub use snapshot::{MessageSnapshot, ReactionSnapshot, ReferencedMessageSnapshot, UserSnapshot};
 
 /// Requests waiting for the connection task. When full, callers wait: the client's own backpressure.
@@ -85,7 +93,7 @@ impl UserSubscriptionState {
 /// One WebSocket session of one user.
 #[derive(Clone)]
 pub struct Session {
-    commands_tx: mpsc::Sender<connection::Command>,
+    pub(crate) commands_tx: mpsc::Sender<connection::Command>,
     user_id: Arc<str>,
 }
 
@@ -183,6 +191,26 @@ impl ConversationRef {
 
     pub async fn mark_as_read(&self) -> Result<(), ClientError> {
         self.session.request(json!({ "type": "markAsRead", "conversationId": self.id })).await.map(drop)
+    }
+
+    /// Subscribes to the conversation as the session's user sees it (null while they do not take part).
+    pub async fn subscribe(&self) -> Result<ConversationSubscription, ClientError> {
+        LiveSubscription::start(&self.session, live::LiveKind::Conversation, &self.id).await
+    }
+
+    /// Subscribes to the 10 most recently joined participants; `load_more` reaches further back.
+    pub async fn subscribe_participants(&self) -> Result<ParticipantSubscription, ClientError> {
+        LiveSubscription::start(&self.session, live::LiveKind::Participants, &self.id).await
+    }
+
+    /// Subscribes to who else types in the conversation.
+    pub async fn subscribe_typing(&self) -> Result<TypingSubscription, ClientError> {
+        LiveSubscription::start(&self.session, live::LiveKind::Typing, &self.id).await
+    }
+
+    /// Marks the session's user as typing for 10 seconds; call again to extend.
+    pub async fn mark_as_typing(&self) -> Result<(), ClientError> {
+        self.session.request(json!({ "type": "markAsTyping", "conversationId": self.id })).await.map(drop)
     }
 }
 
@@ -306,6 +334,11 @@ impl UserRef {
         let command = connection::Command::SubscribeUser { user_id: self.id.clone(), state_tx };
         self.session.commands_tx.send(command).await.map_err(|_| ClientError::Closed)?;
         Ok(UserSubscription { user: self.clone(), state_rx })
+    }
+
+    /// Subscribes to whether the user is connected (null while they do not exist).
+    pub async fn subscribe_online(&self) -> Result<UserOnlineSubscription, ClientError> {
+        LiveSubscription::start(&self.session, live::LiveKind::Online, &self.id).await
     }
 }
 

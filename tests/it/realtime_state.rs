@@ -265,3 +265,55 @@ async fn a_user_is_online_while_one_of_their_sessions_holds_a_subscription() {
     assert_eq!(next_online(&mut me, &gw).await["user"]["name"], "Robert");
     gw.assert_frames_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_holds_each_live_subscription_with_the_data_api_names() {
+    use natter_client::{LiveState, TypingSnapshot};
+    let gw = spawn_gateway().await;
+    gw.create_conversation("c", &["me", "bob", "carl"]).await;
+    let me = gw.connect("me").await;
+    let bob = gw.connect("bob").await;
+    let conversation = me.conversation("c");
+
+    let subscription = within(conversation.subscribe()).await.unwrap();
+    let LiveState::Active(Some(first)) = within(subscription.connected()).await.unwrap() else { panic!("null") };
+    assert_eq!((first.id.as_str(), first.last_message.as_ref()), ("c", None));
+    within(bob.conversation("c").send("hi")).await.unwrap();
+    let sent = within(
+        subscription
+            .wait_for(|state| matches!(state, LiveState::Active(Some(snapshot)) if snapshot.unread_message_count == 1)),
+    )
+    .await;
+    let LiveState::Active(Some(sent)) = sent else { panic!("{sent:?}") };
+    assert_eq!(sent.last_message.unwrap().plaintext, "hi");
+
+    let participants = within(conversation.subscribe_participants()).await.unwrap();
+    let LiveState::Active(Some(window)) = within(participants.connected()).await.unwrap() else { panic!("null") };
+    assert_eq!((window.participants.len(), window.loaded_all), (3, true));
+    within(participants.load_more(Some(5))).await.unwrap();
+
+    let typing = within(conversation.subscribe_typing()).await.unwrap();
+    assert_eq!(within(typing.connected()).await.unwrap(), LiveState::Active(Some(TypingSnapshot::Few(vec![]))));
+    within(bob.conversation("c").mark_as_typing()).await.unwrap();
+    let state =
+        within(typing.wait_for(
+            |state| matches!(state, LiveState::Active(Some(TypingSnapshot::Few(users))) if !users.is_empty()),
+        ))
+        .await;
+    let LiveState::Active(Some(TypingSnapshot::Few(users))) = state else { panic!("{state:?}") };
+    assert_eq!(users[0].id, "bob");
+
+    // bob holds no subscription: offline until he takes one.
+    let online = within(me.user("bob").subscribe_online()).await.unwrap();
+    let LiveState::Active(Some(offline)) = within(online.connected()).await.unwrap() else { panic!("null") };
+    assert!(!offline.is_connected);
+    let _held = within(bob.conversation("c").subscribe_typing()).await.unwrap();
+    within(online.wait_for(|state| matches!(state, LiveState::Active(Some(snapshot)) if snapshot.is_connected))).await;
+
+    typing.unsubscribe().await;
+    assert_eq!(typing.state(), LiveState::Unsubscribed);
+    // A subscription the server refuses ends in error.
+    let refused = within(me.conversation(&"x".repeat(300)).subscribe()).await.unwrap();
+    assert!(matches!(within(refused.connected()).await, Err(LiveState::Error(_))));
+    gw.assert_frames_valid();
+}
