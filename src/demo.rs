@@ -43,6 +43,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("lib/types.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/types.js")),
     ("lib/user.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/user.js")),
     ("lib/lifecycle.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/lifecycle.js")),
+    ("lib/live.js", "text/javascript; charset=utf-8", include_str!("../clients/js/demo/lib/live.js")),
 ];
 
 /// How long a demo token lasts.

@@ -11,6 +11,17 @@ import {
 } from "./types.js";
 import { Lifecycle, type EndedState } from "./lifecycle.js";
 import { SharedUserSubscription, UserRef } from "./user.js";
+import {
+  LiveSubscription,
+  ParticipantSubscription,
+  liveKeyOf,
+  readers,
+  subscribeLive,
+  type ConversationSubscription,
+  type SharedLiveSubscription,
+  type TypingSubscription,
+} from "./live.js";
+import type { ConversationSnapshot, ParticipantSnapshot, TypingSnapshot } from "./types.js";
 import { Window } from "./window.js";
 
 export interface TalkSessionOptions extends ConnectionOptions {
@@ -38,6 +49,8 @@ export class TalkSession {
   private readonly shared = new Map<string, SharedSubscription>();
   /** @internal One server subscription per user, shared by every `UserSubscription` of them. */
   readonly users = new Map<string, SharedUserSubscription>();
+  /** @internal One server subscription per conversation, participants, typing or online of one thing. */
+  readonly live = new Map<string, SharedLiveSubscription>();
   private terminated: NatterError | null = null;
 
   constructor(options: TalkSessionOptions) {
@@ -49,17 +62,24 @@ export class TalkSession {
         this.users.get(frame.userId)?.receive(frame);
         return;
       }
+      const live = liveKeyOf(frame);
+      if (live !== null) {
+        this.live.get(live)?.receive(frame);
+        return;
+      }
       const conversationId = typeof frame.conversationId === "string" ? frame.conversationId : null;
       if (conversationId !== null) this.shared.get(conversationId)?.receive(frame);
     };
     this.connection.onReconnected = () => {
       for (const subscription of this.shared.values()) subscription.start();
       for (const subscription of this.users.values()) subscription.start();
+      for (const subscription of this.live.values()) subscription.start();
     };
     this.connection.onTerminated = (error) => {
       this.terminated = error;
       for (const subscription of [...this.shared.values()]) subscription.fail(error);
       for (const subscription of [...this.users.values()]) subscription.fail(error);
+      for (const subscription of [...this.live.values()]) subscription.fail(error);
     };
   }
 
@@ -271,6 +291,26 @@ export class ConversationRef {
     }
     const result = await this.session.connection.request(frame);
     return new MessageRef(this.session, this.id, String(result.messageId));
+  }
+
+  /** Subscribes to the conversation as the session's user sees it (`null` while they do not take part). */
+  subscribe(onSnapshot?: (snapshot: ConversationSnapshot | null) => void): ConversationSubscription {
+    return subscribeLive(this.session, "conversation", this.id, (shared) => new LiveSubscription<ConversationSnapshot>(shared, readers.conversation, onSnapshot));
+  }
+
+  /** Subscribes to the 10 most recently joined participants; `loadMore` reaches earlier joiners. */
+  subscribeParticipants(onSnapshot?: (snapshot: readonly ParticipantSnapshot[] | null) => void): ParticipantSubscription {
+    return subscribeLive(this.session, "participants", this.id, (shared) => new ParticipantSubscription(shared, readers.participants, onSnapshot));
+  }
+
+  /** Subscribes to who else types in the conversation (`null` while the user does not take part). */
+  subscribeTyping(onSnapshot?: (snapshot: TypingSnapshot | null) => void): TypingSubscription {
+    return subscribeLive(this.session, "typing", this.id, (shared) => new LiveSubscription<TypingSnapshot>(shared, readers.typing, onSnapshot));
+  }
+
+  /** Marks the session's user as typing here for 10 seconds; call again (every few seconds) to extend. */
+  async markAsTyping(): Promise<void> {
+    await this.session.connection.request({ type: "markAsTyping", conversationId: this.id });
   }
 
   /** Marks the conversation and all its messages read for the session's user. */

@@ -109,3 +109,41 @@ export interface EditMessageParams {
   /** A patch: `null` removes a key. */
   custom?: Record<string, string | null> | null;
 }
+
+/** The Data API's ConversationSnapshot: a conversation as the session's user sees it. */
+export interface ConversationSnapshot {
+  readonly id: string;
+  readonly subject: string | null;
+  readonly photoUrl: string | null;
+  readonly welcomeMessages: readonly string[];
+  readonly custom: Readonly<Record<string, string>>;
+  readonly createdAt: number;
+  /** When the session's user joined. */
+  readonly joinedAt: number;
+  readonly lastMessage: MessageSnapshot | null;
+  readonly unreadMessageCount: number;
+  /** The `createdAt` of the newest message the user has read (0 before any). */
+  readonly readUntil: number;
+  /** The same for the participant furthest behind. */
+  readonly everyoneReadUntil: number;
+  readonly isUnread: boolean;
+  readonly access: "ReadWrite" | "Read";
+  readonly notify: boolean | "MentionsOnly";
+}
+
+export interface ParticipantSnapshot {
+  readonly user: UserSnapshot;
+  readonly access: "ReadWrite" | "Read";
+  readonly notify: boolean | "MentionsOnly";
+  readonly joinedAt: number;
+}
+
+/** Who else types: at most five, longest typing first, or many. */
+export type TypingSnapshot =
+  | { readonly many: false; readonly users: readonly UserSnapshot[] }
+  | { readonly many: true };
+
+export interface UserOnlineSnapshot {
+  readonly user: UserSnapshot;
+  readonly isConnected: boolean;
+}

@@ -4,7 +4,8 @@
 
 import { Lifecycle, type EndedState } from "./lifecycle.js";
 import type { TalkSession } from "./session.js";
-import type { NatterError, UserSnapshot, UserSubscriptionState } from "./types.js";
+import type { NatterError, UserOnlineSnapshot, UserSnapshot, UserSubscriptionState } from "./types.js";
+import { LiveSubscription, readers, subscribeLive, type UserOnlineSubscription } from "./live.js";
 
 type Frame = Record<string, unknown>;
 type ActiveState = Extract<UserSubscriptionState, { type: "active" }>;
@@ -33,6 +34,11 @@ export class UserRef {
       shared.add(front);
     }
     return front;
+  }
+
+  /** Subscribes to whether the user is connected (`null` while they do not exist). */
+  subscribeOnline(onSnapshot?: (snapshot: UserOnlineSnapshot | null) => void): UserOnlineSubscription {
+    return subscribeLive(this.session, "online", this.id, (shared) => new LiveSubscription<UserOnlineSnapshot>(shared, readers.online, onSnapshot));
   }
 }
 

@@ -228,3 +228,59 @@ test("a user subscription follows the user, from before they exist, with shared 
   assert.deepEqual(await first.terminated, { type: "unsubscribed" });
   alice.close();
 });
+
+test("conversation, participants, typing and online subscriptions follow the Data API", async () => {
+  const id = await conversation();
+  const alice = session("alice");
+  const bob = session("bob");
+
+  // The conversation as alice sees it: bob's message is her unread last message, until she reads it.
+  const seen = [];
+  const subscription = alice.conversation(id).subscribe((snapshot) => seen.push(snapshot));
+  const first = await subscription.connected;
+  assert.equal(first.latestSnapshot.id, id);
+  assert.equal(first.latestSnapshot.lastMessage, null);
+  await bob.conversation(id).send("hello alice");
+  let state = await waitFor(subscription, (s) => s.latestSnapshot?.unreadMessageCount === 1);
+  assert.equal(state.latestSnapshot.lastMessage.plaintext, "hello alice");
+  assert.ok(Object.isFrozen(state.latestSnapshot));
+  await alice.conversation(id).markAsRead();
+  state = await waitFor(subscription, (s) => s.latestSnapshot?.unreadMessageCount === 0);
+  assert.equal(state.latestSnapshot.readUntil, state.latestSnapshot.lastMessage.createdAt);
+  assert.ok(seen.length >= 3);
+
+  // Participants, most recently joined first.
+  const participants = alice.conversation(id).subscribeParticipants();
+  state = await participants.connected;
+  assert.deepEqual(new Set(state.latestSnapshot.map((p) => p.user.id)), new Set(["alice", "bob"]));
+  assert.equal(state.loadedAll, true);
+  await participants.loadMore(5);
+  await gateway.rest("PUT", `/conversations/${id}/participants/carol`, {});
+  state = await waitFor(participants, (s) => s.latestSnapshot?.length === 3);
+  assert.equal(state.latestSnapshot[0].user.id, "carol");
+
+  // Typing: bob types, then sends, which ends it.
+  const typing = alice.conversation(id).subscribeTyping();
+  assert.deepEqual((await typing.connected).latestSnapshot, { many: false, users: [] });
+  await bob.conversation(id).markAsTyping();
+  state = await waitFor(typing, (s) => s.latestSnapshot?.users?.length === 1);
+  assert.equal(state.latestSnapshot.users[0].name, "Bob");
+  await bob.conversation(id).send("done typing");
+  await waitFor(typing, (s) => s.latestSnapshot?.users?.length === 0);
+
+  // Online: carol holds no session; once she subscribes to something she is connected, and not once she leaves.
+  const online = alice.user("carol").subscribeOnline();
+  assert.equal((await online.connected).latestSnapshot.isConnected, false);
+  const carol = session("carol");
+  const held = carol.user("carol").subscribe();
+  await held.connected;
+  await waitFor(online, (s) => s.latestSnapshot?.isConnected === true);
+  carol.close();
+  await waitFor(online, (s) => s.latestSnapshot?.isConnected === false);
+  assert.equal((await alice.user("js_nobody").subscribeOnline().connected).latestSnapshot, null);
+
+  for (const live of [subscription, participants, typing, online]) live.unsubscribe();
+  assert.deepEqual(await typing.terminated, { type: "unsubscribed" });
+  alice.close();
+  bob.close();
+});

@@ -4,6 +4,7 @@ import { Connection } from "./connection.js";
 import { NatterError, } from "./types.js";
 import { Lifecycle } from "./lifecycle.js";
 import { UserRef } from "./user.js";
+import { LiveSubscription, ParticipantSubscription, liveKeyOf, readers, subscribeLive, } from "./live.js";
 import { Window } from "./window.js";
 /** The default first window, as the TalkJS Data API's. */
 const FIRST_WINDOW = 30;
@@ -20,6 +21,8 @@ export class TalkSession {
     shared = new Map();
     /** @internal One server subscription per user, shared by every `UserSubscription` of them. */
     users = new Map();
+    /** @internal One server subscription per conversation, participants, typing or online of one thing. */
+    live = new Map();
     terminated = null;
     constructor(options) {
         this.userId = options.userId;
@@ -28,6 +31,11 @@ export class TalkSession {
         this.connection.onFrame = (frame) => {
             if (frame.type === "user" && typeof frame.userId === "string") {
                 this.users.get(frame.userId)?.receive(frame);
+                return;
+            }
+            const live = liveKeyOf(frame);
+            if (live !== null) {
+                this.live.get(live)?.receive(frame);
                 return;
             }
             const conversationId = typeof frame.conversationId === "string" ? frame.conversationId : null;
@@ -39,12 +47,16 @@ export class TalkSession {
                 subscription.start();
             for (const subscription of this.users.values())
                 subscription.start();
+            for (const subscription of this.live.values())
+                subscription.start();
         };
         this.connection.onTerminated = (error) => {
             this.terminated = error;
             for (const subscription of [...this.shared.values()])
                 subscription.fail(error);
             for (const subscription of [...this.users.values()])
+                subscription.fail(error);
+            for (const subscription of [...this.live.values()])
                 subscription.fail(error);
         };
     }
@@ -246,6 +258,22 @@ export class ConversationRef {
         }
         const result = await this.session.connection.request(frame);
         return new MessageRef(this.session, this.id, String(result.messageId));
+    }
+    /** Subscribes to the conversation as the session's user sees it (`null` while they do not take part). */
+    subscribe(onSnapshot) {
+        return subscribeLive(this.session, "conversation", this.id, (shared) => new LiveSubscription(shared, readers.conversation, onSnapshot));
+    }
+    /** Subscribes to the 10 most recently joined participants; `loadMore` reaches earlier joiners. */
+    subscribeParticipants(onSnapshot) {
+        return subscribeLive(this.session, "participants", this.id, (shared) => new ParticipantSubscription(shared, readers.participants, onSnapshot));
+    }
+    /** Subscribes to who else types in the conversation (`null` while the user does not take part). */
+    subscribeTyping(onSnapshot) {
+        return subscribeLive(this.session, "typing", this.id, (shared) => new LiveSubscription(shared, readers.typing, onSnapshot));
+    }
+    /** Marks the session's user as typing here for 10 seconds; call again (every few seconds) to extend. */
+    async markAsTyping() {
+        await this.session.connection.request({ type: "markAsTyping", conversationId: this.id });
     }
     /** Marks the conversation and all its messages read for the session's user. */
     async markAsRead() {

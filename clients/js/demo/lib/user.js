@@ -2,6 +2,7 @@
 // carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
 // "User subscriptions"). Subscriptions to one user in a session share one server subscription.
 import { Lifecycle } from "./lifecycle.js";
+import { LiveSubscription, readers, subscribeLive } from "./live.js";
 export class UserRef {
     session;
     id;
@@ -28,6 +29,10 @@ export class UserRef {
             shared.add(front);
         }
         return front;
+    }
+    /** Subscribes to whether the user is connected (`null` while they do not exist). */
+    subscribeOnline(onSnapshot) {
+        return subscribeLive(this.session, "online", this.id, (shared) => new LiveSubscription(shared, readers.online, onSnapshot));
     }
 }
 /** @internal The one server subscription behind every `UserSubscription` of a user in a session. */

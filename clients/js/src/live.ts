@@ -1,0 +1,221 @@
+// The live subscriptions whose every frame is a whole state: `ConversationRef.subscribe`,
+// `subscribeParticipants`, `subscribeTyping` and `UserRef.subscribeOnline`, as in the TalkJS Data API
+// (proto/PROTOCOL.md, "Conversation, participants, typing and online subscriptions"). The latest frame wins;
+// nothing is replayed, so after a reconnect each subscribes again and its first frame is the state as it is then.
+// Subscriptions to one thing in a session share one server subscription.
+
+import { Lifecycle, type EndedState } from "./lifecycle.js";
+import type { TalkSession } from "./session.js";
+import {
+  NatterError,
+  type ConversationSnapshot,
+  type ParticipantSnapshot,
+  type TypingSnapshot,
+  type UserOnlineSnapshot,
+} from "./types.js";
+
+type Frame = Record<string, unknown>;
+
+/** @internal What a live subscription is of. */
+export type LiveKind = "conversation" | "participants" | "typing" | "online";
+
+const SUFFIX: Record<LiveKind, string> = {
+  conversation: "Conversation",
+  participants: "Participants",
+  typing: "Typing",
+  online: "Online",
+};
+
+/** The most a `subscribeParticipants` may ask for. */
+const MAX_PARTICIPANTS_LIMIT = 50;
+
+function idField(kind: LiveKind): "userId" | "conversationId" {
+  return kind === "online" ? "userId" : "conversationId";
+}
+
+/** @internal The session's map key of a live subscription. */
+export function liveKey(kind: LiveKind, id: string): string {
+  return `${kind}\u0000${id}`;
+}
+
+/** @internal Says which live subscription a frame is for, if any. */
+export function liveKeyOf(frame: Frame): string | null {
+  const kind = frame.type === "subscriptionError" ? frame.subscription : frame.type;
+  if (kind !== "conversation" && kind !== "participants" && kind !== "typing" && kind !== "online") return null;
+  const id = frame[idField(kind)];
+  return typeof id === "string" ? liveKey(kind, id) : null;
+}
+
+/** The state of a live subscription; `latestSnapshot` is `null` where the Data API says so. */
+export type LiveSubscriptionState<T, Extra = {}> =
+  | { readonly type: "pending" }
+  | ({ readonly type: "active"; readonly latestSnapshot: T | null } & Extra)
+  | { readonly type: "unsubscribed" }
+  | { readonly type: "error"; readonly error: NatterError };
+
+type Active<T, Extra> = Extract<LiveSubscriptionState<T, Extra>, { type: "active" }>;
+
+/** @internal What a shared subscription feeds. */
+export interface LiveFront {
+  receive(frame: Frame): void;
+  end(state: EndedState): void;
+}
+
+/** @internal The one server subscription behind every front of one thing. */
+export class SharedLiveSubscription {
+  private readonly fronts = new Set<LiveFront>();
+  private latest: Frame | null = null;
+
+  constructor(
+    private readonly session: TalkSession,
+    readonly kind: LiveKind,
+    readonly id: string,
+  ) {}
+
+  add(front: LiveFront): void {
+    this.fronts.add(front);
+    if (this.latest !== null) front.receive(this.latest);
+  }
+
+  remove(front: LiveFront): void {
+    this.fronts.delete(front);
+    if (this.fronts.size > 0) return;
+    this.session.live.delete(liveKey(this.kind, this.id));
+    const frame = { type: `unsubscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
+    this.session.connection.request(frame).catch(() => {});
+  }
+
+  /** Subscribes on the server; after a reconnect a participants window asks for as many as it held. */
+  start(): void {
+    const frame: Frame = { type: `subscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
+    const held = this.latest?.participants;
+    if (this.kind === "participants" && Array.isArray(held) && held.length > 0) {
+      frame.limit = Math.min(held.length, MAX_PARTICIPANTS_LIMIT);
+    }
+    this.session.connection.request(frame).catch((error: NatterError) => {
+      if (error.code === "CLOSED" && this.session.connectionState !== "closed") return;
+      if (error.code === "ALREADY_SUBSCRIBED") return;
+      this.fail(error);
+    });
+  }
+
+  /** @internal `loadMoreParticipants`; the server coalesces concurrent calls. */
+  async loadMore(count?: number): Promise<void> {
+    const frame: Frame = { type: "loadMoreParticipants", conversationId: this.id };
+    if (count !== undefined) frame.count = count;
+    await this.session.connection.request(frame);
+  }
+
+  receive(frame: Frame): void {
+    if (frame.type === "subscriptionError") {
+      this.fail(new NatterError(String(frame.errorCode), (frame.reasons as string[]) ?? []));
+      return;
+    }
+    this.latest = frame;
+    for (const front of this.fronts) front.receive(frame);
+  }
+
+  fail(error: NatterError): void {
+    if (this.session.live.get(liveKey(this.kind, this.id)) === this) this.session.live.delete(liveKey(this.kind, this.id));
+    for (const front of [...this.fronts]) front.end({ type: "error", error });
+    this.fronts.clear();
+  }
+}
+
+/** A live view: `pending`, then `active` with each new state, until `unsubscribed` or `error`. */
+export class LiveSubscription<T, Extra = {}> implements LiveFront {
+  private readonly lifecycle = new Lifecycle<Active<T, Extra>>();
+  /** Resolves with the first active state; rejects if the subscription ends first. */
+  readonly connected: Promise<Active<T, Extra>> = this.lifecycle.connected;
+  /** Resolves when the subscription ends (`unsubscribed` or `error`). */
+  readonly terminated: Promise<EndedState> = this.lifecycle.terminated;
+
+  /** @internal */
+  constructor(
+    private readonly shared: SharedLiveSubscription | null,
+    private readonly read: (frame: Frame) => Active<T, Extra>,
+    private readonly onSnapshot?: (snapshot: T | null) => void,
+  ) {}
+
+  get state(): LiveSubscriptionState<T, Extra> {
+    return this.lifecycle.current;
+  }
+
+  unsubscribe(): void {
+    if (this.lifecycle.ended) return;
+    this.end({ type: "unsubscribed" });
+    this.shared?.remove(this);
+  }
+
+  /** @internal */
+  receive(frame: Frame): void {
+    const state = this.read(frame);
+    if (this.lifecycle.activate(state) !== null) this.onSnapshot?.(state.latestSnapshot);
+  }
+
+  /** @internal */
+  end(state: EndedState): void {
+    this.lifecycle.end(state, "state");
+  }
+
+  /** @internal */
+  get sharedSubscription(): SharedLiveSubscription | null {
+    return this.shared;
+  }
+}
+
+export type ConversationSubscription = LiveSubscription<ConversationSnapshot>;
+export type TypingSubscription = LiveSubscription<TypingSnapshot>;
+export type UserOnlineSubscription = LiveSubscription<UserOnlineSnapshot>;
+
+/** The participants window: the most recently joined first, `loadedAll` once nobody earlier is left. */
+export class ParticipantSubscription extends LiveSubscription<readonly ParticipantSnapshot[], { readonly loadedAll: boolean }> {
+  /** Extends the window by `count` earlier joiners (default 10, at most 50); resolves once they are in it. */
+  async loadMore(count?: number): Promise<void> {
+    const shared = this.sharedSubscription;
+    if (shared === null) throw new Error("the subscription has ended");
+    await shared.loadMore(count);
+  }
+}
+
+function frozen<T>(value: unknown): T | null {
+  return value === null || value === undefined ? null : (Object.freeze(value) as T);
+}
+
+/** @internal How each kind reads its frames. */
+export const readers = {
+  conversation: (frame: Frame) => ({ type: "active" as const, latestSnapshot: frozen<ConversationSnapshot>(frame.conversation) }),
+  participants: (frame: Frame) => ({
+    type: "active" as const,
+    latestSnapshot: frozen<readonly ParticipantSnapshot[]>(frame.participants),
+    loadedAll: frame.loadedAll === true,
+  }),
+  typing: (frame: Frame) => ({ type: "active" as const, latestSnapshot: frozen<TypingSnapshot>(frame.typing) }),
+  online: (frame: Frame) => ({ type: "active" as const, latestSnapshot: frozen<UserOnlineSnapshot>(frame.online) }),
+};
+
+/** @internal Starts a front on the session's shared subscription of one thing (starting that if it is the first). */
+export function subscribeLive<S extends LiveFront>(
+  session: TalkSession,
+  kind: LiveKind,
+  id: string,
+  makeFront: (shared: SharedLiveSubscription | null) => S,
+): S {
+  const ended = session.endedWith;
+  if (ended !== null) {
+    const front = makeFront(null);
+    front.end({ type: "error", error: ended });
+    return front;
+  }
+  const key = liveKey(kind, id);
+  let shared = session.live.get(key);
+  const fresh = shared === undefined;
+  if (shared === undefined) {
+    shared = new SharedLiveSubscription(session, kind, id);
+    session.live.set(key, shared);
+  }
+  const front = makeFront(shared);
+  shared.add(front);
+  if (fresh) shared.start();
+  return front;
+}
