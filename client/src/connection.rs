@@ -234,9 +234,13 @@ impl Connection {
             let id = self.new_id();
             let mut frame = live_subscribe_frame(&id, &key);
             if let LiveState::Active(Some(window)) = &*self.live[&key].borrow() {
-                let held = window["participants"].as_array().map_or(0, Vec::len).clamp(1, MAX_PARTICIPANTS_LIMIT);
-                if key.kind == LiveKind::Participants {
-                    frame["limit"] = json!(held);
+                let (field, max) = match key.kind {
+                    LiveKind::Participants => ("participants", MAX_PARTICIPANTS_LIMIT),
+                    LiveKind::Conversations => ("conversations", MAX_CONVERSATIONS_LIMIT),
+                    _ => ("", 0),
+                };
+                if let Some(held) = window[field].as_array().filter(|held| !held.is_empty()) {
+                    frame["limit"] = json!(held.len().min(max));
                 }
             }
             self.pending.insert(id, Pending::SubscribeLive(key));
@@ -315,7 +319,7 @@ impl Connection {
                                 state_tx.send_replace(LiveState::Unsubscribed);
                             }
                             self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
-                            json!({ "type": key.kind.unsubscribe_type(), "id": id, key.kind.id_field(): key.id })
+                            key.kind.frame(&key.kind.unsubscribe_type(), &id, &key.id)
                         }
                         Command::SetToken { token, reply_tx } => {
                             // Kept for reconnects, and sent now.
@@ -399,9 +403,11 @@ fn apply_user_frame(text: &str, pending: &mut HashMap<String, Pending>, users: &
 
 /// The most a live subscribe may ask for (`subscribeParticipants.limit`).
 const MAX_PARTICIPANTS_LIMIT: usize = 50;
+/// The most a `subscribeConversations` may ask for.
+const MAX_CONVERSATIONS_LIMIT: usize = 30;
 
 fn live_subscribe_frame(id: &str, key: &LiveKey) -> Value {
-    json!({ "type": key.kind.subscribe_type(), "id": id, key.kind.id_field(): key.id })
+    key.kind.frame(&key.kind.subscribe_type(), id, &key.id)
 }
 
 /// Applies a frame of a live subscription (a state frame, its `subscriptionError`, or the reply to its subscribe);
@@ -413,7 +419,10 @@ fn apply_live_frame(
 ) -> bool {
     let Ok(frame) = serde_json::from_str::<Value>(text) else { return false };
     let kind_of = |field: &str| frame[field].as_str().and_then(LiveKind::from_frame_type);
-    let key_of = |kind: LiveKind| LiveKey { kind, id: frame[kind.id_field()].as_str().unwrap_or_default().to_owned() };
+    let key_of = |kind: LiveKind| {
+        let id = kind.id_field().and_then(|field| frame[field].as_str()).unwrap_or_default();
+        LiveKey { kind, id: id.to_owned() }
+    };
     match frame["type"].as_str().unwrap_or_default() {
         "subscriptionError" => {
             let Some(kind) = kind_of("subscription") else { return false };

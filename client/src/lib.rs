@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use live::{
-    ConversationSnapshot, ConversationSubscription, LiveSnapshot, LiveState, LiveSubscription, ParticipantSnapshot,
-    ParticipantSubscription, ParticipantsSnapshot, TypingSnapshot, TypingSubscription, UserOnlineSnapshot,
-    UserOnlineSubscription,
+    ConversationListSnapshot, ConversationListSubscription, ConversationSnapshot, ConversationSubscription,
+    LiveSnapshot, LiveState, LiveSubscription, ParticipantSnapshot, ParticipantSubscription, ParticipantsSnapshot,
+    TypingSnapshot, TypingSubscription, UserOnlineSnapshot, UserOnlineSubscription,
 };
 pub use snapshot::{MessageSnapshot, ReactionSnapshot, ReferencedMessageSnapshot, UserSnapshot};
 
@@ -118,6 +118,11 @@ impl Session {
 
     pub fn user(&self, id: &str) -> UserRef {
         UserRef { session: self.clone(), id: id.to_owned() }
+    }
+
+    /// Subscribes to the user's 20 most recently active conversations (`load_more` reaches older ones).
+    pub async fn subscribe_conversations(&self) -> Result<ConversationListSubscription, ClientError> {
+        LiveSubscription::start(self, live::LiveKind::Conversations, "").await
     }
 
     /// Replaces the token without dropping subscriptions; reconnects use it too.

@@ -24,6 +24,8 @@ pub(crate) enum LiveKind {
     Participants,
     Typing,
     Online,
+    /// The session user's conversation list (its key's id is empty).
+    Conversations,
 }
 
 impl LiveKind {
@@ -34,21 +36,32 @@ impl LiveKind {
             LiveKind::Participants => "participants",
             LiveKind::Typing => "typing",
             LiveKind::Online => "online",
+            LiveKind::Conversations => "conversations",
         }
     }
 
     pub fn from_frame_type(kind: &str) -> Option<Self> {
-        [LiveKind::Conversation, LiveKind::Participants, LiveKind::Typing, LiveKind::Online]
+        [LiveKind::Conversation, LiveKind::Participants, LiveKind::Typing, LiveKind::Online, LiveKind::Conversations]
             .into_iter()
             .find(|live| live.frame_type() == kind)
     }
 
-    /// The field that names what the subscription is about.
-    pub fn id_field(self) -> &'static str {
+    /// The field that names what the subscription is about (none for the conversation list).
+    pub fn id_field(self) -> Option<&'static str> {
         match self {
-            LiveKind::Online => "userId",
-            _ => "conversationId",
+            LiveKind::Online => Some("userId"),
+            LiveKind::Conversations => None,
+            _ => Some("conversationId"),
         }
+    }
+
+    /// A request of this kind about `id`.
+    pub fn frame(self, kind: &str, request_id: &str, id: &str) -> Value {
+        let mut frame = serde_json::json!({ "type": kind, "id": request_id });
+        if let Some(field) = self.id_field() {
+            frame[field] = id.into();
+        }
+        frame
     }
 
     fn suffix(self) -> &'static str {
@@ -57,6 +70,7 @@ impl LiveKind {
             LiveKind::Participants => "Participants",
             LiveKind::Typing => "Typing",
             LiveKind::Online => "Online",
+            LiveKind::Conversations => "Conversations",
         }
     }
 
@@ -127,6 +141,13 @@ pub struct ParticipantsSnapshot {
     pub loaded_all: bool,
 }
 
+/// The conversation list: most recent activity first, `loaded_all` once no older one is left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationListSnapshot {
+    pub conversations: Vec<ConversationSnapshot>,
+    pub loaded_all: bool,
+}
+
 /// Who else types: at most five, longest typing first, or many.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypingSnapshot {
@@ -151,6 +172,13 @@ impl LiveSnapshot for ParticipantsSnapshot {
     fn from_frame(frame: &Value) -> Option<Self> {
         let participants = serde_json::from_value(frame["participants"].clone()).ok()?;
         Some(ParticipantsSnapshot { participants, loaded_all: frame["loadedAll"].as_bool().unwrap_or(false) })
+    }
+}
+
+impl LiveSnapshot for ConversationListSnapshot {
+    fn from_frame(frame: &Value) -> Option<Self> {
+        let conversations = serde_json::from_value(frame["conversations"].clone()).ok()?;
+        Some(ConversationListSnapshot { conversations, loaded_all: frame["loadedAll"].as_bool().unwrap_or(false) })
     }
 }
 
@@ -182,6 +210,7 @@ pub type ConversationSubscription = LiveSubscription<ConversationSnapshot>;
 pub type ParticipantSubscription = LiveSubscription<ParticipantsSnapshot>;
 pub type TypingSubscription = LiveSubscription<TypingSnapshot>;
 pub type UserOnlineSubscription = LiveSubscription<UserOnlineSnapshot>;
+pub type ConversationListSubscription = LiveSubscription<ConversationListSnapshot>;
 
 fn read<T: LiveSnapshot>(state: &LiveState<Value>) -> LiveState<T> {
     match state {
@@ -242,6 +271,17 @@ impl ParticipantSubscription {
     /// snapshot. The server coalesces calls made meanwhile.
     pub async fn load_more(&self, count: Option<u32>) -> Result<(), ClientError> {
         let mut frame = serde_json::json!({ "type": "loadMoreParticipants", "conversationId": self.key.id });
+        if let Some(count) = count {
+            frame["count"] = count.into();
+        }
+        self.session.request(frame).await.map(drop)
+    }
+}
+
+impl ConversationListSubscription {
+    /// Extends the list by `count` conversations with older activity (default 20, at most 30).
+    pub async fn load_more(&self, count: Option<u32>) -> Result<(), ClientError> {
+        let mut frame = serde_json::json!({ "type": "loadMoreConversations" });
         if let Some(count) = count {
             frame["count"] = count.into();
         }

@@ -14,7 +14,7 @@ use crate::{
         Custom, CustomPatch,
     },
     hub::{EncodedEvent, Membership, Stream},
-    store::{MessageWindow, ParticipantEntry},
+    store::{ConversationState, MessageWindow, ParticipantEntry},
     wire::{
         snapshot::{
             ConversationSnapshotJson, MessageSnapshotJson, ParticipantSnapshotJson, SnapshotContext, UserSnapshotJson,
@@ -149,6 +149,19 @@ pub enum ClientFrame {
         id: String,
         user_id: String,
     },
+    SubscribeConversations {
+        id: String,
+        limit: Option<u32>,
+        /// The filter grammar of `GET /users/{id}/conversations`.
+        filter: Option<Value>,
+    },
+    LoadMoreConversations {
+        id: String,
+        count: Option<u32>,
+    },
+    UnsubscribeConversations {
+        id: String,
+    },
 }
 
 /// Where a reconnecting client's window stood (`subscribeMessages.resume`).
@@ -219,7 +232,10 @@ impl ClientFrame {
             | ClientFrame::UnsubscribeTyping { id, .. }
             | ClientFrame::MarkAsTyping { id, .. }
             | ClientFrame::SubscribeOnline { id, .. }
-            | ClientFrame::UnsubscribeOnline { id, .. } => id,
+            | ClientFrame::UnsubscribeOnline { id, .. }
+            | ClientFrame::SubscribeConversations { id, .. }
+            | ClientFrame::LoadMoreConversations { id, .. }
+            | ClientFrame::UnsubscribeConversations { id, .. } => id,
         }
     }
 }
@@ -279,6 +295,11 @@ enum ServerFrame<'a> {
         participants: Option<Vec<ParticipantSnapshotJson<'a>>>,
         loaded_all: bool,
     },
+    /// A conversation list's whole window.
+    Conversations {
+        conversations: Vec<ConversationSnapshotJson<'a>>,
+        loaded_all: bool,
+    },
     /// An online subscription's whole state.
     Online {
         user_id: &'a str,
@@ -325,6 +346,7 @@ pub fn state_error_frame(topic: &Topic, error_code: &str, reasons: &[String]) ->
         Topic::Conversation(conversation) => ("conversation", Some(conversation.as_str()), None),
         Topic::Participants(conversation) => ("participants", Some(conversation.as_str()), None),
         Topic::Online(user) => ("online", None, Some(user.as_str())),
+        Topic::Conversations => ("conversations", None, None),
     };
     encode(&ServerFrame::SubscriptionError {
         subscription: Some(subscription),
@@ -357,16 +379,11 @@ pub fn state_frame<'a>(topic: &'a Topic, state: &'a State, context: &SnapshotCon
     match (topic, state) {
         (Topic::Conversation(conversation_id), State::Conversation(state)) => encode(&ServerFrame::Conversation {
             conversation_id: conversation_id.as_str(),
-            conversation: state.as_deref().map(|state| {
-                let reads = (state.read_until, state.everyone_read_until);
-                ConversationSnapshotJson::new(
-                    &state.conversation,
-                    &state.participant,
-                    state.last_message.as_ref(),
-                    reads,
-                    context,
-                )
-            }),
+            conversation: state.as_deref().map(|state| conversation_json(state, context)),
+        }),
+        (Topic::Conversations, State::Conversations(page)) => encode(&ServerFrame::Conversations {
+            conversations: page.conversations.iter().map(|state| conversation_json(state, context)).collect(),
+            loaded_all: page.loaded_all,
         }),
         (Topic::Participants(conversation_id), State::Participants(page)) => encode(&ServerFrame::Participants {
             conversation_id: conversation_id.as_str(),
@@ -387,6 +404,11 @@ pub fn state_frame<'a>(topic: &'a Topic, state: &'a State, context: &SnapshotCon
         }),
         _ => unreachable!("a state is read for its own topic"),
     }
+}
+
+fn conversation_json<'a>(state: &'a ConversationState, context: &SnapshotContext<'_>) -> ConversationSnapshotJson<'a> {
+    let reads = (state.read_until, state.everyone_read_until);
+    ConversationSnapshotJson::new(&state.conversation, &state.participant, state.last_message.as_ref(), reads, context)
 }
 
 /// A typing snapshot. The typists' UserSnapshots are already JSON (encoded once by the node that took the

@@ -100,6 +100,7 @@ pub enum Output {
         fetch: FetchId,
         topic: Topic,
         limit: usize,
+        filter: Option<std::sync::Arc<crate::domain::filter::ConversationFilter>>,
     },
     /// Send a state subscription's whole state.
     State {

@@ -7,6 +7,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -15,13 +16,14 @@ use super::{
     error::{RealtimeError, MAX_PAGE_MESSAGES},
     frames::RequestId,
     state::{State, Topic},
-    state_subscription::{StateSubscription, DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS_PAGE},
+    state_subscription::StateSubscription,
     subscription::{Context, Resume, Subscription, TooManyHeld},
     typing_subscription::{TypingSubscription, DEFAULT_TYPING_TIMEOUT},
     user_subscription::UserSubscription,
 };
 use crate::{
     domain::{
+        filter::ConversationFilter,
         ids::{ConversationId, Seq, UserId},
         user::User,
     },
@@ -63,13 +65,15 @@ pub enum Request {
         id: RequestId,
         user_id: UserId,
     },
-    /// `subscribeConversation`, `subscribeParticipants` (with `limit`) or `subscribeOnline`.
+    /// `subscribeConversation`, `subscribeParticipants` (with `limit`), `subscribeOnline` or
+    /// `subscribeConversations` (with `limit` and a filter).
     SubscribeState {
         id: RequestId,
         topic: Topic,
         limit: Option<u32>,
+        filter: Option<Arc<ConversationFilter>>,
     },
-    /// `loadMoreParticipants`.
+    /// `loadMoreParticipants`, `loadMoreConversations`.
     LoadMoreState {
         id: RequestId,
         topic: Topic,
@@ -205,13 +209,9 @@ impl Session {
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
-            Request::SubscribeState { id, topic, limit } => self.subscribe_state(id, topic, limit),
+            Request::SubscribeState { id, topic, limit, filter } => self.subscribe_state(id, topic, limit, filter),
             Request::LoadMoreState { id, topic, count } => {
-                let Some(count) = participants_page(count) else {
-                    let error = RealtimeError::InvalidCount { field: "count", max: MAX_PARTICIPANTS_PAGE };
-                    self.outputs.push_back(Output::Error { id, error });
-                    return;
-                };
+                let Some(count) = self.window_size(&id, &topic, "count", count) else { return };
                 let Some(subscription) = self.states.get_mut(&topic) else {
                     self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
                     return;
@@ -296,29 +296,40 @@ impl Session {
         !self.closed && self.held() > 0
     }
 
-    fn subscribe_state(&mut self, id: RequestId, topic: Topic, limit: Option<u32>) {
-        let limit = match (&topic, limit) {
-            (Topic::Participants(_), limit) => match participants_page(limit) {
-                Some(limit) => limit,
-                None => {
-                    let error = RealtimeError::InvalidCount { field: "limit", max: MAX_PARTICIPANTS_PAGE };
-                    self.outputs.push_back(Output::Error { id, error });
-                    return;
-                }
-            },
-            (_, None) => 1,
-            (_, Some(_)) => {
-                let error = RealtimeError::InvalidRequest("only subscribeParticipants takes a limit".into());
-                self.outputs.push_back(Output::Error { id, error });
-                return;
-            }
+    /// A windowed topic's `limit` or `count`, its default when not given; refuses one out of range (or given for
+    /// a topic without a window).
+    fn window_size(
+        &mut self,
+        id: &RequestId,
+        topic: &Topic,
+        field: &'static str,
+        requested: Option<u32>,
+    ) -> Option<usize> {
+        let error = match (topic.page_sizes(), requested) {
+            (None, None) => return Some(1),
+            (None, Some(_)) => RealtimeError::InvalidRequest(format!("this subscription takes no {field}")),
+            (Some((default, _)), None) => return Some(default),
+            (Some((_, max)), Some(n)) if (1..=max as u32).contains(&n) => return Some(n as usize),
+            (Some((_, max)), Some(_)) => RealtimeError::InvalidCount { field, max },
         };
+        self.outputs.push_back(Output::Error { id: id.clone(), error });
+        None
+    }
+
+    fn subscribe_state(
+        &mut self,
+        id: RequestId,
+        topic: Topic,
+        limit: Option<u32>,
+        filter: Option<Arc<ConversationFilter>>,
+    ) {
+        let Some(limit) = self.window_size(&id, &topic, "limit", limit) else { return };
         if let Err(error) = self.may_subscribe(self.states.contains_key(&topic)) {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }
         let fetch = allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
-        let subscription = StateSubscription::start(&mut self.outputs, id, topic.clone(), limit, fetch);
+        let subscription = StateSubscription::start(&mut self.outputs, id, topic.clone(), (limit, filter), fetch);
         self.states.insert(topic, subscription);
     }
 
@@ -554,14 +565,6 @@ fn allocate<K: Clone>(next_fetch: &mut u64, fetches: &mut HashMap<FetchId, K>, k
     *next_fetch += 1;
     fetches.insert(fetch, key.clone());
     fetch
-}
-
-fn participants_page(requested: Option<u32>) -> Option<usize> {
-    match requested {
-        None => Some(DEFAULT_PARTICIPANTS),
-        Some(n) if (1..=MAX_PARTICIPANTS_PAGE as u32).contains(&n) => Some(n as usize),
-        Some(_) => None,
-    }
 }
 
 fn page_size(requested: Option<u32>) -> Option<usize> {

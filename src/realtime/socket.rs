@@ -28,13 +28,14 @@ use super::{
 use crate::{
     app::AppState,
     domain::{
+        filter::ConversationFilter,
         ids::{AppId, ConversationId, Seq, UserId},
         user::User,
     },
     hub::{outbox, EncodedEvent, HubKey, Outbox, SharedEvent, Stream, WatcherId},
     store::{MessageWindow, StoreResult},
     token::verify_user_token,
-    wire::snapshot::SnapshotContext,
+    wire::{filter::parse_conversation_filter, snapshot::SnapshotContext},
 };
 
 /// A write to the socket that takes longer than this means the client stopped reading: the session ends
@@ -66,7 +67,7 @@ enum Read {
     /// A user and their stream's `seq`.
     User { fetch: FetchId, user_id: UserId },
     /// A state subscription's state.
-    State { fetch: FetchId, topic: Topic, limit: usize },
+    State { fetch: FetchId, topic: Topic, limit: usize, filter: Option<Arc<ConversationFilter>> },
     /// Whether the session's user takes part in a conversation.
     Membership { fetch: FetchId, conversation_id: ConversationId },
 }
@@ -108,8 +109,8 @@ impl Read {
             Read::User { fetch, user_id } => {
                 Done::User { fetch, result: state.store.user_state(app_id, &user_id).await }
             }
-            Read::State { fetch, topic, limit } => {
-                Done::State { fetch, result: read_state(state, app_id, user_id, topic, limit).await }
+            Read::State { fetch, topic, limit, filter } => {
+                Done::State { fetch, result: read_state(state, app_id, user_id, topic, (limit, filter)).await }
             }
             Read::Membership { fetch, conversation_id } => {
                 let result = state.store.participant_user(app_id, &conversation_id, user_id).await;
@@ -125,7 +126,7 @@ async fn read_state(
     app_id: &AppId,
     user_id: &UserId,
     topic: Topic,
-    limit: usize,
+    (limit, filter): (usize, Option<Arc<ConversationFilter>>),
 ) -> StoreResult<State> {
     Ok(match topic {
         Topic::Conversation(conversation_id) => {
@@ -138,6 +139,9 @@ async fn read_state(
             let (_, user) = state.store.user_state(app_id, &online).await?;
             let is_connected = state.node.presence().is_present(app_id, &online);
             State::Online(user.map(|user| Box::new(OnlineState { user, is_connected })))
+        }
+        Topic::Conversations => {
+            State::Conversations(state.store.conversation_list_state(app_id, user_id, limit, filter).await?)
         }
     })
 }
@@ -366,8 +370,8 @@ impl Shell {
                 self.unwatch(&self.key_of(watched));
                 return Ok(None);
             }
-            Output::FetchState { fetch, topic, limit } => {
-                self.request_read(Read::State { fetch, topic, limit });
+            Output::FetchState { fetch, topic, limit, filter } => {
+                self.request_read(Read::State { fetch, topic, limit, filter });
                 return Ok(None);
             }
             Output::FetchMembership { fetch, conversation_id } => {
@@ -567,15 +571,21 @@ impl Shell {
             }
             ClientFrame::SubscribeUser { user_id, .. } => Request::SubscribeUser { id, user_id: user(&user_id)? },
             ClientFrame::UnsubscribeUser { user_id, .. } => Request::UnsubscribeUser { id, user_id: user(&user_id)? },
-            ClientFrame::SubscribeConversation { conversation_id, .. } => {
-                Request::SubscribeState { id, topic: Topic::Conversation(conversation(&conversation_id)?), limit: None }
-            }
+            ClientFrame::SubscribeConversation { conversation_id, .. } => Request::SubscribeState {
+                id,
+                topic: Topic::Conversation(conversation(&conversation_id)?),
+                limit: None,
+                filter: None,
+            },
             ClientFrame::UnsubscribeConversation { conversation_id, .. } => {
                 Request::UnsubscribeState { id, topic: Topic::Conversation(conversation(&conversation_id)?) }
             }
-            ClientFrame::SubscribeParticipants { conversation_id, limit, .. } => {
-                Request::SubscribeState { id, topic: Topic::Participants(conversation(&conversation_id)?), limit }
-            }
+            ClientFrame::SubscribeParticipants { conversation_id, limit, .. } => Request::SubscribeState {
+                id,
+                topic: Topic::Participants(conversation(&conversation_id)?),
+                limit,
+                filter: None,
+            },
             ClientFrame::LoadMoreParticipants { conversation_id, count, .. } => {
                 Request::LoadMoreState { id, topic: Topic::Participants(conversation(&conversation_id)?), count }
             }
@@ -583,10 +593,26 @@ impl Shell {
                 Request::UnsubscribeState { id, topic: Topic::Participants(conversation(&conversation_id)?) }
             }
             ClientFrame::SubscribeOnline { user_id, .. } => {
-                Request::SubscribeState { id, topic: Topic::Online(user(&user_id)?), limit: None }
+                Request::SubscribeState { id, topic: Topic::Online(user(&user_id)?), limit: None, filter: None }
             }
             ClientFrame::UnsubscribeOnline { user_id, .. } => {
                 Request::UnsubscribeState { id, topic: Topic::Online(user(&user_id)?) }
+            }
+            ClientFrame::SubscribeConversations { limit, filter, .. } => {
+                let filter = match filter {
+                    Some(filter) => Some(Arc::new(
+                        parse_conversation_filter(&filter.to_string())
+                            .map_err(|error| RealtimeError::InvalidRequest(error.to_string()))?,
+                    )),
+                    None => None,
+                };
+                Request::SubscribeState { id, topic: Topic::Conversations, limit, filter }
+            }
+            ClientFrame::LoadMoreConversations { count, .. } => {
+                Request::LoadMoreState { id, topic: Topic::Conversations, count }
+            }
+            ClientFrame::UnsubscribeConversations { .. } => {
+                Request::UnsubscribeState { id, topic: Topic::Conversations }
             }
             ClientFrame::SubscribeTyping { conversation_id, .. } => {
                 Request::SubscribeTyping { id, conversation_id: conversation(&conversation_id)? }

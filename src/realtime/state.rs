@@ -8,7 +8,7 @@ use crate::{
         ids::{ConversationId, UserId},
         user::User,
     },
-    store::{ConversationState, ParticipantsPage},
+    store::{ConversationListPage, ConversationState, ParticipantsPage},
 };
 
 /// What a state subscription is of. A session has at most one of each.
@@ -17,6 +17,8 @@ pub enum Topic {
     Conversation(ConversationId),
     Participants(ConversationId),
     Online(UserId),
+    /// The session user's conversation list (one per session).
+    Conversations,
 }
 
 /// A user and whether they are connected (as this node counts: `hub::presence`).
@@ -32,6 +34,8 @@ pub enum State {
     Conversation(Option<Box<ConversationState>>),
     Participants(Option<ParticipantsPage>),
     Online(Option<Box<OnlineState>>),
+    /// Never null: empty while the user does not exist.
+    Conversations(ConversationListPage),
 }
 
 /// A typing snapshot as sent.

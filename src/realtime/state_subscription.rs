@@ -21,8 +21,14 @@ use super::{
     output::{FetchId, Output, Watched},
     state::{State, Topic},
 };
+use std::sync::Arc;
+
 use crate::{
-    domain::ids::ConversationId,
+    domain::{
+        filter::ConversationFilter,
+        ids::{ConversationId, UserId},
+        message::MessageView,
+    },
     hub::{EncodedEvent, Stream},
 };
 
@@ -30,6 +36,21 @@ use crate::{
 pub const DEFAULT_PARTICIPANTS: usize = 10;
 /// Participants one `loadMoreParticipants` may ask for at most.
 pub const MAX_PARTICIPANTS_PAGE: usize = 50;
+/// Conversations in a new conversation list, and one `loadMoreConversations` by default (the Data API's).
+pub const DEFAULT_CONVERSATIONS: usize = 20;
+/// Conversations one `loadMoreConversations` may ask for at most.
+pub const MAX_CONVERSATIONS_PAGE: usize = 30;
+
+impl Topic {
+    /// A windowed topic's default and largest page, `None` for the others.
+    pub fn page_sizes(&self) -> Option<(usize, usize)> {
+        match self {
+            Topic::Participants(_) => Some((DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS_PAGE)),
+            Topic::Conversations => Some((DEFAULT_CONVERSATIONS, MAX_CONVERSATIONS_PAGE)),
+            Topic::Conversation(_) | Topic::Online(_) => None,
+        }
+    }
+}
 
 impl Topic {
     /// What the topic depends on before anything is read.
@@ -41,13 +62,15 @@ impl Topic {
             Topic::Online(user_id) => {
                 BTreeSet::from([Watched::Profile(user_id.clone()), Watched::Online(user_id.clone())])
             }
+            // The session's user key, always watched, brings the joins.
+            Topic::Conversations => BTreeSet::new(),
         }
     }
 
     fn conversation_id(&self) -> Option<&ConversationId> {
         match self {
             Topic::Conversation(conversation_id) | Topic::Participants(conversation_id) => Some(conversation_id),
-            Topic::Online(_) => None,
+            Topic::Online(_) | Topic::Conversations => None,
         }
     }
 }
@@ -65,17 +88,19 @@ impl State {
             State::Conversation(None) | State::Participants(None) => {}
             State::Conversation(Some(state)) => {
                 conversation(&mut watches);
-                if let Some(message) = &state.last_message {
-                    let senders =
-                        [message.sender.as_ref(), message.referenced.as_ref().and_then(|r| r.sender.as_ref())];
-                    watches.extend(senders.into_iter().flatten().map(|user| Watched::Profile(user.id.clone())));
-                }
+                watches.extend(senders(state.last_message.as_ref()).map(|user| Watched::Profile(user.clone())));
             }
             State::Participants(Some(page)) => {
                 conversation(&mut watches);
                 watches.extend(page.participants.iter().map(|entry| Watched::Profile(entry.user.id.clone())));
             }
             State::Online(_) => watches = topic.first_watches(),
+            State::Conversations(page) => {
+                watches.extend(page.member_of.iter().cloned().map(Watched::Conversation));
+                for state in &page.conversations {
+                    watches.extend(senders(state.last_message.as_ref()).map(|user| Watched::Profile(user.clone())));
+                }
+            }
         }
         watches
     }
@@ -83,13 +108,23 @@ impl State {
     fn loaded(&self) -> Option<(usize, bool)> {
         match self {
             State::Participants(Some(page)) => Some((page.participants.len(), page.loaded_all)),
+            State::Conversations(page) => Some((page.conversations.len(), page.loaded_all)),
             _ => None,
         }
     }
 }
 
+/// The users a last message embeds: its sender, and the sender of the message it replies to.
+fn senders(message: Option<&MessageView>) -> impl Iterator<Item = &UserId> {
+    let sender = message.and_then(|message| message.sender.as_ref());
+    let replied = message.and_then(|message| message.referenced.as_ref()).and_then(|r| r.sender.as_ref());
+    [sender, replied].into_iter().flatten().map(|user| &user.id)
+}
+
 pub struct StateSubscription {
     topic: Topic,
+    /// A conversation list's filter, applied on every read.
+    filter: Option<Arc<ConversationFilter>>,
     /// The subscribe request, until the first state is sent.
     pending: Option<RequestId>,
     /// `loadMoreParticipants` requests and the limit each needs, answered when a read at that limit comes back.
@@ -106,11 +141,18 @@ pub struct StateSubscription {
 
 impl StateSubscription {
     /// Watches what the topic depends on, then reads it.
-    pub fn start(outputs: &mut VecDeque<Output>, id: RequestId, topic: Topic, limit: usize, fetch: FetchId) -> Self {
+    pub fn start(
+        outputs: &mut VecDeque<Output>,
+        id: RequestId,
+        topic: Topic,
+        (limit, filter): (usize, Option<Arc<ConversationFilter>>),
+        fetch: FetchId,
+    ) -> Self {
         let watching = topic.first_watches();
         outputs.extend(watching.iter().cloned().map(Output::Watch));
         let mut subscription = Self {
             topic,
+            filter,
             pending: Some(id),
             loading: Vec::new(),
             limit,
@@ -126,7 +168,8 @@ impl StateSubscription {
     fn read(&mut self, outputs: &mut VecDeque<Output>, fetch: FetchId) {
         self.reading = Some((fetch, self.limit));
         self.stale = false;
-        outputs.push_back(Output::FetchState { fetch, topic: self.topic.clone(), limit: self.limit });
+        let (topic, filter) = (self.topic.clone(), self.filter.clone());
+        outputs.push_back(Output::FetchState { fetch, topic, limit: self.limit, filter });
     }
 
     pub fn waits_for(&self, fetch: FetchId) -> bool {
@@ -138,8 +181,9 @@ impl StateSubscription {
         match &event.stream {
             // A membership change of the session's user arrives through their own key, watched or not.
             Stream::Conversation(conversation_id) | Stream::Read(conversation_id) => {
-                self.watching.contains(&Watched::Conversation(conversation_id.clone()))
-                    || (self.topic.conversation_id() == Some(conversation_id) && event.membership.is_some())
+                let membership = event.membership.is_some()
+                    && (self.topic == Topic::Conversations || self.topic.conversation_id() == Some(conversation_id));
+                membership || self.watching.contains(&Watched::Conversation(conversation_id.clone()))
             }
             Stream::User(user_id) => self.watching.contains(&Watched::Profile(user_id.clone())),
             Stream::Online(user_id) => self.watching.contains(&Watched::Online(user_id.clone())),

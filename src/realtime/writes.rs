@@ -163,7 +163,10 @@ pub async fn perform(
         | ClientFrame::SubscribeTyping { .. }
         | ClientFrame::UnsubscribeTyping { .. }
         | ClientFrame::SubscribeOnline { .. }
-        | ClientFrame::UnsubscribeOnline { .. } => Err(ValidationError::new("type", "not a write").into()),
+        | ClientFrame::UnsubscribeOnline { .. }
+        | ClientFrame::SubscribeConversations { .. }
+        | ClientFrame::LoadMoreConversations { .. }
+        | ClientFrame::UnsubscribeConversations { .. } => Err(ValidationError::new("type", "not a write").into()),
     }
 }
 

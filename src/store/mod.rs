@@ -115,6 +115,17 @@ pub struct ConversationState {
     pub everyone_read_until: Millis,
 }
 
+/// A user's conversation list as `subscribeConversations` shows it: the `limit` most recently active (the later
+/// of the last message and the join) that match the filter, newest first, each as the user sees it; `loaded_all`
+/// when no other matching one is left. `member_of` is every conversation the user takes part in, matching or not:
+/// activity in any of them may change the list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationListPage {
+    pub conversations: Vec<ConversationState>,
+    pub loaded_all: bool,
+    pub member_of: Vec<ConversationId>,
+}
+
 /// One participant as a participants subscription shows them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParticipantEntry {
@@ -392,6 +403,14 @@ pub trait Store: Send + Sync + 'static {
         conversation: &ConversationId,
         user: &UserId,
     ) -> StoreResult<Option<ConversationState>>;
+    /// The user's conversation list, in one snapshot (empty while the user does not exist).
+    async fn conversation_list_state(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        limit: usize,
+        filter: Option<std::sync::Arc<ConversationFilter>>,
+    ) -> StoreResult<ConversationListPage>;
     /// The `limit` most recently joined participants, in one snapshot; `None` when `user` does not take part.
     async fn participants_page(
         &self,

@@ -310,10 +310,114 @@ async fn the_rust_client_holds_each_live_subscription_with_the_data_api_names() 
     let _held = within(bob.conversation("c").subscribe_typing()).await.unwrap();
     within(online.wait_for(|state| matches!(state, LiveState::Active(Some(snapshot)) if snapshot.is_connected))).await;
 
+    let list = within(me.subscribe_conversations()).await.unwrap();
+    let LiveState::Active(Some(listed)) = within(list.connected()).await.unwrap() else {
+        panic!("a list is never null")
+    };
+    assert_eq!((listed.conversations[0].id.as_str(), listed.loaded_all), ("c", true));
+    within(list.load_more(None)).await.unwrap();
+
     typing.unsubscribe().await;
     assert_eq!(typing.state(), LiveState::Unsubscribed);
     // A subscription the server refuses ends in error.
     let refused = within(me.conversation(&"x".repeat(300)).subscribe()).await.unwrap();
     assert!(matches!(within(refused.connected()).await, Err(LiveState::Error(_))));
+    gw.assert_frames_valid();
+}
+
+/// The conversation ids of a conversations frame, which must be one.
+fn conversation_ids(frame: &Value) -> Vec<String> {
+    assert_eq!(frame["type"], "conversations", "{frame}");
+    frame["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_list_orders_by_activity_moves_on_messages_joins_and_leaves_and_filters() {
+    let gw = spawn_gateway().await;
+    for id in ["a", "b", "c"] {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        gw.create_conversation(id, &["me", "bob"]).await;
+    }
+    let mut socket = connect(&gw, "me").await;
+    request(&mut socket, json!({"type": "subscribeConversations", "id": "1", "limit": 2})).await;
+    let first = read_frame(&mut socket, &gw).await;
+    assert_eq!(conversation_ids(&first), ["c", "b"], "the most recently joined first");
+    assert_eq!(first["loadedAll"], false);
+    assert_eq!(read_frame(&mut socket, &gw).await, ok("1"));
+    request(&mut socket, json!({"type": "loadMoreConversations", "id": "2", "count": 5})).await;
+    let more = read_frame(&mut socket, &gw).await;
+    assert_eq!((conversation_ids(&more), &more["loadedAll"]), (vec!["c".into(), "b".into(), "a".into()], &json!(true)));
+    assert_eq!(read_frame(&mut socket, &gw).await, ok("2"));
+
+    // A message moves its conversation to the front, with its last message and unread count.
+    gw.send_text("a", "bob", "news in a").await;
+    let moved = read_frame(&mut socket, &gw).await;
+    assert_eq!(conversation_ids(&moved), ["a", "c", "b"]);
+    assert_eq!(moved["conversations"][0]["lastMessage"]["plaintext"], "news in a");
+    assert_eq!(moved["conversations"][0]["unreadMessageCount"], 1);
+    // A joined conversation appears; a left one drops out.
+    gw.create_conversation("d", &["bob"]).await;
+    gw.put("/conversations/d/participants/me", json!({})).await.expect(200);
+    assert_eq!(conversation_ids(&read_frame(&mut socket, &gw).await), ["d", "a", "c", "b"]);
+    gw.delete("/conversations/c/participants/me").await.expect(200);
+    assert_eq!(conversation_ids(&read_frame(&mut socket, &gw).await), ["d", "a", "b"]);
+    // Reading moves the unread count.
+    request(&mut socket, json!({"type": "markAsRead", "id": "3", "conversationId": "a"})).await;
+    let mut frames = [read_frame(&mut socket, &gw).await, read_frame(&mut socket, &gw).await];
+    frames.sort_by_key(|frame| frame["type"].as_str().unwrap().to_owned());
+    assert_eq!(frames[0]["conversations"][1]["unreadMessageCount"], 0, "{}", frames[0]);
+    assert_eq!(frames[1], ok("3"));
+    request(&mut socket, json!({"type": "subscribeConversations", "id": "4"})).await;
+    assert_eq!(read_frame(&mut socket, &gw).await["errorCode"], "ALREADY_SUBSCRIBED");
+
+    request(&mut socket, json!({"type": "unsubscribeConversations", "id": "5"})).await;
+    assert_eq!(read_frame(&mut socket, &gw).await, ok("5"));
+    gw.send_text("a", "bob", "nobody listens").await;
+    expect_quiet(&mut socket, &gw, "6").await;
+
+    // A filtered list: a conversation that stops matching drops out.
+    gw.put("/conversations/b", json!({"custom": {"kind": "support"}})).await.expect(200);
+    gw.put("/conversations/d", json!({"custom": {"kind": "support"}})).await.expect(200);
+    let mut filtered = connect(&gw, "me").await;
+    let subscribe =
+        json!({"type": "subscribeConversations", "id": "f", "filter": {"custom": {"kind": ["==", "support"]}}});
+    request(&mut filtered, subscribe).await;
+    assert_eq!(conversation_ids(&read_frame(&mut filtered, &gw).await), ["d", "b"]);
+    assert_eq!(read_frame(&mut filtered, &gw).await, ok("f"));
+    gw.put("/conversations/d", json!({"custom": {"kind": "sales"}})).await.expect(200);
+    assert_eq!(conversation_ids(&read_frame(&mut filtered, &gw).await), ["b"]);
+    request(&mut filtered, json!({"type": "subscribeConversations", "id": "g", "filter": {"colour": "red"}})).await;
+    let refused = read_frame(&mut filtered, &gw).await;
+    assert_eq!((&refused["id"], &refused["errorCode"]), (&json!("g"), &json!("INVALID_REQUEST")), "{refused}");
+
+    gw.assert_frames_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_in_many_conversations_gets_a_window_of_twenty_and_an_empty_list_before_they_exist() {
+    let gw = spawn_gateway().await;
+    let mut socket = connect(&gw, "me").await;
+    request(&mut socket, json!({"type": "subscribeConversations", "id": "1"})).await;
+    assert_eq!(
+        read_frame(&mut socket, &gw).await,
+        json!({"type": "conversations", "conversations": [], "loadedAll": true})
+    );
+    assert_eq!(read_frame(&mut socket, &gw).await, ok("1"));
+    gw.create_user("me").await;
+    gw.create_user("bob").await;
+    for n in 0..150 {
+        gw.put(&format!("/conversations/m{n:03}"), json!({"participants": ["me", "bob"]})).await.expect(200);
+    }
+    // Joins arrive one by one; the list settles on the 20 most recent.
+    let settled = loop {
+        let frame = read_frame(&mut socket, &gw).await;
+        if conversation_ids(&frame).first().map(String::as_str) == Some("m149") {
+            break frame;
+        }
+    };
+    assert_eq!(conversation_ids(&settled).len(), 20);
+    assert_eq!(settled["loadedAll"], false);
+    request(&mut socket, json!({"type": "loadMoreConversations", "id": "2", "count": 31})).await;
+    assert_eq!(read_frame(&mut socket, &gw).await["errorCode"], "INVALID_REQUEST");
     gw.assert_frames_valid();
 }

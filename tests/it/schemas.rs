@@ -17,6 +17,7 @@ pub const SERVER_FRAMES: &[&str] = &[
     "participants",
     "typing",
     "online",
+    "conversations",
 ];
 pub const CLIENT_FRAMES: &[&str] = &[
     "subscribeMessages",
@@ -42,6 +43,9 @@ pub const CLIENT_FRAMES: &[&str] = &[
     "markAsTyping",
     "subscribeOnline",
     "unsubscribeOnline",
+    "subscribeConversations",
+    "loadMoreConversations",
+    "unsubscribeConversations",
 ];
 
 fn schema(name: &str) -> Value {

@@ -4,7 +4,7 @@
 
 export { getTalkSession, TalkSession, ConversationRef, MessageRef, ReactionRef, MessageSubscription } from "./session.js";
 export { UserRef, UserSubscription } from "./user.js";
-export { LiveSubscription, ParticipantSubscription } from "./live.js";
+export { ConversationListSubscription, LiveSubscription, ParticipantSubscription } from "./live.js";
 export type {
   ConversationSubscription,
   LiveSubscriptionState,

@@ -17,20 +17,28 @@ import {
 type Frame = Record<string, unknown>;
 
 /** @internal What a live subscription is of. */
-export type LiveKind = "conversation" | "participants" | "typing" | "online";
+export type LiveKind = "conversation" | "participants" | "typing" | "online" | "conversations";
 
 const SUFFIX: Record<LiveKind, string> = {
   conversation: "Conversation",
   participants: "Participants",
   typing: "Typing",
   online: "Online",
+  conversations: "Conversations",
 };
 
-/** The most a `subscribeParticipants` may ask for. */
-const MAX_PARTICIPANTS_LIMIT = 50;
+/** The most a `subscribeParticipants` or a `subscribeConversations` may ask for. */
+const MAX_LIMIT: Partial<Record<LiveKind, number>> = { participants: 50, conversations: 30 };
 
-function idField(kind: LiveKind): "userId" | "conversationId" {
+/** The field naming what a subscription is about; the conversation list has none (its id is ""). */
+function idField(kind: LiveKind): "userId" | "conversationId" | null {
+  if (kind === "conversations") return null;
   return kind === "online" ? "userId" : "conversationId";
+}
+
+function request(kind: LiveKind, type: string, id: string): Frame {
+  const field = idField(kind);
+  return field === null ? { type } : { type, [field]: id };
 }
 
 /** @internal The session's map key of a live subscription. */
@@ -41,8 +49,11 @@ export function liveKey(kind: LiveKind, id: string): string {
 /** @internal Says which live subscription a frame is for, if any. */
 export function liveKeyOf(frame: Frame): string | null {
   const kind = frame.type === "subscriptionError" ? frame.subscription : frame.type;
-  if (kind !== "conversation" && kind !== "participants" && kind !== "typing" && kind !== "online") return null;
-  const id = frame[idField(kind)];
+  if (kind !== "conversation" && kind !== "participants" && kind !== "typing" && kind !== "online" && kind !== "conversations") {
+    return null;
+  }
+  const field = idField(kind);
+  const id = field === null ? "" : frame[field];
   return typeof id === "string" ? liveKey(kind, id) : null;
 }
 
@@ -70,6 +81,8 @@ export class SharedLiveSubscription {
     private readonly session: TalkSession,
     readonly kind: LiveKind,
     readonly id: string,
+    /** Fields every subscribe of this one carries (a conversation list's filter). */
+    private readonly extra: Frame = {},
   ) {}
 
   add(front: LiveFront): void {
@@ -81,17 +94,15 @@ export class SharedLiveSubscription {
     this.fronts.delete(front);
     if (this.fronts.size > 0) return;
     this.session.live.delete(liveKey(this.kind, this.id));
-    const frame = { type: `unsubscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
-    this.session.connection.request(frame).catch(() => {});
+    this.session.connection.request(request(this.kind, `unsubscribe${SUFFIX[this.kind]}`, this.id)).catch(() => {});
   }
 
   /** Subscribes on the server; after a reconnect a participants window asks for as many as it held. */
   start(): void {
-    const frame: Frame = { type: `subscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
-    const held = this.latest?.participants;
-    if (this.kind === "participants" && Array.isArray(held) && held.length > 0) {
-      frame.limit = Math.min(held.length, MAX_PARTICIPANTS_LIMIT);
-    }
+    const frame: Frame = { ...request(this.kind, `subscribe${SUFFIX[this.kind]}`, this.id), ...this.extra };
+    const held = this.latest?.[this.kind];
+    const max = MAX_LIMIT[this.kind];
+    if (max !== undefined && Array.isArray(held) && held.length > 0) frame.limit = Math.min(held.length, max);
     this.session.connection.request(frame).catch((error: NatterError) => {
       if (error.code === "CLOSED" && this.session.connectionState !== "closed") return;
       if (error.code === "ALREADY_SUBSCRIBED") return;
@@ -99,9 +110,9 @@ export class SharedLiveSubscription {
     });
   }
 
-  /** @internal `loadMoreParticipants`; the server coalesces concurrent calls. */
+  /** @internal `loadMoreParticipants` or `loadMoreConversations`; the server coalesces concurrent calls. */
   async loadMore(count?: number): Promise<void> {
-    const frame: Frame = { type: "loadMoreParticipants", conversationId: this.id };
+    const frame = request(this.kind, `loadMore${SUFFIX[this.kind]}`, this.id);
     if (count !== undefined) frame.count = count;
     await this.session.connection.request(frame);
   }
@@ -165,6 +176,16 @@ export class LiveSubscription<T, Extra = {}> implements LiveFront {
 }
 
 export type ConversationSubscription = LiveSubscription<ConversationSnapshot>;
+
+/** The user's conversations, most recent activity first; `loadedAll` once no older one is left. */
+export class ConversationListSubscription extends LiveSubscription<readonly ConversationSnapshot[], { readonly loadedAll: boolean }> {
+  /** Extends the list by `count` older conversations (default 20, at most 30); resolves once they are in it. */
+  async loadMore(count?: number): Promise<void> {
+    const shared = this.sharedSubscription;
+    if (shared === null) throw new Error("the subscription has ended");
+    await shared.loadMore(count);
+  }
+}
 export type TypingSubscription = LiveSubscription<TypingSnapshot>;
 export type UserOnlineSubscription = LiveSubscription<UserOnlineSnapshot>;
 
@@ -192,6 +213,11 @@ export const readers = {
   }),
   typing: (frame: Frame) => ({ type: "active" as const, latestSnapshot: frozen<TypingSnapshot>(frame.typing) }),
   online: (frame: Frame) => ({ type: "active" as const, latestSnapshot: frozen<UserOnlineSnapshot>(frame.online) }),
+  conversations: (frame: Frame) => ({
+    type: "active" as const,
+    latestSnapshot: frozen<readonly ConversationSnapshot[]>(frame.conversations),
+    loadedAll: frame.loadedAll === true,
+  }),
 };
 
 /** @internal Starts a front on the session's shared subscription of one thing (starting that if it is the first). */
@@ -200,6 +226,7 @@ export function subscribeLive<S extends LiveFront>(
   kind: LiveKind,
   id: string,
   makeFront: (shared: SharedLiveSubscription | null) => S,
+  extra: Frame = {},
 ): S {
   const ended = session.endedWith;
   if (ended !== null) {
@@ -211,7 +238,7 @@ export function subscribeLive<S extends LiveFront>(
   let shared = session.live.get(key);
   const fresh = shared === undefined;
   if (shared === undefined) {
-    shared = new SharedLiveSubscription(session, kind, id);
+    shared = new SharedLiveSubscription(session, kind, id, extra);
     session.live.set(key, shared);
   }
   const front = makeFront(shared);

@@ -12,6 +12,7 @@ import {
 import { Lifecycle, type EndedState } from "./lifecycle.js";
 import { SharedUserSubscription, UserRef } from "./user.js";
 import {
+  ConversationListSubscription,
   LiveSubscription,
   ParticipantSubscription,
   liveKeyOf,
@@ -98,6 +99,19 @@ export class TalkSession {
 
   user(id: string): UserRef {
     return new UserRef(this, id);
+  }
+
+  /**
+   * Subscribes to the user's 20 most recently active conversations (`loadMore` reaches older ones), optionally
+   * filtered with the conversation filter of `GET /users/{id}/conversations`. One list per session: a second
+   * call shares the first's server subscription (and its filter).
+   */
+  subscribeConversations(
+    options: { filter?: unknown } = {},
+    onSnapshot?: (snapshot: readonly ConversationSnapshot[] | null) => void,
+  ): ConversationListSubscription {
+    const extra = options.filter === undefined ? {} : { filter: options.filter };
+    return subscribeLive(this, "conversations", "", (shared) => new ConversationListSubscription(shared, readers.conversations, onSnapshot), extra);
   }
 
   /** @internal Why the session ended for good, if it has. */

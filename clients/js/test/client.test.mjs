@@ -284,3 +284,23 @@ test("conversation, participants, typing and online subscriptions follow the Dat
   alice.close();
   bob.close();
 });
+
+test("the conversation list moves a conversation with new activity to the front", async () => {
+  const [older, newer] = [await conversation(), await conversation()];
+  const bob = session("bob");
+  const list = bob.subscribeConversations({ filter: { hasMessages: false } });
+  let state = await list.connected;
+  const ids = state.latestSnapshot.map((c) => c.id);
+  assert.ok(ids.indexOf(newer) < ids.indexOf(older), `${ids}`);
+  assert.ok(Object.isFrozen(state.latestSnapshot));
+  // A message gives `older` one: it no longer matches the filter and drops out.
+  await gateway.rest("POST", `/conversations/${older}/messages`, [{ type: "SystemMessage", text: "now it has one" }]);
+  await waitFor(list, (s) => !s.latestSnapshot.some((c) => c.id === older));
+  list.unsubscribe();
+  const all = bob.subscribeConversations();
+  state = await waitFor(all, (s) => s.type === "active" && s.latestSnapshot[0]?.id === older);
+  assert.equal(state.latestSnapshot[0].lastMessage.plaintext, "now it has one");
+  await all.loadMore(30);
+  all.unsubscribe();
+  bob.close();
+});

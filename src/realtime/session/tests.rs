@@ -131,7 +131,7 @@ fn render(output: &Output) -> String {
         Output::UserState { user_id, seq, user } => {
             format!("user {user_id} seq={seq} {}", user.as_ref().map_or("null".to_owned(), |user| user.name.clone()))
         }
-        Output::FetchState { fetch, topic, limit } => format!("fetchState#{} {topic:?} limit={limit}", fetch.0),
+        Output::FetchState { fetch, topic, limit, .. } => format!("fetchState#{} {topic:?} limit={limit}", fetch.0),
         Output::State { topic, state } => format!("state {topic:?} {}", state_name(state)),
         Output::StateError { topic, error } => format!("stateError {topic:?} {}", error.code()),
         Output::FetchMembership { fetch, conversation_id } => format!("fetchMembership#{} {conversation_id}", fetch.0),
@@ -171,6 +171,11 @@ fn state_name(state: &State) -> String {
             page.loaded_all
         ),
         State::Online(Some(online)) => format!("connected={}", online.is_connected),
+        State::Conversations(page) => format!(
+            "[{}] loadedAll={}",
+            page.conversations.iter().map(|state| state.conversation.id.to_string()).collect::<Vec<_>>().join(","),
+            page.loaded_all
+        ),
     }
 }
 
@@ -672,7 +677,7 @@ fn participants(ids: &[&str], loaded_all: bool) -> State {
 
 fn subscribe_participants(session: &mut Session, limit: Option<u32>) {
     let topic = Topic::Participants(conversation("c"));
-    session.handle_request(Request::SubscribeState { id: request_id("p"), topic, limit });
+    session.handle_request(Request::SubscribeState { id: request_id("p"), topic, limit, filter: None });
 }
 
 #[test]
@@ -734,7 +739,12 @@ fn load_more_participants_coalesces_into_the_largest_and_is_refused_out_of_range
     session.handle_state(FetchId(3), participants(&["a", "b", "x", "y"], true));
     let outputs = drain(&mut session);
     assert!(outputs.contains("loadedAll=true\nok m2\nok m3"), "{outputs}");
-    session.handle_request(Request::SubscribeState { id: request_id("bad"), topic: topic(), limit: None });
+    session.handle_request(Request::SubscribeState {
+        id: request_id("bad"),
+        topic: topic(),
+        limit: None,
+        filter: None,
+    });
     check(&mut session, "error bad ALREADY_SUBSCRIBED");
 }
 
@@ -812,7 +822,7 @@ fn a_session_counts_as_connected_while_it_holds_a_subscription() {
     let mut session = new_session(Instant::now());
     assert!(!session.counts_as_connected());
     let topic = Topic::Online(user("bob"));
-    session.handle_request(Request::SubscribeState { id: request_id("o"), topic, limit: None });
+    session.handle_request(Request::SubscribeState { id: request_id("o"), topic, limit: None, filter: None });
     check(&mut session, "watch user bob\nwatch online bob\nfetchState#0 Online(UserId(\"bob\")) limit=1");
     assert!(session.counts_as_connected());
     session.handle_event(&signal(Stream::Online(user("bob")), ""), Instant::now());

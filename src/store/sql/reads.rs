@@ -5,7 +5,7 @@ use crate::domain::{
     content::Links,
     conversation::{Access, Conversation, ConversationView, Notify, Participant},
     event::Logged,
-    filter::FilterSubject,
+    filter::{ConversationFilter, FilterSubject},
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     limits::MAX_PARTICIPANTS_FOR_READ_BY,
     message::{Attachment, Location, Message, MessageType, MessageView, Origin, ReferencedView},
@@ -14,8 +14,8 @@ use crate::domain::{
     Custom, Millis, Rejection,
 };
 use crate::store::{
-    log, ConversationQuery, ConversationState, Direction, LoggedEvent, MessageWindow, OrderBy, Page, ParticipantEntry,
-    ParticipantsPage, Position, StoreError, StoreResult, StoredFile, UserConversation,
+    log, ConversationListPage, ConversationQuery, ConversationState, Direction, LoggedEvent, MessageWindow, OrderBy,
+    Page, ParticipantEntry, ParticipantsPage, Position, StoreError, StoreResult, StoredFile, UserConversation,
 };
 
 use super::{args, from_json, Db, Row, Sql};
@@ -202,6 +202,43 @@ pub fn conversation_state(
         read_until: read_marker_time(db, app, id, mine)?,
         everyone_read_until: read_marker_time(db, app, id, everyone)?,
     }))
+}
+
+pub fn conversation_list_state(
+    db: &dyn Db,
+    app: &AppId,
+    user: &UserId,
+    limit: usize,
+    filter: Option<&ConversationFilter>,
+) -> StoreResult<ConversationListPage> {
+    // Every conversation of the user with its last activity: the later of its last message (else its creation)
+    // and the user's join. Sorted here, so both backends share one portable query.
+    let mut member_of = db.rows(
+        "SELECT p.conversation_id, CASE WHEN c.last_activity_at > p.joined_at THEN c.last_activity_at \
+         ELSE p.joined_at END FROM participants p \
+         JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id \
+         WHERE p.app_id = ?1 AND p.user_id = ?2",
+        args![app.as_str(), user.as_str()],
+        |row| Ok((ConversationId::from_trusted(row.string(0)?), row.i64(1)?)),
+    )?;
+    member_of.sort_by(|(a, a_at), (b, b_at)| b_at.cmp(a_at).then_with(|| a.cmp(b)));
+    let mut conversations = Vec::with_capacity(limit.min(member_of.len()));
+    let mut loaded_all = true;
+    for (id, _) in &member_of {
+        let Some(state) = conversation_state(db, app, id, user)? else { continue };
+        if let Some(filter) = filter {
+            let subject = FilterSubject { conversation: &state.conversation, participant: Some(&state.participant) };
+            if !filter.matches(&subject) {
+                continue;
+            }
+        }
+        if conversations.len() == limit {
+            loaded_all = false;
+            break;
+        }
+        conversations.push(state);
+    }
+    Ok(ConversationListPage { conversations, loaded_all, member_of: member_of.into_iter().map(|(id, _)| id).collect() })
 }
 
 pub fn participants_page(

@@ -10,6 +10,7 @@ use super::{args, reads, writer, writes, Db};
 use crate::domain::{
     conversation::{ConversationPatch, ConversationView, ParticipantSettings},
     event::{Event, Logged},
+    filter::ConversationFilter,
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{ImportedMessage, Message, MessageEdit, NewMessage},
     reaction::Emoji,
@@ -17,9 +18,9 @@ use crate::domain::{
     Actor, Millis,
 };
 use crate::store::{
-    Appended, ConversationQuery, ConversationState, FileReceipt, HasEvents, LoggedEvent, MessageWindow, NewFile, Page,
-    ParticipantsPage, Position, Store, StoreError, StoreHooks, StoreResult, StoredFile, UserConversation,
-    WebhookFailure,
+    Appended, ConversationListPage, ConversationQuery, ConversationState, FileReceipt, HasEvents, LoggedEvent,
+    MessageWindow, NewFile, Page, ParticipantsPage, Position, Store, StoreError, StoreHooks, StoreResult, StoredFile,
+    UserConversation, WebhookFailure,
 };
 
 /// Opens a connection of the backend.
@@ -140,6 +141,20 @@ impl Store for SqlStore {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
         self.read(move |db| reads::in_snapshot(db, |db| reads::conversation_state(db, &app, &conversation, &user)))
             .await
+    }
+
+    async fn conversation_list_state(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        limit: usize,
+        filter: Option<std::sync::Arc<ConversationFilter>>,
+    ) -> StoreResult<ConversationListPage> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |db| {
+            reads::in_snapshot(db, |db| reads::conversation_list_state(db, &app, &user, limit, filter.as_deref()))
+        })
+        .await
     }
 
     async fn participants_page(

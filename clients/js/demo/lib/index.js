@@ -3,5 +3,5 @@
 // conversation, participants, typing and online subscriptions).
 export { getTalkSession, TalkSession, ConversationRef, MessageRef, ReactionRef, MessageSubscription } from "./session.js";
 export { UserRef, UserSubscription } from "./user.js";
-export { LiveSubscription, ParticipantSubscription } from "./live.js";
+export { ConversationListSubscription, LiveSubscription, ParticipantSubscription } from "./live.js";
 export { NatterError } from "./types.js";

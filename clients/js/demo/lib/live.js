@@ -10,11 +10,19 @@ const SUFFIX = {
     participants: "Participants",
     typing: "Typing",
     online: "Online",
+    conversations: "Conversations",
 };
-/** The most a `subscribeParticipants` may ask for. */
-const MAX_PARTICIPANTS_LIMIT = 50;
+/** The most a `subscribeParticipants` or a `subscribeConversations` may ask for. */
+const MAX_LIMIT = { participants: 50, conversations: 30 };
+/** The field naming what a subscription is about; the conversation list has none (its id is ""). */
 function idField(kind) {
+    if (kind === "conversations")
+        return null;
     return kind === "online" ? "userId" : "conversationId";
+}
+function request(kind, type, id) {
+    const field = idField(kind);
+    return field === null ? { type } : { type, [field]: id };
 }
 /** @internal The session's map key of a live subscription. */
 export function liveKey(kind, id) {
@@ -23,9 +31,11 @@ export function liveKey(kind, id) {
 /** @internal Says which live subscription a frame is for, if any. */
 export function liveKeyOf(frame) {
     const kind = frame.type === "subscriptionError" ? frame.subscription : frame.type;
-    if (kind !== "conversation" && kind !== "participants" && kind !== "typing" && kind !== "online")
+    if (kind !== "conversation" && kind !== "participants" && kind !== "typing" && kind !== "online" && kind !== "conversations") {
         return null;
-    const id = frame[idField(kind)];
+    }
+    const field = idField(kind);
+    const id = field === null ? "" : frame[field];
     return typeof id === "string" ? liveKey(kind, id) : null;
 }
 /** @internal The one server subscription behind every front of one thing. */
@@ -33,12 +43,16 @@ export class SharedLiveSubscription {
     session;
     kind;
     id;
+    extra;
     fronts = new Set();
     latest = null;
-    constructor(session, kind, id) {
+    constructor(session, kind, id, 
+    /** Fields every subscribe of this one carries (a conversation list's filter). */
+    extra = {}) {
         this.session = session;
         this.kind = kind;
         this.id = id;
+        this.extra = extra;
     }
     add(front) {
         this.fronts.add(front);
@@ -50,16 +64,15 @@ export class SharedLiveSubscription {
         if (this.fronts.size > 0)
             return;
         this.session.live.delete(liveKey(this.kind, this.id));
-        const frame = { type: `unsubscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
-        this.session.connection.request(frame).catch(() => { });
+        this.session.connection.request(request(this.kind, `unsubscribe${SUFFIX[this.kind]}`, this.id)).catch(() => { });
     }
     /** Subscribes on the server; after a reconnect a participants window asks for as many as it held. */
     start() {
-        const frame = { type: `subscribe${SUFFIX[this.kind]}`, [idField(this.kind)]: this.id };
-        const held = this.latest?.participants;
-        if (this.kind === "participants" && Array.isArray(held) && held.length > 0) {
-            frame.limit = Math.min(held.length, MAX_PARTICIPANTS_LIMIT);
-        }
+        const frame = { ...request(this.kind, `subscribe${SUFFIX[this.kind]}`, this.id), ...this.extra };
+        const held = this.latest?.[this.kind];
+        const max = MAX_LIMIT[this.kind];
+        if (max !== undefined && Array.isArray(held) && held.length > 0)
+            frame.limit = Math.min(held.length, max);
         this.session.connection.request(frame).catch((error) => {
             if (error.code === "CLOSED" && this.session.connectionState !== "closed")
                 return;
@@ -68,9 +81,9 @@ export class SharedLiveSubscription {
             this.fail(error);
         });
     }
-    /** @internal `loadMoreParticipants`; the server coalesces concurrent calls. */
+    /** @internal `loadMoreParticipants` or `loadMoreConversations`; the server coalesces concurrent calls. */
     async loadMore(count) {
-        const frame = { type: "loadMoreParticipants", conversationId: this.id };
+        const frame = request(this.kind, `loadMore${SUFFIX[this.kind]}`, this.id);
         if (count !== undefined)
             frame.count = count;
         await this.session.connection.request(frame);
@@ -132,6 +145,16 @@ export class LiveSubscription {
         return this.shared;
     }
 }
+/** The user's conversations, most recent activity first; `loadedAll` once no older one is left. */
+export class ConversationListSubscription extends LiveSubscription {
+    /** Extends the list by `count` older conversations (default 20, at most 30); resolves once they are in it. */
+    async loadMore(count) {
+        const shared = this.sharedSubscription;
+        if (shared === null)
+            throw new Error("the subscription has ended");
+        await shared.loadMore(count);
+    }
+}
 /** The participants window: the most recently joined first, `loadedAll` once nobody earlier is left. */
 export class ParticipantSubscription extends LiveSubscription {
     /** Extends the window by `count` earlier joiners (default 10, at most 50); resolves once they are in it. */
@@ -155,9 +178,14 @@ export const readers = {
     }),
     typing: (frame) => ({ type: "active", latestSnapshot: frozen(frame.typing) }),
     online: (frame) => ({ type: "active", latestSnapshot: frozen(frame.online) }),
+    conversations: (frame) => ({
+        type: "active",
+        latestSnapshot: frozen(frame.conversations),
+        loadedAll: frame.loadedAll === true,
+    }),
 };
 /** @internal Starts a front on the session's shared subscription of one thing (starting that if it is the first). */
-export function subscribeLive(session, kind, id, makeFront) {
+export function subscribeLive(session, kind, id, makeFront, extra = {}) {
     const ended = session.endedWith;
     if (ended !== null) {
         const front = makeFront(null);
@@ -168,7 +196,7 @@ export function subscribeLive(session, kind, id, makeFront) {
     let shared = session.live.get(key);
     const fresh = shared === undefined;
     if (shared === undefined) {
-        shared = new SharedLiveSubscription(session, kind, id);
+        shared = new SharedLiveSubscription(session, kind, id, extra);
         session.live.set(key, shared);
     }
     const front = makeFront(shared);

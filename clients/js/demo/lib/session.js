@@ -4,7 +4,7 @@ import { Connection } from "./connection.js";
 import { NatterError, } from "./types.js";
 import { Lifecycle } from "./lifecycle.js";
 import { UserRef } from "./user.js";
-import { LiveSubscription, ParticipantSubscription, liveKeyOf, readers, subscribeLive, } from "./live.js";
+import { ConversationListSubscription, LiveSubscription, ParticipantSubscription, liveKeyOf, readers, subscribeLive, } from "./live.js";
 import { Window } from "./window.js";
 /** The default first window, as the TalkJS Data API's. */
 const FIRST_WINDOW = 30;
@@ -72,6 +72,15 @@ export class TalkSession {
     }
     user(id) {
         return new UserRef(this, id);
+    }
+    /**
+     * Subscribes to the user's 20 most recently active conversations (`loadMore` reaches older ones), optionally
+     * filtered with the conversation filter of `GET /users/{id}/conversations`. One list per session: a second
+     * call shares the first's server subscription (and its filter).
+     */
+    subscribeConversations(options = {}, onSnapshot) {
+        const extra = options.filter === undefined ? {} : { filter: options.filter };
+        return subscribeLive(this, "conversations", "", (shared) => new ConversationListSubscription(shared, readers.conversations, onSnapshot), extra);
     }
     /** @internal Why the session ended for good, if it has. */
     get endedWith() {
