@@ -161,6 +161,7 @@ contract!(
     a_deleted_message_is_logged_as_it_was,
     a_webhook_receiver_is_held_by_one_owner_until_its_lease_lapses,
     pruning_keeps_what_a_live_webhook_receiver_has_not_had,
+    live_states_show_a_conversation_its_participants_and_a_list_as_one_user_sees_them,
 );
 
 fn app() -> AppId {
@@ -744,4 +745,43 @@ async fn pruning_keeps_what_a_live_webhook_receiver_has_not_had(opener: Opener) 
     store.append_messages(&app(), &conversation(), vec![text(None, "later")], 4).await.unwrap();
     let pruned = store.prune_events(now).await.unwrap();
     assert_eq!(pruned, 2, "the two messages it has had now");
+}
+
+async fn live_states_show_a_conversation_its_participants_and_a_list_as_one_user_sees_them(opener: Opener) {
+    let backend = with_conversation(opener).await;
+    let store = &backend.store;
+    store.append_messages(&app(), &conversation(), vec![text(Some(alice()), "hi")], 50).await.unwrap();
+    let bob = user("bob");
+    let state = store.conversation_state(&app(), &conversation(), &bob).await.unwrap().expect("bob takes part");
+    assert_eq!(state.last_message.as_ref().map(|view| view.message.created_at), Some(50));
+    assert_eq!(state.last_message.as_ref().and_then(|view| view.sender.as_ref()).map(|u| u.id.clone()), Some(alice()));
+    assert_eq!((state.participant.unread_message_count, state.read_until, state.everyone_read_until), (1, 0, 0));
+    store.set_read_state(&app(), &conversation(), &bob, Some(false)).await.unwrap();
+    let read = store.conversation_state(&app(), &conversation(), &bob).await.unwrap().unwrap();
+    assert_eq!((read.participant.unread_message_count, read.read_until, read.everyone_read_until), (0, 50, 50));
+    assert_eq!(store.conversation_state(&app(), &conversation(), &user("carol")).await.unwrap(), None);
+
+    assert_eq!(store.participant_user(&app(), &conversation(), &bob).await.unwrap().map(|u| u.id), Some(bob.clone()));
+    assert_eq!(store.participant_user(&app(), &conversation(), &user("carol")).await.unwrap(), None);
+    let page = store.participants_page(&app(), &conversation(), &bob, 1).await.unwrap().expect("bob takes part");
+    assert_eq!((page.participants.len(), page.loaded_all), (1, false));
+    let all = store.participants_page(&app(), &conversation(), &bob, 10).await.unwrap().unwrap();
+    assert_eq!((all.participants.len(), all.loaded_all), (2, true));
+    assert_eq!(store.participants_page(&app(), &conversation(), &user("carol"), 10).await.unwrap(), None);
+
+    // A second conversation bob joins later, without messages: it is his most recent activity.
+    let other = ConversationId::parse("other").unwrap();
+    let patch = ConversationPatch { participants: vec![bob.clone()], ..Default::default() };
+    store.upsert_conversation(&app(), &other, patch, 100).await.unwrap();
+    let list = store.conversation_list_state(&app(), &bob, 1, None).await.unwrap();
+    let ids = |list: &crate::store::ConversationListPage| {
+        list.conversations.iter().map(|state| state.conversation.id.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!((ids(&list), list.loaded_all, list.member_of.len()), (vec!["other".to_owned()], false, 2));
+    use crate::domain::filter::{ConversationFilter, SimpleFilter};
+    let filter = ConversationFilter::All(SimpleFilter { has_messages: Some(true), ..Default::default() });
+    let filtered = store.conversation_list_state(&app(), &bob, 5, Some(Arc::new(filter))).await.unwrap();
+    assert_eq!((ids(&filtered), filtered.loaded_all), (vec![conversation().to_string()], true));
+    let nobody = store.conversation_list_state(&app(), &user("nobody"), 5, None).await.unwrap();
+    assert!(nobody.conversations.is_empty() && nobody.loaded_all && nobody.member_of.is_empty());
 }
