@@ -58,6 +58,10 @@ impl Gateway {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         self.call_on(0, method, path, body).await
     }

@@ -6,6 +6,7 @@
 
 mod checked;
 mod gateway;
+mod inbox;
 mod metrics;
 mod report;
 mod scenarios;
@@ -32,6 +33,9 @@ enum Scenario {
     Write(scenarios::WriteArgs),
     /// Raises the fanout rate step by step until loss or p99 over 50 ms: the highest sustainable delivery rate.
     Maxrate(scenarios::MaxrateArgs),
+    /// U users with many conversations each hold a conversation list while messages reorder them: time to
+    /// visible, list frames per message, CPU per message, and lists that match a fresh read at the end.
+    Inbox(inbox::InboxArgs),
 }
 
 /// Where the gateway is and how to act on it.
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Storm(args) => scenarios::idle(args, true).await?,
         Scenario::Write(args) => scenarios::write(args).await?,
         Scenario::Maxrate(args) => scenarios::maxrate(args).await?,
+        Scenario::Inbox(args) => inbox::inbox(args).await?,
     };
     if !ok {
         // Loss, duplicates or disorder: a failed run, for CI and scripts.
