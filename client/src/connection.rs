@@ -391,7 +391,7 @@ fn apply_user_frame(text: &str, pending: &mut HashMap<String, Pending>, users: &
             let Some(Pending::SubscribeUser(user_id)) = pending.remove(id) else { return true };
             if frame["type"] == "error" {
                 if let Some(user) = users.remove(&user_id) {
-                    let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                    let reason = refusal(&frame);
                     user.state_tx.send_replace(UserSubscriptionState::Error(reason));
                 }
             }
@@ -399,6 +399,11 @@ fn apply_user_frame(text: &str, pending: &mut HashMap<String, Pending>, users: &
         }
         _ => false,
     }
+}
+
+/// A refusal's code and reasons, as a subscription's error state carries them.
+fn refusal(frame: &Value) -> String {
+    format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"])
 }
 
 /// The most a live subscribe may ask for (`subscribeParticipants.limit`).
@@ -427,7 +432,7 @@ fn apply_live_frame(
         "subscriptionError" => {
             let Some(kind) = kind_of("subscription") else { return false };
             if let Some(state_tx) = live.remove(&key_of(kind)) {
-                let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                let reason = refusal(&frame);
                 state_tx.send_replace(LiveState::Error(reason));
             }
             true
@@ -438,7 +443,7 @@ fn apply_live_frame(
             let Some(Pending::SubscribeLive(key)) = pending.remove(id) else { return true };
             if frame["type"] == "error" {
                 if let Some(state_tx) = live.remove(&key) {
-                    let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                    let reason = refusal(&frame);
                     state_tx.send_replace(LiveState::Error(reason));
                 }
             }
@@ -559,7 +564,7 @@ fn apply_frame(
         }
         "subscriptionError" => {
             if let Some(subscription) = subscriptions.remove(conversation_id) {
-                let reason = format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"]);
+                let reason = refusal(&frame);
                 subscription.state_tx.send_replace(SubscriptionState::Error(reason));
             }
         }

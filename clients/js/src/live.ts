@@ -72,6 +72,18 @@ export interface LiveFront {
   end(state: EndedState): void;
 }
 
+/**
+ * @internal Sends a subscribe; `fail` ends the subscription when the refusal is final. A subscribe lost with a
+ * dropped connection is sent again on reconnect, and one racing a resubscription is already in place.
+ */
+export function requestSubscription(session: TalkSession, frame: Frame, fail: (error: NatterError) => void): void {
+  session.connection.request(frame).catch((error: NatterError) => {
+    if (error.code === "CLOSED" && session.connectionState !== "closed") return;
+    if (error.code === "ALREADY_SUBSCRIBED") return;
+    fail(error);
+  });
+}
+
 /** @internal The one server subscription behind every front of one thing. */
 export class SharedLiveSubscription {
   private readonly fronts = new Set<LiveFront>();
@@ -103,11 +115,7 @@ export class SharedLiveSubscription {
     const held = this.latest?.[this.kind];
     const max = MAX_LIMIT[this.kind];
     if (max !== undefined && Array.isArray(held) && held.length > 0) frame.limit = Math.min(held.length, max);
-    this.session.connection.request(frame).catch((error: NatterError) => {
-      if (error.code === "CLOSED" && this.session.connectionState !== "closed") return;
-      if (error.code === "ALREADY_SUBSCRIBED") return;
-      this.fail(error);
-    });
+    requestSubscription(this.session, frame, (error) => this.fail(error));
   }
 
   /** @internal `loadMoreParticipants` or `loadMoreConversations`; the server coalesces concurrent calls. */

@@ -5,7 +5,7 @@
 import { Lifecycle, type EndedState } from "./lifecycle.js";
 import type { TalkSession } from "./session.js";
 import type { NatterError, UserOnlineSnapshot, UserSnapshot, UserSubscriptionState } from "./types.js";
-import { LiveSubscription, readers, subscribeLive, type UserOnlineSubscription } from "./live.js";
+import { LiveSubscription, readers, requestSubscription, subscribeLive, type UserOnlineSubscription } from "./live.js";
 
 type Frame = Record<string, unknown>;
 type ActiveState = Extract<UserSubscriptionState, { type: "active" }>;
@@ -70,11 +70,7 @@ export class SharedUserSubscription {
 
   /** Subscribes on the server (again after a reconnect: the first frame is the state as it is then). */
   start(): void {
-    this.session.connection.request({ type: "subscribeUser", userId: this.userId }).catch((error: NatterError) => {
-      if (error.code === "CLOSED" && this.session.connectionState !== "closed") return;
-      if (error.code === "ALREADY_SUBSCRIBED") return;
-      this.fail(error);
-    });
+    requestSubscription(this.session, { type: "subscribeUser", userId: this.userId }, (error) => this.fail(error));
   }
 
   receive(frame: Frame): void {

@@ -304,3 +304,19 @@ test("the conversation list moves a conversation with new activity to the front"
   all.unsubscribe();
   bob.close();
 });
+
+test("live subscriptions subscribe again after the gateway restarts, and show the state as it is then", async () => {
+  const id = await conversation();
+  const alice = session("alice");
+  const subscription = alice.conversation(id).subscribe();
+  const list = alice.subscribeConversations();
+  await Promise.all([subscription.connected, list.connected]);
+  await gateway.kill();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(subscription.state.type, "active", "a transient disconnect does not change the state");
+  gateway = await Gateway.start({ dataDir: gateway.dataDir, listen: gateway.addr });
+  await gateway.rest("POST", `/conversations/${id}/messages`, [{ type: "SystemMessage", text: "after the restart" }]);
+  await waitFor(subscription, (s) => s.latestSnapshot?.lastMessage?.plaintext === "after the restart", 20_000);
+  await waitFor(list, (s) => s.latestSnapshot?.[0]?.lastMessage?.plaintext === "after the restart", 20_000);
+  alice.close();
+});

@@ -38,6 +38,19 @@ export function liveKeyOf(frame) {
     const id = field === null ? "" : frame[field];
     return typeof id === "string" ? liveKey(kind, id) : null;
 }
+/**
+ * @internal Sends a subscribe; `fail` ends the subscription when the refusal is final. A subscribe lost with a
+ * dropped connection is sent again on reconnect, and one racing a resubscription is already in place.
+ */
+export function requestSubscription(session, frame, fail) {
+    session.connection.request(frame).catch((error) => {
+        if (error.code === "CLOSED" && session.connectionState !== "closed")
+            return;
+        if (error.code === "ALREADY_SUBSCRIBED")
+            return;
+        fail(error);
+    });
+}
 /** @internal The one server subscription behind every front of one thing. */
 export class SharedLiveSubscription {
     session;
@@ -73,13 +86,7 @@ export class SharedLiveSubscription {
         const max = MAX_LIMIT[this.kind];
         if (max !== undefined && Array.isArray(held) && held.length > 0)
             frame.limit = Math.min(held.length, max);
-        this.session.connection.request(frame).catch((error) => {
-            if (error.code === "CLOSED" && this.session.connectionState !== "closed")
-                return;
-            if (error.code === "ALREADY_SUBSCRIBED")
-                return;
-            this.fail(error);
-        });
+        requestSubscription(this.session, frame, (error) => this.fail(error));
     }
     /** @internal `loadMoreParticipants` or `loadMoreConversations`; the server coalesces concurrent calls. */
     async loadMore(count) {

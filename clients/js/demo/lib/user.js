@@ -2,7 +2,7 @@
 // carries the user's whole state and the `seq` of the user's stream; the highest `seq` wins (proto/PROTOCOL.md,
 // "User subscriptions"). Subscriptions to one user in a session share one server subscription.
 import { Lifecycle } from "./lifecycle.js";
-import { LiveSubscription, readers, subscribeLive } from "./live.js";
+import { LiveSubscription, readers, requestSubscription, subscribeLive } from "./live.js";
 export class UserRef {
     session;
     id;
@@ -63,13 +63,7 @@ export class SharedUserSubscription {
     }
     /** Subscribes on the server (again after a reconnect: the first frame is the state as it is then). */
     start() {
-        this.session.connection.request({ type: "subscribeUser", userId: this.userId }).catch((error) => {
-            if (error.code === "CLOSED" && this.session.connectionState !== "closed")
-                return;
-            if (error.code === "ALREADY_SUBSCRIBED")
-                return;
-            this.fail(error);
-        });
+        requestSubscription(this.session, { type: "subscribeUser", userId: this.userId }, (error) => this.fail(error));
     }
     receive(frame) {
         const seq = Number(frame.seq);
