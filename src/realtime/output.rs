@@ -102,6 +102,11 @@ pub enum Output {
         limit: usize,
         filter: Option<std::sync::Arc<crate::domain::filter::ConversationFilter>>,
     },
+    /// Read these conversations of a list alone; answer with `handle_conversations` or `handle_fetch_failed`.
+    FetchConversations {
+        fetch: FetchId,
+        conversation_ids: Vec<ConversationId>,
+    },
     /// Send a state subscription's whole state.
     State {
         topic: Topic,

@@ -29,7 +29,7 @@ use crate::{
     },
     hub::{SharedEvent, Stream},
     limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
-    store::MessageWindow,
+    store::{ConversationState, MessageWindow},
 };
 
 /// Messages in a new window unless the client asks for another `limit` (seed 004).
@@ -362,6 +362,17 @@ impl Session {
         subscription.handle_state(&mut self.outputs, state, new_fetch);
     }
 
+    /// A read of a list's changed conversations came back.
+    pub fn handle_conversations(&mut self, fetch: FetchId, states: Vec<(ConversationId, Option<ConversationState>)>) {
+        let Some(topic) = self.state_fetches.remove(&fetch) else { return };
+        let Some(subscription) = self.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
+        else {
+            return;
+        };
+        let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        subscription.handle_conversations(&mut self.outputs, states, new_fetch);
+    }
+
     /// A membership read for a typing subscription came back.
     pub fn handle_membership(&mut self, fetch: FetchId, participant: bool) {
         let Some(conversation_id) = self.typing_fetches.remove(&fetch) else { return };
@@ -463,9 +474,9 @@ impl Session {
             Stream::Read(_) | Stream::Online(_) => {}
         }
         for (topic, subscription) in &mut self.states {
-            if subscription.is_changed_by(event) {
+            if let Some(change) = subscription.change_of(event) {
                 let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, topic);
-                subscription.handle_change(&mut self.outputs, new_fetch);
+                subscription.handle_change(&mut self.outputs, change, new_fetch);
             }
         }
     }

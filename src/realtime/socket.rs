@@ -33,7 +33,7 @@ use crate::{
         user::User,
     },
     hub::{outbox, EncodedEvent, HubKey, Outbox, SharedEvent, Stream, WatcherId},
-    store::{MessageWindow, StoreResult},
+    store::{ConversationState, MessageWindow, StoreResult},
     token::verify_user_token,
     wire::{filter::parse_conversation_filter, snapshot::SnapshotContext},
 };
@@ -70,6 +70,8 @@ enum Read {
     State { fetch: FetchId, topic: Topic, limit: usize, filter: Option<Arc<ConversationFilter>> },
     /// Whether the session's user takes part in a conversation.
     Membership { fetch: FetchId, conversation_id: ConversationId },
+    /// Some conversations of a list, as the session's user sees them.
+    Conversations { fetch: FetchId, conversation_ids: Vec<ConversationId> },
 }
 
 impl Read {
@@ -79,7 +81,8 @@ impl Read {
             | Read::Events { fetch, .. }
             | Read::User { fetch, .. }
             | Read::State { fetch, .. }
-            | Read::Membership { fetch, .. } => *fetch,
+            | Read::Membership { fetch, .. }
+            | Read::Conversations { fetch, .. } => *fetch,
         }
     }
 
@@ -111,6 +114,10 @@ impl Read {
             }
             Read::State { fetch, topic, limit, filter } => {
                 Done::State { fetch, result: read_state(state, app_id, user_id, topic, (limit, filter)).await }
+            }
+            Read::Conversations { fetch, conversation_ids } => {
+                let result = state.store.conversation_states(app_id, user_id, conversation_ids).await;
+                Done::Conversations { fetch, result }
             }
             Read::Membership { fetch, conversation_id } => {
                 let result = state.store.participant_user(app_id, &conversation_id, user_id).await;
@@ -153,6 +160,7 @@ enum Done {
     User { fetch: FetchId, result: StoreResult<(Seq, Option<User>)> },
     State { fetch: FetchId, result: StoreResult<State> },
     Membership { fetch: FetchId, result: StoreResult<bool> },
+    Conversations { fetch: FetchId, result: StoreResult<Vec<(ConversationId, Option<ConversationState>)>> },
     Reply(Utf8Bytes),
 }
 
@@ -374,6 +382,10 @@ impl Shell {
                 self.request_read(Read::State { fetch, topic, limit, filter });
                 return Ok(None);
             }
+            Output::FetchConversations { fetch, conversation_ids } => {
+                self.request_read(Read::Conversations { fetch, conversation_ids });
+                return Ok(None);
+            }
             Output::FetchMembership { fetch, conversation_id } => {
                 self.request_read(Read::Membership { fetch, conversation_id });
                 return Ok(None);
@@ -507,7 +519,8 @@ impl Shell {
         | Done::Events { fetch, .. }
         | Done::User { fetch, .. }
         | Done::State { fetch, .. }
-        | Done::Membership { fetch, .. } = &done
+        | Done::Membership { fetch, .. }
+        | Done::Conversations { fetch, .. } = &done
         {
             self.finish_read(*fetch, session);
         }
@@ -517,11 +530,13 @@ impl Shell {
             Done::User { fetch, result: Ok((seq, user)) } => session.handle_user(fetch, seq, user),
             Done::State { fetch, result: Ok(state) } => session.handle_state(fetch, state),
             Done::Membership { fetch, result: Ok(participant) } => session.handle_membership(fetch, participant),
+            Done::Conversations { fetch, result: Ok(states) } => session.handle_conversations(fetch, states),
             Done::Window { fetch, result: Err(error), .. }
             | Done::Events { fetch, result: Err(error) }
             | Done::User { fetch, result: Err(error) }
             | Done::State { fetch, result: Err(error) }
-            | Done::Membership { fetch, result: Err(error) } => {
+            | Done::Membership { fetch, result: Err(error) }
+            | Done::Conversations { fetch, result: Err(error) } => {
                 tracing::warn!(cause = %error, "store read failed");
                 session.handle_fetch_failed(fetch);
             }

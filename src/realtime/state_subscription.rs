@@ -30,6 +30,7 @@ use crate::{
         message::MessageView,
     },
     hub::{EncodedEvent, Stream},
+    store::ConversationState,
 };
 
 /// Participants in a new participants window (the Data API's default).
@@ -114,6 +115,15 @@ impl State {
     }
 }
 
+/// What an event changes of a state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Read it whole again.
+    Whole,
+    /// One conversation of a list: read it alone.
+    Conversation(ConversationId),
+}
+
 /// The users a last message embeds: its sender, and the sender of the message it replies to.
 fn senders(message: Option<&MessageView>) -> impl Iterator<Item = &UserId> {
     let sender = message.and_then(|message| message.sender.as_ref());
@@ -133,8 +143,10 @@ pub struct StateSubscription {
     limit: usize,
     /// The read in flight, and the limit it reads at.
     reading: Option<(FetchId, usize)>,
-    /// Something changed after the read in flight started.
+    /// The next read must be of the whole state: something changed that a list cannot patch in.
     stale: bool,
+    /// A list's conversations changed since the read in flight started, to read alone and patch in.
+    dirty: BTreeSet<ConversationId>,
     watching: BTreeSet<Watched>,
     sent: Option<State>,
 }
@@ -158,6 +170,7 @@ impl StateSubscription {
             limit,
             reading: None,
             stale: false,
+            dirty: BTreeSet::new(),
             watching,
             sent: None,
         };
@@ -167,7 +180,9 @@ impl StateSubscription {
 
     fn read(&mut self, outputs: &mut VecDeque<Output>, fetch: FetchId) {
         self.reading = Some((fetch, self.limit));
+        // A whole read reflects everything that came before it.
         self.stale = false;
+        self.dirty.clear();
         let (topic, filter) = (self.topic.clone(), self.filter.clone());
         outputs.push_back(Output::FetchState { fetch, topic, limit: self.limit, filter });
     }
@@ -176,28 +191,118 @@ impl StateSubscription {
         self.reading.is_some_and(|(reading, _)| reading == fetch)
     }
 
-    /// Whether an event from the hub may change this state.
-    pub fn is_changed_by(&self, event: &EncodedEvent) -> bool {
-        match &event.stream {
+    /// What an event from the hub changes of this state, if anything.
+    pub fn change_of(&self, event: &EncodedEvent) -> Option<Change> {
+        let changed = match &event.stream {
             // A membership change of the session's user arrives through their own key, watched or not.
             Stream::Conversation(conversation_id) | Stream::Read(conversation_id) => {
                 let membership = event.membership.is_some()
                     && (self.topic == Topic::Conversations || self.topic.conversation_id() == Some(conversation_id));
-                membership || self.watching.contains(&Watched::Conversation(conversation_id.clone()))
+                if self.topic == Topic::Conversations && !membership && self.watches_conversation(conversation_id) {
+                    // One conversation of a list: read alone and patched in.
+                    return Some(Change::Conversation(conversation_id.clone()));
+                }
+                membership || self.watches_conversation(conversation_id)
             }
             Stream::User(user_id) => self.watching.contains(&Watched::Profile(user_id.clone())),
             Stream::Online(user_id) => self.watching.contains(&Watched::Online(user_id.clone())),
             Stream::Typing { .. } => false,
-        }
+        };
+        changed.then_some(Change::Whole)
+    }
+
+    fn watches_conversation(&self, conversation_id: &ConversationId) -> bool {
+        self.watching.contains(&Watched::Conversation(conversation_id.clone()))
     }
 
     /// Something this state depends on changed: read it again, now or after the read in flight.
-    pub fn handle_change(&mut self, outputs: &mut VecDeque<Output>, new_fetch: impl FnOnce() -> FetchId) {
-        if self.reading.is_some() {
-            self.stale = true;
-        } else {
-            self.read(outputs, new_fetch());
+    pub fn handle_change(
+        &mut self,
+        outputs: &mut VecDeque<Output>,
+        change: Change,
+        new_fetch: impl FnOnce() -> FetchId,
+    ) {
+        match change {
+            Change::Whole => self.stale = true,
+            Change::Conversation(conversation_id) => {
+                self.dirty.insert(conversation_id);
+            }
         }
+        self.next_read(outputs, new_fetch);
+    }
+
+    /// Starts the read the state needs, unless one is in flight: the whole state, or a list's changed
+    /// conversations alone.
+    fn next_read(&mut self, outputs: &mut VecDeque<Output>, new_fetch: impl FnOnce() -> FetchId) {
+        if self.reading.is_some() {
+            return;
+        }
+        if self.stale {
+            self.read(outputs, new_fetch());
+        } else if !self.dirty.is_empty() {
+            let fetch = new_fetch();
+            self.reading = Some((fetch, self.limit));
+            let conversation_ids = std::mem::take(&mut self.dirty).into_iter().collect();
+            outputs.push_back(Output::FetchConversations { fetch, conversation_ids });
+        }
+    }
+
+    /// A read of a list's changed conversations came back: patch them in (a conversation that left the window
+    /// makes room that only a whole read can fill), watch what the list embeds now, send it if it changed.
+    pub fn handle_conversations(
+        &mut self,
+        outputs: &mut VecDeque<Output>,
+        states: Vec<(ConversationId, Option<ConversationState>)>,
+        new_fetch: impl FnOnce() -> FetchId,
+    ) {
+        self.reading = None;
+        let Some(State::Conversations(sent)) = &self.sent else {
+            self.stale = true;
+            return self.next_read(outputs, new_fetch);
+        };
+        let mut page = sent.clone();
+        for (conversation_id, state) in states {
+            let held = page.conversations.iter().position(|held| held.conversation.id == conversation_id);
+            if let Some(at) = held {
+                page.conversations.remove(at);
+            }
+            let filter = self.filter.as_deref();
+            match state.filter(|state| filter.is_none_or(|filter| filter.matches(&state.filter_subject()))) {
+                Some(state) => page.conversations.push(state),
+                None if held.is_some() && !page.loaded_all => self.stale = true,
+                None => {}
+            }
+        }
+        if self.stale {
+            // A hole: the whole read after this one sends the list.
+            return self.next_read(outputs, new_fetch);
+        }
+        page.conversations.sort_by(|a, b| {
+            b.activity_at().cmp(&a.activity_at()).then_with(|| a.conversation.id.cmp(&b.conversation.id))
+        });
+        if page.conversations.len() > self.limit {
+            page.conversations.truncate(self.limit);
+            page.loaded_all = false;
+        }
+        let state = State::Conversations(page);
+        let watches = state.watches(&self.topic);
+        let added: BTreeSet<_> = watches.difference(&self.watching).cloned().collect();
+        outputs.extend(self.watching.difference(&watches).cloned().map(Output::Unwatch));
+        outputs.extend(added.iter().cloned().map(Output::Watch));
+        self.watching = watches;
+        if let State::Conversations(page) = &state {
+            // A profile watched only now could have changed since the read: read what embeds it once more.
+            for held in &page.conversations {
+                if senders(held.last_message.as_ref()).any(|user| added.contains(&Watched::Profile(user.clone()))) {
+                    self.dirty.insert(held.conversation.id.clone());
+                }
+            }
+        }
+        if self.sent.as_ref() != Some(&state) {
+            outputs.push_back(Output::State { topic: self.topic.clone(), state: state.clone() });
+            self.sent = Some(state);
+        }
+        self.next_read(outputs, new_fetch);
     }
 
     /// A read came back: watch what the state depends on now, send it if it changed, answer what waited for it.
@@ -219,9 +324,10 @@ impl StateSubscription {
             std::mem::take(&mut self.loading).into_iter().partition(|(_, wanted)| complete || *wanted <= read_limit);
         self.loading = waiting;
         outputs.extend(answered.into_iter().map(|(id, _)| Output::Ok { id }));
-        if self.stale || !added.is_empty() {
-            self.read(outputs, new_fetch());
+        if !added.is_empty() {
+            self.stale = true;
         }
+        self.next_read(outputs, new_fetch);
     }
 
     /// Asks for `count` more items than are loaded; calls made before the first of them is answered coalesce
@@ -247,7 +353,7 @@ impl StateSubscription {
         self.loading.push((id, wanted));
         if wanted > self.limit {
             self.limit = wanted;
-            self.handle_change(outputs, new_fetch);
+            self.handle_change(outputs, Change::Whole, new_fetch);
         }
     }
 

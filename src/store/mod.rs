@@ -18,7 +18,7 @@ use crate::domain::{
         Access, Conversation, ConversationPatch, ConversationView, Notify, Participant, ParticipantSettings,
     },
     event::{Event, Logged, UserEvent},
-    filter::ConversationFilter,
+    filter::{ConversationFilter, FilterSubject},
     ids::{AppId, ConversationId, MessageId, Seq, UserId},
     message::{ImportedMessage, Message, MessageEdit, MessageView, NewMessage},
     reaction::Emoji,
@@ -124,6 +124,18 @@ pub struct ConversationListPage {
     pub conversations: Vec<ConversationState>,
     pub loaded_all: bool,
     pub member_of: Vec<ConversationId>,
+}
+
+impl ConversationState {
+    /// When a conversation list sorts it: the later of its last activity (the last message, else its creation) and
+    /// the user's join.
+    pub fn activity_at(&self) -> Millis {
+        self.conversation.last_activity_at().max(self.participant.joined_at)
+    }
+
+    pub fn filter_subject(&self) -> FilterSubject<'_> {
+        FilterSubject { conversation: &self.conversation, participant: Some(&self.participant) }
+    }
 }
 
 /// One participant as a participants subscription shows them.
@@ -411,6 +423,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         filter: Option<std::sync::Arc<ConversationFilter>>,
     ) -> StoreResult<ConversationListPage>;
+    /// Several conversations as `user` sees them, in one snapshot (`None` for those they do not take part in).
+    async fn conversation_states(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        conversations: Vec<ConversationId>,
+    ) -> StoreResult<Vec<(ConversationId, Option<ConversationState>)>>;
     /// The `limit` most recently joined participants, in one snapshot; `None` when `user` does not take part.
     async fn participants_page(
         &self,

@@ -134,6 +134,10 @@ fn render(output: &Output) -> String {
         Output::FetchState { fetch, topic, limit, .. } => format!("fetchState#{} {topic:?} limit={limit}", fetch.0),
         Output::State { topic, state } => format!("state {topic:?} {}", state_name(state)),
         Output::StateError { topic, error } => format!("stateError {topic:?} {}", error.code()),
+        Output::FetchConversations { fetch, conversation_ids } => {
+            let ids: Vec<String> = conversation_ids.iter().map(ToString::to_string).collect();
+            format!("fetchConversations#{} [{}]", fetch.0, ids.join(","))
+        }
         Output::FetchMembership { fetch, conversation_id } => format!("fetchMembership#{} {conversation_id}", fetch.0),
         Output::Typing { conversation_id, typing } => format!(
             "typing {conversation_id} {}",
@@ -832,4 +836,76 @@ fn a_session_counts_as_connected_while_it_holds_a_subscription() {
     let outputs = drain(&mut session);
     assert!(outputs.ends_with("error o SERVICE_UNAVAILABLE"), "{outputs}");
     assert!(!session.counts_as_connected());
+}
+
+fn listed(id: &str, activity: i64) -> crate::store::ConversationState {
+    use crate::domain::conversation::{Access, Conversation, Notify, Participant};
+    crate::store::ConversationState {
+        conversation: Conversation {
+            id: conversation(id),
+            subject: None,
+            photo_url: None,
+            welcome_messages: None,
+            custom: Custom::new(),
+            created_at: 1,
+            last_message_at: Some(activity),
+            last_seq: Seq(0),
+        },
+        participant: Participant {
+            user_id: user("me"),
+            access: Access::ReadWrite,
+            notify: Notify::All,
+            joined_at: 1,
+            is_unread: false,
+            unread_message_count: 0,
+        },
+        last_message: None,
+        read_until: 0,
+        everyone_read_until: 0,
+    }
+}
+
+fn list(held: &[(&str, i64)], loaded_all: bool, member_of: &[&str]) -> State {
+    State::Conversations(crate::store::ConversationListPage {
+        conversations: held.iter().map(|(id, activity)| listed(id, *activity)).collect(),
+        loaded_all,
+        member_of: member_of.iter().map(|id| conversation(id)).collect(),
+    })
+}
+
+fn conversation_event(id: &str, seq: i64) -> SharedEvent {
+    Arc::new(EncodedEvent {
+        app_id: crate::domain::ids::AppId::parse("app").unwrap(),
+        stream: Stream::Conversation(conversation(id)),
+        seq: Seq(seq),
+        membership: None,
+        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+    })
+}
+
+#[test]
+fn a_conversation_list_reads_changed_conversations_alone_and_patches_them_in() {
+    let mut session = new_session(Instant::now());
+    let topic = Topic::Conversations;
+    session.handle_request(Request::SubscribeState { id: request_id("l"), topic, limit: Some(2), filter: None });
+    check(&mut session, "fetchState#0 Conversations limit=2");
+    session.handle_state(FetchId(0), list(&[("a", 30), ("b", 20)], false, &["a", "b", "c"]));
+    check(&mut session, "watch a\nwatch b\nwatch c\nstate Conversations [a,b] loadedAll=false\nok l\nfetchState#1 Conversations limit=2");
+    session.handle_state(FetchId(1), list(&[("a", 30), ("b", 20)], false, &["a", "b", "c"]));
+    check(&mut session, "");
+    // Activity in c, outside the window: c alone is read, and moves in at the front.
+    session.handle_event(&conversation_event("c", 5), Instant::now());
+    session.handle_event(&conversation_event("b", 9), Instant::now());
+    check(&mut session, "fetchConversations#2 [c]");
+    session.handle_conversations(FetchId(2), vec![(conversation("c"), Some(listed("c", 40)))]);
+    check(&mut session, "state Conversations [c,a] loadedAll=false\nfetchConversations#3 [b]");
+    // b, now outside the window, had older activity than what the window holds: nothing changes.
+    session.handle_conversations(FetchId(3), vec![(conversation("b"), Some(listed("b", 25)))]);
+    check(&mut session, "");
+    // A conversation that no longer shows leaves a hole only a whole read fills; a join reads the whole list.
+    session.handle_event(&conversation_event("a", 6), Instant::now());
+    session.handle_conversations(FetchId(4), vec![(conversation("a"), None)]);
+    check(&mut session, "fetchConversations#4 [a]\nfetchState#5 Conversations limit=2");
+    session.handle_event(&event(7, Some(Membership::Joined(user("me")))), Instant::now());
+    check(&mut session, "");
 }

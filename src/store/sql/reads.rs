@@ -226,11 +226,8 @@ pub fn conversation_list_state(
     let mut loaded_all = true;
     for (id, _) in &member_of {
         let Some(state) = conversation_state(db, app, id, user)? else { continue };
-        if let Some(filter) = filter {
-            let subject = FilterSubject { conversation: &state.conversation, participant: Some(&state.participant) };
-            if !filter.matches(&subject) {
-                continue;
-            }
+        if filter.is_some_and(|filter| !filter.matches(&state.filter_subject())) {
+            continue;
         }
         if conversations.len() == limit {
             loaded_all = false;

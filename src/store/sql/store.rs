@@ -157,6 +157,24 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn conversation_states(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        conversations: Vec<ConversationId>,
+    ) -> StoreResult<Vec<(ConversationId, Option<ConversationState>)>> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |db| {
+            reads::in_snapshot(db, |db| {
+                conversations
+                    .into_iter()
+                    .map(|id| Ok((id.clone(), reads::conversation_state(db, &app, &id, &user)?)))
+                    .collect()
+            })
+        })
+        .await
+    }
+
     async fn participants_page(
         &self,
         app: &AppId,
