@@ -110,7 +110,7 @@ pub enum Output {
     /// Send a state subscription's whole state.
     State {
         topic: Topic,
-        state: State,
+        state: std::sync::Arc<State>,
     },
     /// A state subscription ended in the error state.
     StateError {

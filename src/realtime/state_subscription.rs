@@ -30,7 +30,7 @@ use crate::{
         message::MessageView,
     },
     hub::{EncodedEvent, Stream},
-    store::ConversationState,
+    store::{ConversationListPage, ConversationState},
 };
 
 /// Participants in a new participants window (the Data API's default).
@@ -148,7 +148,8 @@ pub struct StateSubscription {
     /// A list's conversations changed since the read in flight started, to read alone and patch in.
     dirty: BTreeSet<ConversationId>,
     watching: BTreeSet<Watched>,
-    sent: Option<State>,
+    /// The state sent last, shared with its output until the shell encoded it.
+    sent: Option<Arc<State>>,
 }
 
 impl StateSubscription {
@@ -256,52 +257,86 @@ impl StateSubscription {
         new_fetch: impl FnOnce() -> FetchId,
     ) {
         self.reading = None;
-        let Some(State::Conversations(sent)) = &self.sent else {
+        let filter = self.filter.clone();
+        let shows = |state: &ConversationState| filter.as_deref().is_none_or(|f| f.matches(&state.filter_subject()));
+        let states: Vec<_> = states.into_iter().map(|(id, state)| (id, state.filter(|state| shows(state)))).collect();
+        // What the client holds is patched in place: the frame sent last shares it, and is gone by now.
+        let Some(mut sent) = self.sent.take() else {
             self.stale = true;
             return self.next_read(outputs, new_fetch);
         };
-        let mut page = sent.clone();
-        for (conversation_id, state) in states {
-            let held = page.conversations.iter().position(|held| held.conversation.id == conversation_id);
-            if let Some(at) = held {
-                page.conversations.remove(at);
-            }
-            let filter = self.filter.as_deref();
-            match state.filter(|state| filter.is_none_or(|filter| filter.matches(&state.filter_subject()))) {
-                Some(state) => page.conversations.push(state),
-                None if held.is_some() && !page.loaded_all => self.stale = true,
-                None => {}
-            }
-        }
-        if self.stale {
-            // A hole: the whole read after this one sends the list.
+        let State::Conversations(page) = Arc::make_mut(&mut sent) else {
+            self.sent = Some(sent);
+            self.stale = true;
+            return self.next_read(outputs, new_fetch);
+        };
+        let held = |page: &ConversationListPage, id: &ConversationId| {
+            page.conversations.iter().position(|held| held.conversation.id == *id)
+        };
+        // One that leaves a window beyond which others wait makes a hole: the whole read after this one fills it.
+        if !page.loaded_all && states.iter().any(|(id, state)| state.is_none() && held(page, id).is_some()) {
+            self.sent = Some(sent);
+            self.stale = true;
             return self.next_read(outputs, new_fetch);
         }
-        page.conversations.sort_by(|a, b| {
-            b.activity_at().cmp(&a.activity_at()).then_with(|| a.conversation.id.cmp(&b.conversation.id))
-        });
-        if page.conversations.len() > self.limit {
-            page.conversations.truncate(self.limit);
-            page.loaded_all = false;
-        }
-        let state = State::Conversations(page);
-        let watches = state.watches(&self.topic);
-        let added: BTreeSet<_> = watches.difference(&self.watching).cloned().collect();
-        outputs.extend(self.watching.difference(&watches).cloned().map(Output::Unwatch));
-        outputs.extend(added.iter().cloned().map(Output::Watch));
-        self.watching = watches;
-        if let State::Conversations(page) = &state {
-            // A profile watched only now could have changed since the read: read what embeds it once more.
-            for held in &page.conversations {
-                if senders(held.last_message.as_ref()).any(|user| added.contains(&Watched::Profile(user.clone()))) {
-                    self.dirty.insert(held.conversation.id.clone());
+        let (mut changed, mut inserted) = (false, Vec::new());
+        for (conversation_id, state) in states {
+            match (held(page, &conversation_id), state) {
+                (Some(at), Some(state)) if page.conversations[at] == state => {}
+                (Some(at), Some(state)) => (page.conversations[at], changed) = (state, true),
+                (None, Some(state)) => {
+                    page.conversations.push(state);
+                    inserted.push(conversation_id);
                 }
+                (Some(at), None) => (_, changed) = (page.conversations.remove(at), true),
+                (None, None) => {}
             }
         }
-        if self.sent.as_ref() != Some(&state) {
-            outputs.push_back(Output::State { topic: self.topic.clone(), state: state.clone() });
-            self.sent = Some(state);
+        if changed || !inserted.is_empty() {
+            page.conversations.sort_by(|a, b| {
+                b.activity_at().cmp(&a.activity_at()).then_with(|| a.conversation.id.cmp(&b.conversation.id))
+            });
+            if page.conversations.len() > self.limit {
+                page.conversations.truncate(self.limit);
+                // Only news if the window held everything before.
+                changed |= std::mem::replace(&mut page.loaded_all, false);
+            }
+            // One that came in with older activity than the whole window is not in it: nothing to show.
+            changed |= inserted.iter().any(|id| held(page, id).is_some());
         }
+        // The conversations watched stay (only joins and leaves change them); the profiles follow the window.
+        let profiles: BTreeSet<Watched> = page
+            .conversations
+            .iter()
+            .flat_map(|state| senders(state.last_message.as_ref()))
+            .map(|user| Watched::Profile(user.clone()))
+            .collect();
+        let dropped: Vec<Watched> = self
+            .watching
+            .iter()
+            .filter(|watched| matches!(watched, Watched::Profile(_)) && !profiles.contains(watched))
+            .cloned()
+            .collect();
+        for watched in dropped {
+            self.watching.remove(&watched);
+            outputs.push_back(Output::Unwatch(watched));
+        }
+        for watched in profiles {
+            if self.watching.insert(watched.clone()) {
+                // Watched only now, it could have changed since the read: read what embeds it once more.
+                let Watched::Profile(user) = &watched else { unreachable!("profiles only") };
+                for state in &page.conversations {
+                    if senders(state.last_message.as_ref()).any(|sender| sender == user) {
+                        self.dirty.insert(state.conversation.id.clone());
+                    }
+                }
+                outputs.push_back(Output::Watch(watched));
+            }
+        }
+        if changed {
+            outputs.push_back(Output::State { topic: self.topic.clone(), state: Arc::clone(&sent) });
+        }
+        self.sent = Some(sent);
         self.next_read(outputs, new_fetch);
     }
 
@@ -315,8 +350,9 @@ impl StateSubscription {
         outputs.extend(self.watching.difference(&watches).cloned().map(Output::Unwatch));
         outputs.extend(added.iter().cloned().map(Output::Watch));
         self.watching = watches;
-        if self.sent.as_ref() != Some(&state) {
-            outputs.push_back(Output::State { topic: self.topic.clone(), state: state.clone() });
+        if self.sent.as_deref() != Some(&state) {
+            let state = Arc::new(state);
+            outputs.push_back(Output::State { topic: self.topic.clone(), state: Arc::clone(&state) });
             self.sent = Some(state);
         }
         outputs.extend(self.pending.take().map(|id| Output::Ok { id }));
@@ -339,7 +375,7 @@ impl StateSubscription {
         count: usize,
         new_fetch: impl FnOnce() -> FetchId,
     ) {
-        let Some((loaded, loaded_all)) = self.sent.as_ref().and_then(State::loaded) else {
+        let Some((loaded, loaded_all)) = self.sent.as_deref().and_then(State::loaded) else {
             // Nothing windowed to extend: not active yet, or null.
             let error = if self.sent.is_some() { RealtimeError::NotSubscribed } else { RealtimeError::NotActive };
             outputs.push_back(Output::Error { id, error });
