@@ -652,3 +652,60 @@ async fn a_users_change_on_one_node_reaches_their_subscribers_on_another() {
     let created = next_text(&mut socket).await;
     assert_eq!((&created["seq"], &created["user"]["name"]), (&json!(1), &json!("Bob")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn typing_conversation_lists_and_reads_reach_a_session_on_another_node() {
+    use crate::{realtime_auth::read_frame, realtime_users::request};
+    if postgres_url().is_none() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let cluster = Cluster::start(2, &redis).await;
+    let log = crate::helpers::spawn_gateway().await; // only to check frames against the schemas
+    cluster.call(0, reqwest::Method::PUT, "/users", json!({"me": {"name": "Me"}, "bob": {"name": "Bob"}})).await;
+    for id in ["c1", "c2"] {
+        cluster
+            .call(0, reqwest::Method::PUT, &format!("/conversations/{id}"), json!({"participants": ["me", "bob"]}))
+            .await;
+    }
+    let connect = |node: usize, user: &str| {
+        let url = format!("ws://{}/v1/{APP}/realtime?token={}", cluster.nodes[node].addr, user_token(user, None));
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut me = connect(1, "me").await;
+    request(&mut me, json!({"type": "subscribeTyping", "id": "t", "conversationId": "c1"})).await;
+    assert_eq!(read_frame(&mut me, &log).await["typing"], json!({"many": false, "users": []}));
+    assert_eq!(read_frame(&mut me, &log).await["type"], "ok");
+    request(&mut me, json!({"type": "subscribeConversations", "id": "l"})).await;
+    let first = read_frame(&mut me, &log).await;
+    assert_eq!(first["conversations"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(read_frame(&mut me, &log).await["type"], "ok");
+
+    // Bob types on the other node, then sends there: his typing shows and ends, and c1 moves to the front.
+    let mut bob = connect(0, "bob").await;
+    request(&mut bob, json!({"type": "markAsTyping", "id": "b", "conversationId": "c1"})).await;
+    assert_eq!(read_frame(&mut bob, &log).await["type"], "ok");
+    assert_eq!(read_frame(&mut me, &log).await["typing"]["users"][0]["id"], "bob");
+    request(&mut bob, json!({"type": "sendMessage", "id": "s", "conversationId": "c1", "text": "from node 0"})).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let frame = read_frame(&mut me, &log).await;
+        seen.push(frame["type"].as_str().unwrap().to_owned());
+        match frame["type"].as_str().unwrap() {
+            "typing" => assert_eq!(frame["typing"]["users"], json!([])),
+            "conversations" => {
+                assert_eq!(frame["conversations"][0]["id"], "c1");
+                assert_eq!(frame["conversations"][0]["lastMessage"]["plaintext"], "from node 0");
+                assert_eq!(frame["conversations"][0]["unreadMessageCount"], 1);
+            }
+            other => panic!("unexpected {other}: {frame}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["conversations", "typing"]);
+    // A read through REST on node 0 reaches the list on node 1.
+    cluster.call(0, reqwest::Method::PUT, "/users/me/conversations/c1", json!({"isUnread": false})).await;
+    let read = read_frame(&mut me, &log).await;
+    assert_eq!(read["conversations"][0]["unreadMessageCount"], 0, "{read}");
+    log.assert_frames_valid();
+}
