@@ -85,11 +85,16 @@ pub async fn upgrade(
         expires_at: socket::expires_at(claims.expires_at),
         _guard: guard,
     };
-    let sessions = state.sessions.clone();
+    // Counted from now, not from the upgrade: a shutdown between the 101 and the session's start must still wait
+    // for the session to send its close frame.
+    let tracked = state.sessions.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_FRAME_BYTES)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |websocket| sessions.track_future(socket::run(websocket, connection))))
+        .on_upgrade(move |websocket| async move {
+            socket::run(websocket, connection).await;
+            drop(tracked);
+        }))
 }
