@@ -35,6 +35,8 @@ pub struct Config {
     pub socket_write_timeout: std::time::Duration,
     /// How long a `markAsTyping` lasts (10 s, as TalkJS; shorter in tests).
     pub typing_timeout: std::time::Duration,
+    /// How long a request keeps a session without subscriptions counting as connected (a few seconds).
+    pub request_linger: std::time::Duration,
     pub limits: crate::limits::LimitConfig,
     /// What the store's event log keeps (resumes and hole repairs reach back this far).
     pub retention: crate::store::Retention,

@@ -107,6 +107,9 @@ struct ServeArgs {
     /// Milliseconds a markAsTyping lasts (TalkJS: 10 000).
     #[arg(long, env = "NATTER_TYPING_TIMEOUT_MS", default_value_t = natter::realtime::typing_subscription::DEFAULT_TYPING_TIMEOUT.as_millis() as u64, hide = true)]
     typing_timeout_ms: u64,
+    /// Milliseconds a request makes a session without subscriptions count as connected.
+    #[arg(long, env = "NATTER_REQUEST_LINGER_MS", default_value_t = natter::realtime::session::DEFAULT_REQUEST_LINGER.as_millis() as u64, hide = true)]
+    request_linger_ms: u64,
     /// Sustained REST requests per second per app (bursts to twice that); past it, 429 with Retry-After. 0: no limit.
     #[arg(long, env = "NATTER_REST_REQUESTS_PER_SECOND", default_value_t = LimitConfig::default().rest_requests_per_second)]
     rest_requests_per_second: u32,
@@ -230,6 +233,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         outbox_events: args.outbox_events.max(1),
         socket_write_timeout: std::time::Duration::from_millis(args.socket_write_timeout_ms.max(1)),
         typing_timeout: std::time::Duration::from_millis(args.typing_timeout_ms.max(1)),
+        request_linger: std::time::Duration::from_millis(args.request_linger_ms),
         limits: LimitConfig {
             rest_requests_per_second: args.rest_requests_per_second,
             connections_per_app: args.connections_per_app,

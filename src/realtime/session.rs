@@ -38,6 +38,9 @@ pub const DEFAULT_WINDOW_MESSAGES: usize = 30;
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// A connection that sends nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a request keeps a session without subscriptions counting as connected (the Data API's "made a request
+/// in the last few seconds").
+pub const DEFAULT_REQUEST_LINGER: Duration = Duration::from_secs(5);
 
 /// What a client asks of its subscriptions (writes go straight from the shell to the store).
 #[derive(Debug)]
@@ -109,6 +112,9 @@ pub struct Session {
     typing: HashMap<ConversationId, TypingSubscription>,
     typing_fetches: HashMap<FetchId, ConversationId>,
     typing_timeout: Duration,
+    request_linger: Duration,
+    /// Until when the client's last request makes the session count as connected.
+    requested_until: Option<Instant>,
     next_fetch: u64,
     outputs: VecDeque<Output>,
     token_expires_at: Option<Instant>,
@@ -141,6 +147,8 @@ impl Session {
             typing: HashMap::new(),
             typing_fetches: HashMap::new(),
             typing_timeout: DEFAULT_TYPING_TIMEOUT,
+            request_linger: DEFAULT_REQUEST_LINGER,
+            requested_until: None,
             next_fetch: 0,
             outputs: VecDeque::new(),
             token_expires_at,
@@ -154,6 +162,17 @@ impl Session {
     pub fn with_typing_timeout(mut self, timeout: Duration) -> Self {
         self.typing_timeout = timeout;
         self
+    }
+
+    /// How long a request makes this session count as connected without a subscription.
+    pub fn with_request_linger(mut self, linger: Duration) -> Self {
+        self.request_linger = linger;
+        self
+    }
+
+    /// The client made a request (any well-formed frame, a write included).
+    pub fn handle_requested(&mut self, now: Instant) {
+        self.requested_until = Some(now + self.request_linger);
     }
 
     /// Runs `handle` on one subscription with the context it needs.
@@ -291,9 +310,9 @@ impl Session {
     }
 
     /// Whether this session makes its user count as connected: a user is while one of their sessions holds a
-    /// subscription (the Data API's rule).
+    /// subscription or made a request in the last few seconds (the Data API's rule).
     pub fn counts_as_connected(&self) -> bool {
-        !self.closed && self.held() > 0
+        !self.closed && (self.held() > 0 || self.requested_until.is_some())
     }
 
     /// A windowed topic's `limit` or `count`, its default when not given; refuses one out of range (or given for
@@ -532,6 +551,9 @@ impl Session {
         for subscription in self.typing.values_mut() {
             subscription.handle_timeout(&mut self.outputs, now);
         }
+        if self.requested_until.is_some_and(|until| now >= until) {
+            self.requested_until = None;
+        }
     }
 
     /// When `handle_timeout` wants to be called next.
@@ -545,6 +567,9 @@ impl Session {
             next = next.min(expires_at);
         }
         for until in self.typing.values().filter_map(TypingSubscription::poll_timeout) {
+            next = next.min(until);
+        }
+        if let Some(until) = self.requested_until {
             next = next.min(until);
         }
         Some(next)

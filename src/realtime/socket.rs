@@ -32,7 +32,7 @@ use crate::{
         ids::{AppId, ConversationId, Seq, UserId},
         user::User,
     },
-    hub::{outbox, EncodedEvent, HubKey, Outbox, SharedEvent, Stream, WatcherId},
+    hub::{outbox, presence, HubKey, Outbox, SharedEvent, WatcherId},
     store::{ConversationState, MessageWindow, StoreResult},
     token::verify_user_token,
     wire::{filter::parse_conversation_filter, snapshot::SnapshotContext},
@@ -144,7 +144,7 @@ async fn read_state(
         }
         Topic::Online(online) => {
             let (_, user) = state.store.user_state(app_id, &online).await?;
-            let is_connected = state.node.presence().is_present(app_id, &online);
+            let is_connected = state.node.presence().is_connected(app_id, &online).await;
             State::Online(user.map(|user| Box::new(OnlineState { user, is_connected })))
         }
         Topic::Conversations => {
@@ -182,7 +182,8 @@ pub async fn run(socket: WebSocket, connection: Connection) {
     let (slow, shutdown) = (outbox.cancelled_token(), state.shutdown.clone());
     let max_subscriptions = state.limits.subscriptions_per_connection();
     let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions)
-        .with_typing_timeout(state.config.typing_timeout);
+        .with_typing_timeout(state.config.typing_timeout)
+        .with_request_linger(state.config.request_linger);
     let mut shell = Shell::new(state, app_id, user_id, sink, outbox, done_tx);
 
     while shell.carry_out(&mut session).await {
@@ -278,29 +279,16 @@ impl Shell {
         }
     }
 
-    /// The session started or stopped holding a subscription: on the user's first and last such session on this
-    /// node, their `Online` key says so.
+    /// The session started or stopped counting as connected: on the user's first and last such session on this
+    /// node, their `Online` key says so (through the shared view when there are other nodes).
     fn set_present(&mut self, present: bool) {
         if present == self.present {
             return;
         }
         self.present = present;
-        let presence = self.state.node.presence();
-        let changed = if present {
-            presence.arrive(&self.app_id, &self.user_id)
-        } else {
-            presence.leave(&self.app_id, &self.user_id)
-        };
-        if changed {
+        if self.state.node.presence().set(&self.app_id, &self.user_id, present) == presence::Change::Signal {
             let key = HubKey::Online { app_id: self.app_id.clone(), user_id: self.user_id.clone() };
-            let signal = EncodedEvent {
-                app_id: self.app_id.clone(),
-                stream: Stream::Online(self.user_id.clone()),
-                seq: Seq(0),
-                membership: None,
-                frame: Utf8Bytes::default(),
-            };
-            self.state.node.publish(&key, Arc::new(signal));
+            self.state.node.publish(&key, presence::signal(&self.app_id, &self.user_id));
         }
     }
 
@@ -554,6 +542,7 @@ impl Shell {
             Ok(parsed) => parsed,
             Err(error) => return self.reply_error(error.id.as_ref(), &RealtimeError::InvalidFrame(error.reason)),
         };
+        session.handle_requested(Instant::now());
         match self.request_of(&id, frame) {
             Ok(Some(request)) => session.handle_request(request),
             Ok(None) => {}

@@ -96,6 +96,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         outbox_events: OUTBOX_EVENTS,
         socket_write_timeout: natter::realtime::socket::DEFAULT_WRITE_TIMEOUT,
         typing_timeout: natter::realtime::typing_subscription::DEFAULT_TYPING_TIMEOUT,
+        request_linger: natter::realtime::session::DEFAULT_REQUEST_LINGER,
         limits: natter::limits::LimitConfig::default(),
         retention: natter::store::Retention::default(),
         history_bytes: natter::hub::history::DEFAULT_HISTORY_BYTES,

@@ -267,6 +267,31 @@ async fn a_user_is_online_while_one_of_their_sessions_holds_a_subscription() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_subscription_counts_as_connected_for_a_few_seconds() {
+    let linger = Duration::from_millis(600);
+    let gw = spawn_gateway_with(|config| config.request_linger = linger).await;
+    gw.create_conversation("c", &["me", "bob"]).await;
+    let mut me = connect(&gw, "me").await;
+    request(&mut me, json!({"type": "subscribeOnline", "id": "1", "userId": "bob"})).await;
+    assert_eq!(next_online(&mut me, &gw).await["isConnected"], false);
+    assert_eq!(read_frame(&mut me, &gw).await, ok("1"));
+
+    let mut bob = connect(&gw, "bob").await;
+    let asked = std::time::Instant::now();
+    request(&mut bob, json!({"type": "markAsRead", "id": "r", "conversationId": "c"})).await;
+    assert_eq!(read_frame(&mut bob, &gw).await, ok("r"));
+    assert_eq!(next_online(&mut me, &gw).await["isConnected"], true);
+    // No further request: offline once the linger is over, not before, though the socket stays open.
+    assert_eq!(next_online(&mut me, &gw).await["isConnected"], false);
+    assert!(asked.elapsed() >= linger, "offline after {:?}", asked.elapsed());
+    // A malformed frame is not a request.
+    futures::SinkExt::send(&mut bob, tokio_tungstenite::tungstenite::Message::Text("{".into())).await.unwrap();
+    assert_eq!(read_frame(&mut bob, &gw).await["type"], "error");
+    expect_quiet(&mut me, &gw, "2").await;
+    gw.assert_frames_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_holds_each_live_subscription_with_the_data_api_names() {
     use natter_client::{LiveState, TypingSnapshot};
     let gw = spawn_gateway().await;
@@ -303,11 +328,12 @@ async fn the_rust_client_holds_each_live_subscription_with_the_data_api_names() 
     let LiveState::Active(Some(TypingSnapshot::Few(users))) = state else { panic!("{state:?}") };
     assert_eq!(users[0].id, "bob");
 
-    // bob holds no subscription: offline until he takes one.
-    let online = within(me.user("bob").subscribe_online()).await.unwrap();
+    // carl is connected but holds no subscription and made no request: offline until he takes one.
+    let carl = gw.connect("carl").await;
+    let online = within(me.user("carl").subscribe_online()).await.unwrap();
     let LiveState::Active(Some(offline)) = within(online.connected()).await.unwrap() else { panic!("null") };
     assert!(!offline.is_connected);
-    let _held = within(bob.conversation("c").subscribe_typing()).await.unwrap();
+    let _held = within(carl.conversation("c").subscribe_typing()).await.unwrap();
     within(online.wait_for(|state| matches!(state, LiveState::Active(Some(snapshot)) if snapshot.is_connected))).await;
 
     let list = within(me.subscribe_conversations()).await.unwrap();

@@ -909,3 +909,18 @@ fn a_conversation_list_reads_changed_conversations_alone_and_patches_them_in() {
     session.handle_event(&event(7, Some(Membership::Joined(user("me")))), Instant::now());
     check(&mut session, "");
 }
+
+#[test]
+fn a_request_counts_as_connected_until_the_linger_is_over() {
+    let start = Instant::now();
+    let mut session = new_session(start).with_request_linger(Duration::from_secs(5));
+    session.handle_requested(start);
+    assert!(session.counts_as_connected());
+    let until = start + Duration::from_secs(5);
+    assert_eq!(session.poll_timeout(), Some(until));
+    session.handle_timeout(until - Duration::from_millis(1));
+    assert!(session.counts_as_connected());
+    session.handle_timeout(until);
+    assert!(!session.counts_as_connected());
+    assert!(session.poll_timeout().is_some_and(|next| next > until), "the linger no longer wakes the session");
+}
