@@ -8,7 +8,7 @@
 //!   `metrics`, `limits`, `token` (user tokens).
 //! - `hub`: local fan-out of encoded events to session outboxes; `hub::Node`, through which sessions watch keys
 //!   and the `broker` (in-process, or Redis between nodes) delivers. `config`. `cluster`: what nodes tell each
-//!   other for cluster-wide limits. `http`: the HTTP error mapping and extractors.
+//!   other for cluster-wide limits and presence. `http`: the HTTP error mapping and extractors.
 //! - `app`: `AppState`, what every handler and session holds.
 //! - `api`: the REST routes. `realtime`: the WebSocket gateway (frames, the sans-IO session and subscriptions, the
 //!   socket shell, socket writes, the publisher, the catch-up reader that brings other nodes' events from the log).
@@ -118,7 +118,8 @@ pub async fn run(
     };
     #[cfg(feature = "redis")]
     if let hub::broker::BrokerConfig::Redis(url) = &state.config.broker {
-        cluster::spawn(url, state.limits.clone(), state.shutdown.clone()).map_err(|error| anyhow::anyhow!(error))?;
+        cluster::spawn(url, state.limits.clone(), state.node.clone(), state.shutdown.clone())
+            .map_err(|error| anyhow::anyhow!(error))?;
     }
     // One node (no broker) is the only one delivering: a lease it finds is its own earlier run's.
     let alone = matches!(state.config.broker, hub::broker::BrokerConfig::Local);

@@ -21,7 +21,7 @@ pub enum Topic {
     Conversations,
 }
 
-/// A user and whether they are connected (as this node counts: `hub::presence`).
+/// A user and whether they are connected on any node (`hub::presence`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnlineState {
     pub user: User,

@@ -709,3 +709,55 @@ async fn typing_conversation_lists_and_reads_reach_a_session_on_another_node() {
     assert_eq!(read["conversations"][0]["unreadMessageCount"], 0, "{read}");
     log.assert_frames_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_is_online_while_a_session_anywhere_counts_and_offline_once_their_node_dies() {
+    use crate::{realtime_auth::read_frame, realtime_users::request};
+    if postgres_url().is_none() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let mut cluster = Cluster::start(2, &redis).await;
+    let log = crate::helpers::spawn_gateway().await; // only to check frames against the schemas
+    cluster.call(0, reqwest::Method::PUT, "/users", json!({"me": {"name": "Me"}, "bob": {"name": "Bob"}})).await;
+    let connect = |node: usize, user: &str| {
+        let url = format!("ws://{}/v1/{APP}/realtime?token={}", cluster.nodes[node].addr, user_token(user, None));
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let hold = json!({"type": "subscribeUser", "id": "h", "userId": "bob"});
+    // Nothing changes for `me` within a while: a request nobody else answers is answered next.
+    async fn quiet(socket: &mut crate::realtime_auth::RawSocket, log: &TestGateway, id: &str) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        request(socket, json!({"type": "unsubscribeUser", "id": id, "userId": "nobody"})).await;
+        assert_eq!(read_frame(socket, log).await["id"], id);
+    }
+
+    let mut me = connect(1, "me").await;
+    request(&mut me, json!({"type": "subscribeOnline", "id": "o", "userId": "bob"})).await;
+    assert_eq!(read_frame(&mut me, &log).await["online"]["isConnected"], false);
+    assert_eq!(read_frame(&mut me, &log).await["type"], "ok");
+
+    // Bob on node 0: online on node 1 too.
+    let mut on_zero = connect(0, "bob").await;
+    request(&mut on_zero, hold.clone()).await;
+    assert_eq!(read_frame(&mut me, &log).await["online"]["isConnected"], true);
+    // A second session on node 1, then the first ends: still online.
+    let mut on_one = connect(1, "bob").await;
+    request(&mut on_one, hold.clone()).await;
+    assert_eq!(read_frame(&mut on_one, &log).await["type"], "user");
+    drop(on_zero);
+    quiet(&mut me, &log, "q1").await;
+    // Back on node 0, and the session on node 1 (me's node) ends: node 1 asks Redis and finds him on node 0.
+    let mut again = connect(0, "bob").await;
+    request(&mut again, hold.clone()).await;
+    assert_eq!(read_frame(&mut again, &log).await["type"], "user");
+    drop(on_one);
+    quiet(&mut me, &log, "q2").await;
+    // Node 0 dies with bob on it: once its report expires, node 1 sweeps it and bob is offline.
+    cluster.nodes[0].child.start_kill().unwrap();
+    cluster.nodes[0].child.wait().await.unwrap();
+    let offline = read_frame(&mut me, &log).await;
+    assert_eq!(offline["online"]["isConnected"], false, "{offline}");
+    drop(again);
+    log.assert_frames_valid();
+}
