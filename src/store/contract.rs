@@ -162,6 +162,7 @@ contract!(
     a_webhook_receiver_is_held_by_one_owner_until_its_lease_lapses,
     pruning_keeps_what_a_live_webhook_receiver_has_not_had,
     live_states_show_a_conversation_its_participants_and_a_list_as_one_user_sees_them,
+    unread_counts_follow_sends_reads_deletes_imports_and_rejoins,
 );
 
 fn app() -> AppId {
@@ -784,4 +785,46 @@ async fn live_states_show_a_conversation_its_participants_and_a_list_as_one_user
     assert_eq!((ids(&filtered), filtered.loaded_all), (vec![conversation().to_string()], true));
     let nobody = store.conversation_list_state(&app(), &user("nobody"), 5, None).await.unwrap();
     assert!(nobody.conversations.is_empty() && nobody.loaded_all && nobody.member_of.is_empty());
+}
+
+async fn unread_counts_follow_sends_reads_deletes_imports_and_rejoins(opener: Opener) {
+    use crate::domain::{message::ImportedMessage, Actor};
+    let backend = with_conversation(opener).await;
+    let store = &backend.store;
+    let (c, bob, carol) = (conversation(), user("bob"), user("carol"));
+    let counts = || async {
+        let mut counts = Vec::new();
+        for who in [alice(), user("bob"), user("carol")] {
+            let state = store.conversation_state(&app(), &c, &who).await.unwrap();
+            counts.push(state.map(|state| state.participant.unread_message_count));
+        }
+        counts
+    };
+    let sent = store
+        .append_messages(&app(), &c, vec![text(Some(alice()), "a1"), text(Some(alice()), "a2"), text(None, "s")], 5)
+        .await
+        .unwrap()
+        .ids;
+    assert_eq!(counts().await, [Some(1), Some(3), None], "a system message counts for everyone, own ones not");
+    store.delete_message(&app(), &c, &sent[0], &Actor::App).await.unwrap();
+    assert_eq!(counts().await, [Some(1), Some(2), None], "a deleted message is unread no more");
+    store.delete_message(&app(), &c, &sent[2], &Actor::App).await.unwrap();
+    assert_eq!(counts().await, [Some(0), Some(1), None]);
+    store.set_read_state(&app(), &c, &bob, Some(false)).await.unwrap();
+    store.append_messages(&app(), &c, vec![text(Some(alice()), "a3")], 6).await.unwrap();
+    assert_eq!(counts().await, [Some(0), Some(1), None]);
+    store.put_participant(&app(), &c, &carol, Default::default(), 7).await.unwrap();
+    assert_eq!(counts().await, [Some(0), Some(1), Some(2)], "a joiner has read nothing");
+
+    let imported =
+        ImportedMessage { message: text(Some(carol.clone()), "old"), timestamp: 7, read_by: vec![bob.clone()] };
+    store.import_messages(&app(), &c, vec![imported], 8).await.unwrap();
+    assert_eq!(counts().await, [Some(1), Some(0), Some(0)], "the reader and the sender have read it");
+    store.remove_participant(&app(), &c, &carol).await.unwrap();
+    store.put_participant(&app(), &c, &carol, Default::default(), 9).await.unwrap();
+    assert_eq!(counts().await, [Some(1), Some(0), Some(2)], "rejoining: everything but one's own is unread");
+    store.delete_all_messages(&app(), &c).await.unwrap();
+    assert_eq!(counts().await, [Some(0), Some(0), Some(0)]);
+    store.append_messages(&app(), &c, vec![text(None, "after")], 10).await.unwrap();
+    assert_eq!(counts().await, [Some(1), Some(1), Some(1)]);
 }

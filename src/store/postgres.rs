@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_apps.sql"),
     include_str!("migrations/postgres/0003_streams_and_webhooks.sql"),
+    include_str!("migrations/postgres/0004_unread_counters.sql"),
 ];
 
 /// Reader connections per node; more concurrent reads wait for one to come back.

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_message_links.sql"),
     include_str!("migrations/sqlite/0003_event_log.sql"),
     include_str!("migrations/sqlite/0004_streams_and_webhooks.sql"),
+    include_str!("migrations/sqlite/0005_unread_counters.sql"),
 ];
 
 /// Reader connections kept open; more concurrent reads wait for one to come back.

@@ -76,9 +76,11 @@ pub fn require_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> St
     conversation(db, app, id)?.ok_or_else(|| Rejection::ConversationNotFound(id.clone()).into())
 }
 
+/// The unread count is kept, not counted (migration `unread_counters`): the conversation's message count less the
+/// participant's base.
 const PARTICIPANT_COLUMNS: &str = "p.user_id, p.access, p.notify, p.joined_at, p.marked_unread, \
-     (SELECT COUNT(*) FROM messages m WHERE m.app_id = p.app_id AND m.conversation_id = p.conversation_id \
-        AND m.seq > p.read_until_seq AND (m.sender_id IS NULL OR m.sender_id != p.user_id))";
+     COALESCE((SELECT s.message_count FROM sequences s WHERE s.app_id = p.app_id \
+        AND s.conversation_id = p.conversation_id), 0) - p.unread_base";
 
 fn access_from_stored(stored: &str) -> Access {
     if stored == "Read" {

@@ -29,6 +29,22 @@ fn next_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreRes
     Ok(Seq(seq))
 }
 
+/// The `seq` of a new message, and how many messages the conversation has had with it (`message_count`, which
+/// unread counts are kept against), in the one statement that numbers every event.
+fn next_message_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<(Seq, i64)> {
+    db.one(
+        "INSERT INTO sequences (app_id, conversation_id, last_seq, message_count) VALUES (?1, ?2, 1, 1) \
+         ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = sequences.last_seq + 1, \
+         message_count = sequences.message_count + 1 RETURNING last_seq, message_count",
+        args![app.as_str(), conversation.as_str()],
+        |row| Ok((Seq(row.i64(0)?), row.i64(1)?)),
+    )
+}
+
+/// The conversation's `message_count` now, as SQL over `?1` (app) and `?2` (conversation).
+const MESSAGE_COUNT: &str =
+    "COALESCE((SELECT message_count FROM sequences WHERE app_id = ?1 AND conversation_id = ?2), 0)";
+
 fn event(db: &dyn Db, app: &AppId, conversation: &ConversationId, kind: EventKind) -> StoreResult<Event> {
     Ok(Event { conversation_id: conversation.clone(), seq: next_seq(db, app, conversation)?, kind })
 }
@@ -180,9 +196,14 @@ fn join(
 ) -> StoreResult<Event> {
     let access = settings.access.unwrap_or(Access::ReadWrite);
     let notify = settings.notify.unwrap_or(Notify::All);
+    // Having read nothing, every message but one's own (from an earlier membership) is unread: counted once here.
     db.execute(
-        "INSERT INTO participants (app_id, conversation_id, user_id, access, notify, joined_at, read_until_seq, \
-             marked_unread) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
+        &format!(
+            "INSERT INTO participants (app_id, conversation_id, user_id, access, notify, joined_at, read_until_seq, \
+             marked_unread, unread_base) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, {MESSAGE_COUNT} - \
+             (SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND conversation_id = ?2 \
+             AND (sender_id IS NULL OR sender_id != ?3)))"
+        ),
         args![app.as_str(), conversation.as_str(), user.as_str(), access.as_str(), notify.as_str(), now],
     )?;
     event(db, app, conversation, EventKind::ParticipantJoined { user_id: user.clone(), access, notify })
@@ -199,6 +220,11 @@ fn delete_messages_of(db: &dyn Db, app: &AppId, conversation: &ConversationId) -
     for table in ["reactions", "messages"] {
         db.execute(&format!("DELETE FROM {table} WHERE app_id = ?1 AND conversation_id = ?2"), args)?;
     }
+    // Nothing left to be unread.
+    db.execute(
+        &format!("UPDATE participants SET unread_base = {MESSAGE_COUNT} WHERE app_id = ?1 AND conversation_id = ?2"),
+        args,
+    )?;
     Ok(())
 }
 
@@ -325,8 +351,10 @@ pub fn set_read_state(
                 |row| Ok((row.i64(0)?, row.i64(1)?, row.i64(2)?)),
             )?;
             db.execute(
-                "UPDATE participants SET marked_unread = 0, read_until_seq = ?4 \
-                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                &format!(
+                    "UPDATE participants SET marked_unread = 0, read_until_seq = ?4, unread_base = {MESSAGE_COUNT} \
+                     WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3"
+                ),
                 args![app.as_str(), conversation.as_str(), user.as_str(), until.max(after)],
             )?;
             if until > after {
@@ -421,10 +449,13 @@ pub fn import_messages(
                 ))
                 .into());
             }
-            // One read marker per participant: having read this message means having read what came before.
+            // One read marker per participant: having read this message means having read what came before. It is
+            // the newest message, so nothing is unread after it.
             db.execute(
-                "UPDATE participants SET read_until_seq = CASE WHEN read_until_seq < ?4 THEN ?4 ELSE read_until_seq END \
-                 WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
+                &format!(
+                    "UPDATE participants SET read_until_seq = ?4, unread_base = {MESSAGE_COUNT} \
+                     WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3 AND read_until_seq < ?4"
+                ),
                 args![app.as_str(), conversation.as_str(), reader.as_str(), created.seq.0],
             )?;
         }
@@ -495,7 +526,7 @@ fn append_one(
         }
     };
     let file_id = attachment.as_ref().map(|file| file.file_id.as_str());
-    let seq = next_seq(db, app, conversation)?;
+    let (seq, message_count) = next_message_seq(db, app, conversation)?;
     db.execute(
         "INSERT INTO messages (app_id, conversation_id, id, seq, type, sender_id, text, custom, \
              referenced_message_id, file_id, latitude, longitude, origin, created_at, edited_at, links_allowed) \
@@ -529,9 +560,9 @@ fn append_one(
     if let (MessageType::UserMessage, Some(sender)) = (message.kind, &message.sender_id) {
         // Writing in a conversation means having read it up to one's own message.
         db.execute(
-            "UPDATE participants SET read_until_seq = ?4, marked_unread = 0 \
+            "UPDATE participants SET read_until_seq = ?4, marked_unread = 0, unread_base = ?5 \
                  WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
-            args![app.as_str(), conversation.as_str(), sender.as_str(), seq.0],
+            args![app.as_str(), conversation.as_str(), sender.as_str(), seq.0, message_count],
         )?;
     }
     // Built from what this transaction knows rather than read back: a new message has no reactions, and nobody
@@ -655,11 +686,22 @@ pub fn delete_message(
         Err(error) => return Err(error),
     };
     check_author(actor, access, &message)?;
+    let (seq, sender) = (message.seq, message.sender_id.clone());
     let gone = reads::message_view(db, app, message)?;
     let args = args![app.as_str(), conversation.as_str(), id.as_str()];
     db.execute("DELETE FROM files WHERE app_id = ?1 AND message_id = ?2", args![app.as_str(), id.as_str()])?;
     db.execute("DELETE FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3", args)?;
     db.execute("DELETE FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND id = ?3", args)?;
+    // One unread message fewer for whoever had not read it (the sender never counts their own).
+    let unread_by = "UPDATE participants SET unread_base = unread_base + 1 \
+                     WHERE app_id = ?1 AND conversation_id = ?2 AND read_until_seq < ?3";
+    match &sender {
+        Some(sender) => db.execute(
+            &format!("{unread_by} AND user_id != ?4"),
+            args![app.as_str(), conversation.as_str(), seq.0, sender.as_str()],
+        )?,
+        None => db.execute(unread_by, args![app.as_str(), conversation.as_str(), seq.0])?,
+    };
     touch_last_message(db, app, conversation)?;
     Ok(Some(event(
         db,
