@@ -46,7 +46,14 @@ pub struct InboxArgs {
     /// Messages published in all.
     #[arg(long, default_value_t = 4000)]
     pub messages: u64,
+    /// System messages sent to every conversation before the lists open (10 per request), unread by both of its
+    /// users: what unread counts cost when nobody keeps up.
+    #[arg(long, default_value_t = 0)]
+    pub backlog: u64,
 }
+
+/// Backlog messages are numbered from here, apart from the measured ones (`n` in 0..messages).
+const BACKLOG_N: u64 = 1 << 40;
 
 /// Requests in flight at once, for setup and for publishing.
 const CONCURRENCY: usize = 64;
@@ -101,6 +108,21 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<bool> {
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.backlog > 0 {
+        eprintln!("sending a backlog of {} messages to each conversation", args.backlog);
+        let batches = args.backlog.div_ceil(10);
+        stream::iter((0..conversations).flat_map(|c| (0..batches).map(move |b| (c, b))))
+            .map(|(c, b)| {
+                let gateway = gateway.clone();
+                let count = (args.backlog - b * 10).min(10) as usize;
+                async move { gateway.publish(c, BACKLOG_N + (c as u64 * batches + b) * 10, count).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+    }
 
     let sockets: Vec<Socket> = stream::iter(0..args.users)
         .map(|i| {
@@ -182,6 +204,7 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<bool> {
         timeline,
         extra: vec![
             ("conversations_per_user", json!(per_user)),
+            ("backlog", json!(args.backlog)),
             ("list_frames", json!(frames)),
             ("list_frames_per_message", json!(round(frames as f64 / args.messages.max(1) as f64))),
             ("superseded", json!(expected.saturating_sub(seen))),
@@ -273,6 +296,10 @@ async fn read_list(
         for conversation in list["conversations"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let custom = &conversation["lastMessage"]["custom"];
             let (Some(n), Some(t)) = (number(&custom["n"]), number(&custom["t"])) else { continue };
+            if n >= BACKLOG_N {
+                // Sent before the lists opened: neither a delivery to time nor newer than a measured message.
+                continue;
+            }
             let id = conversation["id"].as_str().unwrap_or_default();
             if newest.get(id).is_some_and(|&seen| seen >= n) {
                 continue;
