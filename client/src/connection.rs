@@ -15,15 +15,46 @@ use super::{
 };
 
 pub enum Command {
-    Request { frame: Value, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
-    Subscribe { conversation_id: String, limit: Option<u32>, state_tx: watch::Sender<SubscriptionState> },
-    Unsubscribe { conversation_id: String, reply_tx: oneshot::Sender<()> },
-    LoadMore { conversation_id: String, count: Option<u32>, reply_tx: oneshot::Sender<Result<(), ClientError>> },
-    SetToken { token: String, reply_tx: oneshot::Sender<Result<Value, ClientError>> },
-    SubscribeUser { user_id: String, state_tx: watch::Sender<UserSubscriptionState> },
-    UnsubscribeUser { user_id: String, reply_tx: oneshot::Sender<()> },
-    SubscribeLive { key: LiveKey, state_tx: watch::Sender<LiveState<Value>> },
-    UnsubscribeLive { key: LiveKey, reply_tx: oneshot::Sender<()> },
+    Request {
+        frame: Value,
+        reply_tx: oneshot::Sender<Result<Value, ClientError>>,
+    },
+    Subscribe {
+        conversation_id: String,
+        limit: Option<u32>,
+        state_tx: watch::Sender<SubscriptionState>,
+    },
+    Unsubscribe {
+        conversation_id: String,
+        reply_tx: oneshot::Sender<()>,
+    },
+    LoadMore {
+        conversation_id: String,
+        count: Option<u32>,
+        reply_tx: oneshot::Sender<Result<(), ClientError>>,
+    },
+    SetToken {
+        token: String,
+        reply_tx: oneshot::Sender<Result<Value, ClientError>>,
+    },
+    SubscribeUser {
+        user_id: String,
+        state_tx: watch::Sender<UserSubscriptionState>,
+    },
+    UnsubscribeUser {
+        user_id: String,
+        reply_tx: oneshot::Sender<()>,
+    },
+    /// `fields` are added to every subscribe of it (a conversation list's `filter`), reconnects included.
+    SubscribeLive {
+        key: LiveKey,
+        fields: Option<Value>,
+        state_tx: watch::Sender<LiveState<Value>>,
+    },
+    UnsubscribeLive {
+        key: LiveKey,
+        reply_tx: oneshot::Sender<()>,
+    },
     Close,
 }
 
@@ -124,6 +155,8 @@ struct Connection {
     users: HashMap<String, UserSub>,
     /// Each live subscription's latest state frame.
     live: HashMap<LiveKey, watch::Sender<LiveState<Value>>>,
+    /// The fields a live subscription's subscribe carries besides its id.
+    live_fields: HashMap<LiveKey, Value>,
 }
 
 async fn run(
@@ -140,6 +173,7 @@ async fn run(
         subscriptions: HashMap::new(),
         users: HashMap::new(),
         live: HashMap::new(),
+        live_fields: HashMap::new(),
     };
     let reason = loop {
         let end = connection.serve(&mut socket, &mut commands_rx).await;
@@ -228,18 +262,19 @@ impl Connection {
             self.pending.insert(id, Pending::SubscribeUser(user_id));
             socket.send(Message::text(frame.to_string())).await.map_err(|error| error.to_string())?;
         }
-        // So does a live one; a participants window asks for as many as it held (up to what a subscribe may).
+        // So does a live one; a window that grew past its default asks for as many as it held (up to what a
+        // subscribe may). One that holds fewer than the default was not full: the default again.
         let live: Vec<LiveKey> = self.live.keys().cloned().collect();
         for key in live {
             let id = self.new_id();
-            let mut frame = live_subscribe_frame(&id, &key);
+            let mut frame = live_subscribe_frame(&id, &key, self.live_fields.get(&key));
             if let LiveState::Active(Some(window)) = &*self.live[&key].borrow() {
-                let (field, max) = match key.kind {
-                    LiveKind::Participants => ("participants", MAX_PARTICIPANTS_LIMIT),
-                    LiveKind::Conversations => ("conversations", MAX_CONVERSATIONS_LIMIT),
-                    _ => ("", 0),
+                let (field, default, max) = match key.kind {
+                    LiveKind::Participants => ("participants", DEFAULT_PARTICIPANTS_LIMIT, MAX_PARTICIPANTS_LIMIT),
+                    LiveKind::Conversations => ("conversations", DEFAULT_CONVERSATIONS_LIMIT, MAX_CONVERSATIONS_LIMIT),
+                    _ => ("", 0, 0),
                 };
-                if let Some(held) = window[field].as_array().filter(|held| !held.is_empty()) {
+                if let Some(held) = window[field].as_array().filter(|held| held.len() > default) {
                     frame["limit"] = json!(held.len().min(max));
                 }
             }
@@ -308,8 +343,12 @@ impl Connection {
                             self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
                             json!({ "type": "unsubscribeUser", "id": id, "userId": user_id })
                         }
-                        Command::SubscribeLive { key, state_tx } => {
-                            let frame = live_subscribe_frame(&id, &key);
+                        Command::SubscribeLive { key, fields, state_tx } => {
+                            let frame = live_subscribe_frame(&id, &key, fields.as_ref());
+                            match fields {
+                                Some(fields) => self.live_fields.insert(key.clone(), fields),
+                                None => self.live_fields.remove(&key),
+                            };
                             self.pending.insert(id, Pending::SubscribeLive(key.clone()));
                             self.live.insert(key, state_tx);
                             frame
@@ -318,6 +357,7 @@ impl Connection {
                             if let Some(state_tx) = self.live.remove(&key) {
                                 state_tx.send_replace(LiveState::Unsubscribed);
                             }
+                            self.live_fields.remove(&key);
                             self.pending.insert(id.clone(), Pending::Unsubscribe(reply_tx));
                             key.kind.frame(&key.kind.unsubscribe_type(), &id, &key.id)
                         }
@@ -406,13 +446,19 @@ fn refusal(frame: &Value) -> String {
     format!("{}: {}", frame["errorCode"].as_str().unwrap_or_default(), frame["reasons"])
 }
 
-/// The most a live subscribe may ask for (`subscribeParticipants.limit`).
+/// What a `subscribeParticipants` gets without a `limit`, and the most it may ask for.
+const DEFAULT_PARTICIPANTS_LIMIT: usize = 10;
 const MAX_PARTICIPANTS_LIMIT: usize = 50;
-/// The most a `subscribeConversations` may ask for.
+/// What a `subscribeConversations` gets without a `limit`, and the most it may ask for.
+const DEFAULT_CONVERSATIONS_LIMIT: usize = 20;
 const MAX_CONVERSATIONS_LIMIT: usize = 30;
 
-fn live_subscribe_frame(id: &str, key: &LiveKey) -> Value {
-    key.kind.frame(&key.kind.subscribe_type(), id, &key.id)
+fn live_subscribe_frame(id: &str, key: &LiveKey, fields: Option<&Value>) -> Value {
+    let mut frame = key.kind.frame(&key.kind.subscribe_type(), id, &key.id);
+    if let (Some(frame), Some(Value::Object(fields))) = (frame.as_object_mut(), fields) {
+        frame.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+    }
+    frame
 }
 
 /// Applies a frame of a live subscription (a state frame, its `subscriptionError`, or the reply to its subscribe);

@@ -122,7 +122,18 @@ impl Session {
 
     /// Subscribes to the user's 20 most recently active conversations (`load_more` reaches older ones).
     pub async fn subscribe_conversations(&self) -> Result<ConversationListSubscription, ClientError> {
-        LiveSubscription::start(self, live::LiveKind::Conversations, "").await
+        LiveSubscription::start(self, live::LiveKind::Conversations, "", None).await
+    }
+
+    /// The same list holding only the conversations that match `filter`, a conversation filter as
+    /// `GET /users/{id}/conversations` takes it (for example `{"access": ["!=", "None"]}`), applied on every change.
+    /// One list per session: the server refuses a second while one is held.
+    pub async fn subscribe_conversations_with_filter(
+        &self,
+        filter: Value,
+    ) -> Result<ConversationListSubscription, ClientError> {
+        let fields = json!({ "filter": filter });
+        LiveSubscription::start(self, live::LiveKind::Conversations, "", Some(fields)).await
     }
 
     /// Replaces the token without dropping subscriptions; reconnects use it too.
@@ -200,17 +211,17 @@ impl ConversationRef {
 
     /// Subscribes to the conversation as the session's user sees it (null while they do not take part).
     pub async fn subscribe(&self) -> Result<ConversationSubscription, ClientError> {
-        LiveSubscription::start(&self.session, live::LiveKind::Conversation, &self.id).await
+        LiveSubscription::start(&self.session, live::LiveKind::Conversation, &self.id, None).await
     }
 
     /// Subscribes to the 10 most recently joined participants; `load_more` reaches further back.
     pub async fn subscribe_participants(&self) -> Result<ParticipantSubscription, ClientError> {
-        LiveSubscription::start(&self.session, live::LiveKind::Participants, &self.id).await
+        LiveSubscription::start(&self.session, live::LiveKind::Participants, &self.id, None).await
     }
 
     /// Subscribes to who else types in the conversation.
     pub async fn subscribe_typing(&self) -> Result<TypingSubscription, ClientError> {
-        LiveSubscription::start(&self.session, live::LiveKind::Typing, &self.id).await
+        LiveSubscription::start(&self.session, live::LiveKind::Typing, &self.id, None).await
     }
 
     /// Marks the session's user as typing for 10 seconds; call again to extend.
@@ -343,7 +354,7 @@ impl UserRef {
 
     /// Subscribes to whether the user is connected (null while they do not exist).
     pub async fn subscribe_online(&self) -> Result<UserOnlineSubscription, ClientError> {
-        LiveSubscription::start(&self.session, live::LiveKind::Online, &self.id).await
+        LiveSubscription::start(&self.session, live::LiveKind::Online, &self.id, None).await
     }
 }
 

@@ -222,10 +222,15 @@ fn read<T: LiveSnapshot>(state: &LiveState<Value>) -> LiveState<T> {
 }
 
 impl<T: LiveSnapshot> LiveSubscription<T> {
-    pub(crate) async fn start(session: &Session, kind: LiveKind, id: &str) -> Result<Self, ClientError> {
+    pub(crate) async fn start(
+        session: &Session,
+        kind: LiveKind,
+        id: &str,
+        fields: Option<Value>,
+    ) -> Result<Self, ClientError> {
         let (state_tx, state_rx) = watch::channel(LiveState::Pending);
         let key = LiveKey { kind, id: id.to_owned() };
-        let command = Command::SubscribeLive { key: key.clone(), state_tx };
+        let command = Command::SubscribeLive { key: key.clone(), fields, state_tx };
         session.commands_tx.send(command).await.map_err(|_| ClientError::Closed)?;
         Ok(Self { session: session.clone(), key, state_rx, _snapshot: PhantomData })
     }

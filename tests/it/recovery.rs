@@ -290,3 +290,34 @@ pub(crate) fn spawn_store_reader(
         })
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_conversation_list_keeps_its_filter_across_a_reconnect() {
+    use natter_client::LiveState;
+
+    let gateway = spawn_gateway().await;
+    for (id, kind) in [("s1", "support"), ("o1", "sales"), ("s2", "support")] {
+        gateway.create_conversation(id, &["me", "bob"]).await;
+        gateway.put(&format!("/conversations/{id}"), json!({"custom": {"kind": kind}})).await.expect(200);
+    }
+    let proxy = Proxy::start(gateway.base.trim_start_matches("http://").parse().unwrap()).await;
+    let me = connect_via(&gateway, &format!("ws://{}", proxy.addr), "me").await;
+    let list = me.subscribe_conversations_with_filter(json!({"custom": {"kind": ["==", "support"]}})).await.unwrap();
+    let ids = |state: &LiveState<natter_client::ConversationListSnapshot>| match state {
+        LiveState::Active(Some(list)) => list.conversations.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let first = within(list.connected()).await.unwrap();
+    assert_eq!(ids(&first), ["s2", "s1"]);
+
+    proxy.cut_everything();
+    // Joined in this order while the client reconnects: an unfiltered list would show o2 before s1 once s3 is in.
+    for (id, kind) in [("o2", "sales"), ("s3", "support")] {
+        gateway.create_conversation(id, &["bob"]).await;
+        gateway.put(&format!("/conversations/{id}"), json!({"custom": {"kind": kind}})).await.expect(200);
+        gateway.put(&format!("/conversations/{id}/participants/me"), json!({})).await.expect(200);
+    }
+    let state = within(list.wait_for(|state| ids(state).first().is_some_and(|id| id == "s3"))).await;
+    assert_eq!(ids(&state), ["s3", "s2", "s1"], "the resubscribed list is filtered too");
+    gateway.assert_frames_valid();
+}

@@ -27,7 +27,8 @@ const SUFFIX: Record<LiveKind, string> = {
   conversations: "Conversations",
 };
 
-/** The most a `subscribeParticipants` or a `subscribeConversations` may ask for. */
+/** What a `subscribeParticipants` or a `subscribeConversations` gets without a `limit`, and the most it may ask for. */
+const DEFAULT_LIMIT: Partial<Record<LiveKind, number>> = { participants: 10, conversations: 20 };
 const MAX_LIMIT: Partial<Record<LiveKind, number>> = { participants: 50, conversations: 30 };
 
 /** The field naming what a subscription is about; the conversation list has none (its id is ""). */
@@ -109,12 +110,17 @@ export class SharedLiveSubscription {
     this.session.connection.request(request(this.kind, `unsubscribe${SUFFIX[this.kind]}`, this.id)).catch(() => {});
   }
 
-  /** Subscribes on the server; after a reconnect a participants window asks for as many as it held. */
+  /**
+   * Subscribes on the server. After a reconnect a window that grew past its default asks for as many as it held;
+   * one holding fewer was not full and takes the default again.
+   */
   start(): void {
     const frame: Frame = { ...request(this.kind, `subscribe${SUFFIX[this.kind]}`, this.id), ...this.extra };
     const held = this.latest?.[this.kind];
-    const max = MAX_LIMIT[this.kind];
-    if (max !== undefined && Array.isArray(held) && held.length > 0) frame.limit = Math.min(held.length, max);
+    const [base, max] = [DEFAULT_LIMIT[this.kind], MAX_LIMIT[this.kind]];
+    if (base !== undefined && max !== undefined && Array.isArray(held) && held.length > base) {
+      frame.limit = Math.min(held.length, max);
+    }
     requestSubscription(this.session, frame, (error) => this.fail(error));
   }
 

@@ -320,3 +320,28 @@ test("live subscriptions subscribe again after the gateway restarts, and show th
   await waitFor(list, (s) => s.latestSnapshot?.[0]?.lastMessage?.plaintext === "after the restart", 20_000);
   alice.close();
 });
+
+test("a filtered conversation list keeps its filter and its default size after the gateway restarts", async () => {
+  const support = async () => {
+    const id = await conversation();
+    await gateway.rest("PUT", `/conversations/${id}`, { custom: { kind: "support" } });
+    return id;
+  };
+  const [first, second] = [await support(), await support()];
+  const carol = session("carol");
+  await gateway.rest("PUT", `/conversations/${first}/participants/carol`, {});
+  await gateway.rest("PUT", `/conversations/${second}/participants/carol`, {});
+  const list = carol.subscribeConversations({ filter: { custom: { kind: ["==", "support"] } } });
+  const ids = (state) => (state.latestSnapshot ?? []).map((c) => c.id);
+  assert.deepEqual(ids(await list.connected), [second, first]);
+  await gateway.kill();
+  gateway = await Gateway.start({ dataDir: gateway.dataDir, listen: gateway.addr });
+  // Joined in this order after the restart: an unfiltered list would show `other` before `first`.
+  const other = await conversation();
+  await gateway.rest("PUT", `/conversations/${other}/participants/carol`, {});
+  const third = await support();
+  await gateway.rest("PUT", `/conversations/${third}/participants/carol`, {});
+  const state = await waitFor(list, (s) => ids(s)[0] === third, 20_000);
+  assert.deepEqual(ids(state), [third, second, first], "filtered, and not cut to the two it held");
+  carol.close();
+});

@@ -12,7 +12,8 @@ const SUFFIX = {
     online: "Online",
     conversations: "Conversations",
 };
-/** The most a `subscribeParticipants` or a `subscribeConversations` may ask for. */
+/** What a `subscribeParticipants` or a `subscribeConversations` gets without a `limit`, and the most it may ask for. */
+const DEFAULT_LIMIT = { participants: 10, conversations: 20 };
 const MAX_LIMIT = { participants: 50, conversations: 30 };
 /** The field naming what a subscription is about; the conversation list has none (its id is ""). */
 function idField(kind) {
@@ -79,13 +80,17 @@ export class SharedLiveSubscription {
         this.session.live.delete(liveKey(this.kind, this.id));
         this.session.connection.request(request(this.kind, `unsubscribe${SUFFIX[this.kind]}`, this.id)).catch(() => { });
     }
-    /** Subscribes on the server; after a reconnect a participants window asks for as many as it held. */
+    /**
+     * Subscribes on the server. After a reconnect a window that grew past its default asks for as many as it held;
+     * one holding fewer was not full and takes the default again.
+     */
     start() {
         const frame = { ...request(this.kind, `subscribe${SUFFIX[this.kind]}`, this.id), ...this.extra };
         const held = this.latest?.[this.kind];
-        const max = MAX_LIMIT[this.kind];
-        if (max !== undefined && Array.isArray(held) && held.length > 0)
+        const [base, max] = [DEFAULT_LIMIT[this.kind], MAX_LIMIT[this.kind]];
+        if (base !== undefined && max !== undefined && Array.isArray(held) && held.length > base) {
             frame.limit = Math.min(held.length, max);
+        }
         requestSubscription(this.session, frame, (error) => this.fail(error));
     }
     /** @internal `loadMoreParticipants` or `loadMoreConversations`; the server coalesces concurrent calls. */
