@@ -63,6 +63,10 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
          PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
     )?;
+    // Without the query planner stability guarantee SQLite peeks at a bound `LIMIT ?` (and, with STAT4, at
+    // bound range values) while planning, and then re-prepares the statement on every later bind of that
+    // parameter: a cached statement would be parsed again on each call. Plans here never depend on values.
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
@@ -172,5 +176,38 @@ impl Row for SqliteRow<'_, '_> {
 
     fn opt_bytes(&self, index: usize) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.0.get(index)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::open_connection;
+
+    /// A cached statement with a bound `LIMIT` and a bound range must run again without being parsed again,
+    /// whatever values it is given: the shape of every windowed read here.
+    #[test]
+    fn a_cached_statement_with_a_bound_limit_is_not_prepared_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = open_connection(&dir.path().join("natter.db")).unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (k TEXT, seq INTEGER, PRIMARY KEY (k, seq)); INSERT INTO t VALUES ('a', 1), ('a', 2), ('a', 3);")
+            .unwrap();
+        let sql = "SELECT seq FROM t WHERE k = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
+        for (before, limit) in [(10, 1), (3, 30), (2, 1), (10, 2)] {
+            let mut statement = connection.prepare_cached(sql).unwrap();
+            let rows: Vec<i64> = statement
+                .query_map(rusqlite::params!["a", before, limit], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(rows.len(), limit.min(before - 1).min(3) as usize);
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "re-prepared with before {before}, limit {limit}"
+            );
+        }
     }
 }
