@@ -1,6 +1,6 @@
 //! The embedded SQLite backend: WAL, `synchronous=FULL`, the shared SQL code (`super::sql`) on rusqlite. Its
 //! writer serialises every write of the node anyway, so a write transaction is `BEGIN IMMEDIATE`; a maintenance
-//! thread checkpoints the WAL so the writer never does it while callers wait.
+//! thread checkpoints the WAL so the writer never copies much of it back while callers wait.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -10,7 +10,7 @@ use rusqlite::{
 };
 
 use super::{
-    sql::{store::SqlStore, writer::WeakWriter, Db, Row, Value},
+    sql::{args, store::SqlStore, writer::WeakWriter, Db, Row, Value},
     StoreConfig, StoreError, StoreHooks, StoreResult,
 };
 use crate::domain::ids::AppId;
@@ -61,7 +61,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     // survives power loss, not only a crash of the process.
     connection.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864;",
     )?;
     // Without the query planner stability guarantee SQLite peeks at a bound `LIMIT ?` (and, with STAT4, at
     // bound range values) while planning, and then re-prepares the statement on every later bind of that
@@ -73,21 +73,47 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 
 /// How often the maintenance thread copies committed WAL frames back into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// WAL frames (pages) past which the writer is asked to finish a checkpoint itself.
+const RESTART_AFTER_FRAMES: i64 = 256;
 
 /// Runs PASSIVE checkpoints (they never block the writer) until the store is dropped.
+///
+/// SQLite starts the WAL over only when a write transaction begins with every frame already copied back. Under a
+/// steady stream of commits that never happens from another connection: by the time its checkpoint ends, the
+/// writer has appended more. The WAL would then grow without bound (tens of MB a second at a few thousand
+/// messages a second), and each commit would extend the file, so its `fdatasync` writes file metadata too. So
+/// once this thread has copied the bulk, it asks the writer to copy the last few frames between two groups; the
+/// writer's next commit then writes from the WAL's start again, over blocks the file already has, and
+/// `journal_size_limit` trims a file a burst left large.
 fn spawn_checkpoints(connection: Connection, writer: WeakWriter) -> StoreResult<()> {
     std::thread::Builder::new()
         .name("natter-sqlite-checkpoints".into())
         .spawn(move || {
             while writer.is_alive() {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(cause = %error, "checkpoint failed");
+                match checkpoint(&connection) {
+                    Ok(frames) if frames >= RESTART_AFTER_FRAMES => {
+                        writer.request_upkeep(Box::new(finish_checkpoint));
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(cause = %error, "checkpoint failed"),
                 }
             }
         })
         .map_err(|error| StoreError::Unavailable(format!("cannot start checkpoints: {error}")))?;
     Ok(())
+}
+
+/// A PASSIVE checkpoint; returns how many frames the WAL holds.
+fn checkpoint(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// Run by the writer between groups: copies back what the maintenance thread could not yet.
+fn finish_checkpoint(db: &dyn Db) {
+    if let Err(error) = db.one("PRAGMA wal_checkpoint(PASSIVE)", args![], |row| row.i64(1)) {
+        tracing::warn!(cause = %error, "checkpoint on the write connection failed");
+    }
 }
 
 fn migrate(connection: &mut Connection) -> StoreResult<()> {

@@ -504,3 +504,52 @@ async fn the_demo_serves_only_on_a_loopback_address_and_only_when_asked() {
         assert_eq!(served.status(), 200, "lib/{name} is not served");
     }
 }
+
+/// The WAL's checkpoint sequence number (big-endian, bytes 12 to 16 of its header): SQLite adds one each time the
+/// WAL starts over from its beginning.
+fn wal_restarts(data_dir: &std::path::Path) -> u32 {
+    let header = std::fs::read(data_dir.join("natter.sqlite3-wal")).map(|wal| wal[..32].to_vec()).unwrap_or_default();
+    header.get(12..16).map_or(0, |bytes| u32::from_be_bytes(bytes.try_into().unwrap()))
+}
+
+/// Under a steady stream of commits the WAL must still start over (and so stay bounded): a checkpoint from another
+/// connection never finds it fully copied back while the writer keeps appending, so the writer finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_under_a_steady_stream_of_writes() {
+    if std::env::var("NATTER_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return; // PostgreSQL has no WAL file in the data directory.
+    }
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut process = start(data_dir.path()).await;
+    let base = process.base.clone();
+    let reply =
+        client.put(format!("{base}/conversations/c")).bearer_auth(SECRET).json(&json!({})).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+
+    // Writers keep the writer busy for a few seconds (bounded in count and time).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut writers = Vec::new();
+    for writer in 0..32 {
+        let (client, base) = (client.clone(), base.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                send(&client, &base, json!([{ "type": "SystemMessage", "text": format!("w{writer}-{i}") }]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = wal_restarts(data_dir.path());
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let after = wal_restarts(data_dir.path());
+    assert!(after >= before + 2, "the WAL started over {} times in 4 s of steady writes", after - before);
+    process.child.start_kill().unwrap();
+    process.child.wait().await.unwrap();
+}

@@ -8,7 +8,8 @@
 //! savepoints: the log's pages are then written once per group rather than copied into each job's savepoint.
 //! Answers go out only after the commit returned, so an acknowledged write is durable.
 //!
-//! The same thread prunes the event log when asked (`Command::Prune`), between groups. A connection the server
+//! The same thread prunes the event log when asked (`Command::Prune`), and runs a backend's own upkeep on the
+//! write connection (`Command::Upkeep`, SQLite's end of a checkpoint), between groups. A connection the server
 //! closed (a database restart) is replaced before the next group; while none can be opened, writes fail at once.
 
 use std::{collections::HashMap, time::Duration};
@@ -37,6 +38,8 @@ type Produced = (AppId, Vec<Logged>);
 /// Runs a write on the connection; says whether it succeeded, what events it produced, and how to answer its
 /// caller once the commit's outcome is known.
 type Job = Box<dyn FnOnce(&dyn Db) -> (bool, Option<Produced>, Finish) + Send>;
+/// Upkeep the backend runs on the write connection between groups.
+pub type Upkeep = Box<dyn FnOnce(&dyn Db) + Send>;
 /// Opens a new write connection, when the one the writer holds is broken.
 pub type Reconnect = Box<dyn Fn() -> StoreResult<Box<dyn Db>> + Send>;
 
@@ -47,6 +50,7 @@ enum Command {
         now: Millis,
         reply_tx: Option<oneshot::Sender<StoreResult<u64>>>,
     },
+    Upkeep(Upkeep),
 }
 
 #[derive(Clone)]
@@ -70,6 +74,12 @@ impl WeakWriter {
             // Full means the writer is busy with writes; the next interval tries again.
             let _ = commands_tx.try_send(Command::Prune { now, reply_tx: None });
         }
+    }
+
+    /// Asks the writer to run `upkeep` between two groups, without waiting for it; false when the writer is gone
+    /// or its queue is full (the caller tries again later).
+    pub fn request_upkeep(&self, upkeep: Upkeep) -> bool {
+        self.commands_tx.upgrade().is_some_and(|commands_tx| commands_tx.try_send(Command::Upkeep(upkeep)).is_ok())
     }
 }
 
@@ -219,11 +229,13 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
     let mut touched = Touched::new();
     while let Some(first) = commands_rx.blocking_recv() {
         let mut prunes = Vec::new();
+        let mut upkeeps = Vec::new();
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
                 Command::Write(app, job) => group.push((app, job)),
                 Command::Prune { now, reply_tx } => prunes.push((now, reply_tx)),
+                Command::Upkeep(upkeep) => upkeeps.push(upkeep),
             }
             if group.len() < MAX_JOBS_PER_COMMIT {
                 next = commands_rx.try_recv().ok();
@@ -250,6 +262,9 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
             if let Some(reply_tx) = reply_tx {
                 let _ = reply_tx.send(result);
             }
+        }
+        for upkeep in upkeeps {
+            upkeep(db);
         }
     }
     tracing::debug!("store writer stopped");
