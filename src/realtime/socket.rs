@@ -675,17 +675,13 @@ impl Shell {
     }
 
     async fn feed(&mut self, frame: Message) -> bool {
-        let (slow, shutdown, timeout) = (self.slow.clone(), self.state.shutdown.clone(), self.write_timeout());
-        guarded(self.sink.feed(frame), timeout, &slow, &shutdown).await
+        let timeout = self.state.config.socket_write_timeout;
+        guarded(self.sink.feed(frame), timeout, &self.slow, &self.state.shutdown).await
     }
 
     async fn guarded_flush(&mut self) -> bool {
-        let (slow, shutdown, timeout) = (self.slow.clone(), self.state.shutdown.clone(), self.write_timeout());
-        guarded(self.sink.flush(), timeout, &slow, &shutdown).await
-    }
-
-    fn write_timeout(&self) -> std::time::Duration {
-        self.state.config.socket_write_timeout
+        let timeout = self.state.config.socket_write_timeout;
+        guarded(self.sink.flush(), timeout, &self.slow, &self.state.shutdown).await
     }
 
     async fn close(&mut self, reason: CloseReason) {
@@ -732,6 +728,12 @@ async fn guarded<E>(
     slow: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> bool {
+    let mut write = std::pin::pin!(write);
+    // Almost every write completes at once (the frame fits the buffer, the kernel takes the bytes): those need no
+    // timer and no cancellation waiters, which would otherwise be set up and torn down twice per delivery.
+    if let std::task::Poll::Ready(result) = futures::poll!(&mut write) {
+        return result.is_ok();
+    }
     tokio::select! {
         result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
         () = slow.cancelled() => false,
