@@ -15,8 +15,27 @@ use crate::{
     wire::Links,
 };
 
+/// Cloned for every request and socket: one reference count, rather than a count per field, a cancellation
+/// token's lock and a copy of the public URL.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `AppState` shares.
+pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Watching keys, publishing, and the recent events this node delivered.
     pub node: Node,

@@ -103,7 +103,7 @@ pub async fn run(
         let app = AppId::parse(&first.app_id).context("invalid app id")?;
         demo::seed(store.as_ref(), &app).await.context("cannot seed the demo")?;
     }
-    let state = AppState {
+    let state = AppState::new(app::Shared {
         store,
         node,
         apps: Arc::new(apps),
@@ -115,7 +115,7 @@ pub async fn run(
         limits: Arc::new(limits::Limits::new(limit_config)),
         uploads: Arc::new(tokio::sync::Semaphore::new(api::files::MAX_CONCURRENT_UPLOADS)),
         dispatch: Arc::default(),
-    };
+    });
     #[cfg(feature = "redis")]
     if let hub::broker::BrokerConfig::Redis(url) = &state.config.broker {
         cluster::spawn(url, state.limits.clone(), state.node.clone(), state.shutdown.clone())
