@@ -508,8 +508,12 @@ async fn the_demo_serves_only_on_a_loopback_address_and_only_when_asked() {
 /// The WAL's checkpoint sequence number (big-endian, bytes 12 to 16 of its header): SQLite adds one each time the
 /// WAL starts over from its beginning.
 fn wal_restarts(data_dir: &std::path::Path) -> u32 {
-    let header = std::fs::read(data_dir.join("natter.sqlite3-wal")).map(|wal| wal[..32].to_vec()).unwrap_or_default();
-    header.get(12..16).map_or(0, |bytes| u32::from_be_bytes(bytes.try_into().unwrap()))
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(data_dir.join("natter.sqlite3-wal")).and_then(|mut wal| wal.read_exact(&mut header)) {
+        Ok(()) => u32::from_be_bytes(header[12..16].try_into().unwrap()),
+        Err(_) => 0, // no WAL yet, or no header written yet
+    }
 }
 
 /// Under a steady stream of commits the WAL must still start over (and so stay bounded): a checkpoint from another

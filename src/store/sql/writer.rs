@@ -76,10 +76,12 @@ impl WeakWriter {
         }
     }
 
-    /// Asks the writer to run `upkeep` between two groups, without waiting for it; false when the writer is gone
-    /// or its queue is full (the caller tries again later).
-    pub fn request_upkeep(&self, upkeep: Upkeep) -> bool {
-        self.commands_tx.upgrade().is_some_and(|commands_tx| commands_tx.try_send(Command::Upkeep(upkeep)).is_ok())
+    /// Asks the writer to run `upkeep` between two groups, without waiting for it.
+    pub fn request_upkeep(&self, upkeep: Upkeep) {
+        if let Some(commands_tx) = self.commands_tx.upgrade() {
+            // Full means the writer is busy with writes; the next interval asks again.
+            let _ = commands_tx.try_send(Command::Upkeep(upkeep));
+        }
     }
 }
 
