@@ -103,7 +103,8 @@ pub enum Request {
 
 pub struct Session {
     user_id: UserId,
-    subscriptions: HashMap<ConversationId, Subscription>,
+    /// Boxed: the map allocates room for several at once, and most sessions hold one or two.
+    subscriptions: HashMap<ConversationId, Box<Subscription>>,
     fetches: HashMap<FetchId, ConversationId>,
     users: HashMap<UserId, UserSubscription>,
     user_fetches: HashMap<FetchId, UserId>,
@@ -289,7 +290,7 @@ impl Session {
         let mut new_fetch = fetch_allocator(&mut self.fetches, &mut self.next_fetch);
         let mut context = Context { user_id: &self.user_id, outputs: &mut self.outputs, new_fetch: &mut new_fetch };
         let subscription = Subscription::start(&mut context, id, conversation_id.clone(), limit, resume);
-        self.subscriptions.insert(conversation_id, subscription);
+        self.subscriptions.insert(conversation_id, Box::new(subscription));
     }
 
     /// Whether one more subscription may start: none of the same thing yet, and room under the limit, which
