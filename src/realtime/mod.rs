@@ -93,8 +93,11 @@ pub async fn upgrade(
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |websocket| async move {
-            socket::run(websocket, connection).await;
-            drop(tracked);
+        .on_upgrade(move |websocket| {
+            let session = socket::run(websocket, connection);
+            async move {
+                session.await;
+                drop(tracked);
+            }
         }))
 }

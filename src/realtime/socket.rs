@@ -173,7 +173,9 @@ pub struct Connection {
     pub _guard: crate::limits::ConnectionGuard,
 }
 
-pub async fn run(socket: WebSocket, connection: Connection) {
+/// Sets the session up at once and returns the loop that runs it, so that the task holds only what the loop
+/// needs: an `async fn` would also keep the socket and the connection it was made from, for its whole life.
+pub fn run(socket: WebSocket, connection: Connection) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (sink, mut stream) = socket.split();
     let Connection { state, app_id, user_id, expires_at, _guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
@@ -188,18 +190,31 @@ pub async fn run(socket: WebSocket, connection: Connection) {
         .with_request_linger(state.config.request_linger);
     let mut shell = Shell::new(state, app_id, user_id, sink, outbox, done_tx);
 
-    while shell.carry_out(&mut session).await {
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        tokio::select! {
-            incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
-            Some(event) = events_rx.recv() => handle_events(&mut session, &event, &mut events_rx),
-            Some(done) = done_rx.recv() => shell.handle_done(&mut session, *done),
-            () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
-            () = slow.cancelled() => session.handle_slow(),
-            () = shutdown.cancelled() => session.handle_shutdown(),
+    async move {
+        // One timer for the session's life, moved only when its deadline does: a new one per wakeup would enter
+        // and leave the timer wheel on every batch of events.
+        let timer = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed = None;
+        while shell.carry_out(&mut session).await {
+            let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+            if deadline != armed {
+                if let Some(deadline) = deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
+                Some(event) = events_rx.recv() => handle_events(&mut session, &event, &mut events_rx),
+                Some(done) = done_rx.recv() => shell.handle_done(&mut session, *done),
+                () = &mut timer, if armed.is_some() => session.handle_timeout(Instant::now()),
+                () = slow.cancelled() => session.handle_slow(),
+                () = shutdown.cancelled() => session.handle_shutdown(),
+            }
         }
+        shell.finish();
     }
-    shell.finish();
 }
 
 /// Feeds the session an event, and whatever else is already queued, so one flush (one syscall) carries it all.
@@ -692,7 +707,8 @@ impl Shell {
         }
         let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
         // Best effort: a client that stopped reading may never take the close frame.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(close)))).await;
+        // Boxed, like a stalled write: only a closing session needs room for the timer.
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(close))))).await;
     }
 
     /// Stops every watch of the session.
@@ -736,18 +752,15 @@ async fn guarded<E>(
     if let std::task::Poll::Ready(result) = futures::poll!(&mut write) {
         return result.is_ok();
     }
-    tokio::select! {
-        result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
-        () = slow.cancelled() => false,
-        () = shutdown.cancelled() => false,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+    // The rest on the heap: its timer and waiters would otherwise widen every session's task by their size.
+    Box::pin(async move {
+        tokio::select! {
+            result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
+            () = slow.cancelled() => false,
+            () = shutdown.cancelled() => false,
+        }
+    })
+    .await
 }
 
 /// Converts a token's `exp` (Unix seconds) to a monotonic deadline.
