@@ -42,6 +42,8 @@ pub struct Config {
     pub retention: crate::store::Retention,
     /// Bytes of recent encoded events this node keeps in memory in front of the event log.
     pub history_bytes: usize,
+    /// Bytes of conversations' newest windows this node keeps in memory for subscribes (0: none).
+    pub window_cache_bytes: usize,
     /// How events travel between nodes. Not on the command line yet: one node, in-process.
     pub broker: crate::hub::broker::BrokerConfig,
     /// The HTTP server's own bounds: the header deadline and the cap on connections without a request yet.

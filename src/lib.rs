@@ -77,8 +77,9 @@ pub async fn run(
         .context("invalid app id")?;
     let limit_config = config.limits;
     let metrics = Arc::new(metrics::Metrics::default());
-    let node = Node::new(Hub::with_metrics(metrics.clone()), &config.broker, config.history_bytes)
-        .map_err(|error| anyhow::anyhow!("{error} (--broker-url)"))?;
+    let node =
+        Node::new(Hub::with_metrics(metrics.clone()), &config.broker, config.history_bytes, config.window_cache_bytes)
+            .map_err(|error| anyhow::anyhow!("{error} (--broker-url)"))?;
     let links = Links { public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr)) };
     let publisher = Arc::new(Publisher::new(node.clone(), links.clone(), metrics.clone()));
     let webhooks = webhooks::Webhooks::new(&config.apps, &config.webhooks).context("invalid app id")?;

@@ -131,6 +131,10 @@ struct ServeArgs {
     /// Bytes of recent encoded events kept in memory in front of the event log, for resumes.
     #[arg(long, env = "NATTER_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
     history_bytes: usize,
+    /// Bytes of conversations' newest windows kept in memory, so that a subscribe needs no store read (0: off).
+    /// Used on a single node only.
+    #[arg(long, env = "NATTER_WINDOW_CACHE_BYTES", default_value_t = natter::hub::windows::DEFAULT_WINDOW_CACHE_BYTES)]
+    window_cache_bytes: usize,
     /// Milliseconds a client has to send a whole request head (also how long an idle keep-alive connection stays).
     #[arg(long, env = "NATTER_HEADER_READ_TIMEOUT_MS", default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
     header_read_timeout_ms: u64,
@@ -245,6 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_events_per_conversation: args.event_retention_per_conversation,
         },
         history_bytes: args.history_bytes,
+        window_cache_bytes: args.window_cache_bytes,
         broker: match &args.broker_url {
             Some(url) => natter::hub::broker::BrokerConfig::Redis(url.clone()),
             None => Default::default(),

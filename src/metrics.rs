@@ -34,6 +34,8 @@ pub struct Metrics {
     pub hole_fetches: Counter,
     /// Replays (resumes, holes) the recent-events cache could not serve, read from the event log.
     pub replay_log_reads: Counter,
+    /// Subscriptions' newest windows answered from the node's window cache, without a store read.
+    pub window_cache_hits: Counter,
     /// Store reads sessions have running now.
     pub session_reads_in_flight: Gauge,
     /// Bytes of encoded events in the recent-events cache (set when the metrics are read).
@@ -64,6 +66,7 @@ impl Default for Metrics {
         let commit_order_violations = Counter::default();
         let hole_fetches = Counter::default();
         let replay_log_reads = Counter::default();
+        let window_cache_hits = Counter::default();
         let session_reads_in_flight = Gauge::default();
         let history_bytes = Gauge::default();
         let uploads_in_progress = Gauge::default();
@@ -91,6 +94,11 @@ impl Default for Metrics {
             "replay_log_reads",
             "Replays (resumes and holes) read from the event log rather than the recent-events cache",
             replay_log_reads.clone(),
+        );
+        registry.register(
+            "window_cache_hits",
+            "Subscriptions' newest windows answered from the window cache, without a store read",
+            window_cache_hits.clone(),
         );
         registry.register(
             "session_reads_in_flight",
@@ -144,6 +152,7 @@ impl Default for Metrics {
             commit_order_violations,
             hole_fetches,
             replay_log_reads,
+            window_cache_hits,
             session_reads_in_flight,
             history_bytes,
             uploads_in_progress,

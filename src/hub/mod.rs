@@ -13,6 +13,7 @@ pub mod history;
 pub mod node;
 pub mod outbox;
 pub mod presence;
+pub mod windows;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},

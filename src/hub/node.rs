@@ -11,6 +11,7 @@ use super::{
     broker::{Broker, BrokerConfig},
     history::History,
     presence::Presence,
+    windows::WindowCache,
     Hub, HubKey, Outbox, SharedEvent, WatcherId,
 };
 
@@ -23,6 +24,8 @@ struct NodeInner {
     hub: Hub,
     broker: Arc<dyn Broker>,
     history: History,
+    /// Only on a single node: see `windows`.
+    windows: Option<WindowCache>,
     presence: Presence,
 }
 
@@ -34,14 +37,27 @@ pub struct Inbound {
 
 impl Node {
     /// Builds the node with its broker. Must run inside the tokio runtime (a broker may spawn tasks).
-    pub fn new(hub: Hub, broker: &BrokerConfig, history_bytes: usize) -> Result<Self, String> {
+    pub fn new(
+        hub: Hub,
+        broker: &BrokerConfig,
+        history_bytes: usize,
+        window_cache_bytes: usize,
+    ) -> Result<Self, String> {
         let mut built = Ok(());
         let inner = Arc::new_cyclic(|node| {
             let broker = broker.build(Inbound { node: node.clone() }).unwrap_or_else(|error| {
                 built = Err(error);
                 Arc::new(super::broker::LocalBroker::new(Inbound { node: node.clone() }))
             });
-            NodeInner { broker, hub, history: History::with_max_bytes(history_bytes), presence: Presence::default() }
+            let windows = (window_cache_bytes > 0 && !broker.spans_nodes())
+                .then(|| WindowCache::with_max_bytes(window_cache_bytes));
+            NodeInner {
+                broker,
+                hub,
+                history: History::with_max_bytes(history_bytes),
+                windows,
+                presence: Presence::default(),
+            }
         });
         built.map(|()| Self { inner })
     }
@@ -88,14 +104,31 @@ impl Node {
     pub fn history(&self) -> &History {
         &self.inner.history
     }
+
+    /// Conversations' newest windows, on a single node; `None` when a broker spans nodes or it is turned off.
+    pub fn windows(&self) -> Option<&WindowCache> {
+        self.inner.windows.as_ref()
+    }
 }
 
 impl Inbound {
-    /// An event from the broker: remembered for resumes (once, under its conversation's key), then fanned out.
+    /// An event from the broker: remembered for resumes (once, under its conversation's key), the cached windows
+    /// it outdates dropped, then fanned out (after the drop: a subscriber that got a window gets what follows it).
     pub fn deliver(&self, key: &HubKey, event: SharedEvent) {
         let Some(node) = self.node.upgrade() else { return };
-        if matches!(key, HubKey::Conversation { .. }) {
-            node.history.record(&event);
+        match key {
+            HubKey::Conversation { app_id, conversation_id } => {
+                node.history.record(&event);
+                if let Some(windows) = &node.windows {
+                    windows.conversation_changed(app_id, conversation_id);
+                }
+            }
+            HubKey::Profile { app_id, .. } => {
+                if let Some(windows) = &node.windows {
+                    windows.user_changed(app_id);
+                }
+            }
+            _ => {}
         }
         node.hub.publish(key, &event, |key| node.broker.unwatch(key));
     }

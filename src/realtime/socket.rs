@@ -32,7 +32,7 @@ use crate::{
         ids::{AppId, ConversationId, Seq, UserId},
         user::User,
     },
-    hub::{outbox, presence, HubKey, Outbox, SharedEvent, WatcherId},
+    hub::{outbox, presence, windows::MAX_CACHED_PARTICIPANTS, HubKey, Outbox, SharedEvent, WatcherId},
     store::{ConversationState, MessageWindow, StoreResult},
     token::verify_user_token,
     wire::{filter::parse_conversation_filter, snapshot::SnapshotContext},
@@ -89,7 +89,7 @@ impl Read {
     async fn run(self, state: &AppState, app_id: &AppId, user_id: &UserId) -> Done {
         match self {
             Read::Window { fetch, conversation_id, before, limit, replay_after } => {
-                let result = state.store.message_window(app_id, &conversation_id, user_id, before, limit).await;
+                let result = read_window(state, app_id, &conversation_id, user_id, before, limit).await;
                 let replay = match (&result, replay_after) {
                     (Ok(window), Some(after)) if window.participant && after < window.seq => {
                         // A replay that cannot be read is a fresh snapshot, not a failed subscription.
@@ -125,6 +125,30 @@ impl Read {
             }
         }
     }
+}
+
+/// A page of `user_id`'s window. The newest page comes from the node's window cache when it holds the
+/// conversation; otherwise it is read with the participants, and kept for the next subscriber.
+async fn read_window(
+    state: &AppState,
+    app_id: &AppId,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+    before: Option<Seq>,
+    limit: usize,
+) -> StoreResult<MessageWindow> {
+    let Some(windows) = state.node.windows().filter(|_| before.is_none()) else {
+        return state.store.message_window(app_id, conversation_id, user_id, before, limit).await;
+    };
+    if let Some(window) = windows.window(app_id, conversation_id, user_id, limit) {
+        state.metrics.window_cache_hits.inc();
+        return Ok(window);
+    }
+    let ticket = windows.begin(app_id, conversation_id);
+    let read = state.store.newest_window(app_id, conversation_id, user_id, limit, MAX_CACHED_PARTICIPANTS).await?;
+    // Events may have come since the read began; `fill` keeps it only if none did.
+    windows.fill(app_id, conversation_id, ticket, &read);
+    Ok(read.into_window_for(user_id))
 }
 
 /// Reads a state subscription's state, as `user_id` sees it.

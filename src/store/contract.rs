@@ -427,6 +427,18 @@ async fn message_windows_page_back_to_the_first_message_and_are_null_for_non_par
     assert_eq!(older.messages.len(), 2);
     let outsider = store.message_window(&app(), &conversation(), &user("carol"), None, 3).await.unwrap();
     assert!(!outsider.participant && outsider.messages.is_empty());
+    // The newest window for the cache: the same page, the participants, and the messages even for an outsider.
+    let newest = store.newest_window(&app(), &conversation(), &user("carol"), 3, 10).await.unwrap();
+    let mut participants = newest.participants.clone().expect("two participants, at most ten asked for");
+    participants.sort();
+    assert_eq!(participants, [alice(), user("bob")]);
+    let newest_seqs: Vec<_> = newest.window.messages.iter().map(|view| view.message.seq.0).collect();
+    assert_eq!((newest.window.seq, newest_seqs, newest.window.participant), (Seq(8), vec![8, 7, 6], true));
+    let carols = newest.clone().into_window_for(&user("carol"));
+    assert!(!carols.participant && carols.messages.is_empty(), "what carol sees of it");
+    assert_eq!(newest.into_window_for(&user("bob")).messages.len(), 3);
+    let crowded = store.newest_window(&app(), &conversation(), &user("bob"), 3, 1).await.unwrap();
+    assert!(crowded.participants.is_none() && crowded.window.participant && crowded.window.messages.len() == 3);
     let message = store.message(&app(), &conversation(), &appended.ids[0]).await.unwrap().unwrap();
     assert_eq!(message.text, "m0");
     assert_eq!(message.read_by, Vec::<UserId>::new(), "bob has not read it");

@@ -187,6 +187,28 @@ pub struct MessageWindow {
     pub loaded_all: bool,
 }
 
+/// A conversation's newest window and, when it exists and has at most the participants asked for, who takes
+/// part in it: what the node's window cache needs to answer the next subscriber without a read.
+#[derive(Clone, Debug)]
+pub struct NewestWindow {
+    /// With `participants`, the window as any participant sees it, whoever asked; without, what the user who
+    /// asked sees.
+    pub window: MessageWindow,
+    pub participants: Option<Vec<UserId>>,
+}
+
+impl NewestWindow {
+    /// What `user` sees of it: `message_window`'s answer.
+    pub fn into_window_for(self, user: &UserId) -> MessageWindow {
+        match &self.participants {
+            Some(participants) if !participants.contains(user) => {
+                MessageWindow { seq: self.window.seq, participant: false, messages: Vec::new(), loaded_all: true }
+            }
+            _ => self.window,
+        }
+    }
+}
+
 /// The outcome of a send: one id per item, in order, and the events of the messages actually created (an
 /// idempotent retry creates none).
 #[derive(Clone, Debug)]
@@ -520,6 +542,16 @@ pub trait Store: Send + Sync + 'static {
         before: Option<Seq>,
         limit: usize,
     ) -> StoreResult<MessageWindow>;
+    /// `user`'s newest `limit` messages, as `message_window` reads them, and the conversation's participants if
+    /// it exists and has at most `max_participants`.
+    async fn newest_window(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        limit: usize,
+        max_participants: usize,
+    ) -> StoreResult<NewestWindow>;
     /// Newest first.
     async fn messages(&self, app: &AppId, conversation: &ConversationId, page: Page) -> StoreResult<Vec<Message>>;
     /// Edits a message; a user may edit only their own.

@@ -100,6 +100,7 @@ pub async fn spawn_gateway_with(adjust: impl FnOnce(&mut Config)) -> TestGateway
         limits: natter::limits::LimitConfig::default(),
         retention: natter::store::Retention::default(),
         history_bytes: natter::hub::history::DEFAULT_HISTORY_BYTES,
+        window_cache_bytes: natter::hub::windows::DEFAULT_WINDOW_CACHE_BYTES,
         broker: Default::default(),
         serve: Default::default(),
         demo: false,

@@ -31,3 +31,4 @@ mod rest_participants;
 mod rest_reactions;
 mod rest_users;
 mod webhooks;
+mod window_cache;

@@ -14,8 +14,9 @@ use crate::domain::{
     Custom, Millis, Rejection,
 };
 use crate::store::{
-    log, ConversationListPage, ConversationQuery, ConversationState, Direction, LoggedEvent, MessageWindow, OrderBy,
-    Page, ParticipantEntry, ParticipantsPage, Position, StoreError, StoreResult, StoredFile, UserConversation,
+    log, ConversationListPage, ConversationQuery, ConversationState, Direction, LoggedEvent, MessageWindow,
+    NewestWindow, OrderBy, Page, ParticipantEntry, ParticipantsPage, Position, StoreError, StoreResult, StoredFile,
+    UserConversation,
 };
 
 use super::{args, from_json, Db, Row, Sql};
@@ -603,19 +604,71 @@ fn read_window(
     before: Option<Seq>,
     limit: usize,
 ) -> StoreResult<MessageWindow> {
-    let seq = db.row(
-        "SELECT last_seq FROM sequences WHERE app_id = ?1 AND conversation_id = ?2",
-        args![app.as_str(), conversation.as_str()],
-        |row| row.i64(0),
-    )?;
-    let seq = Seq(seq.unwrap_or(0));
+    let seq = last_seq(db, app, conversation)?;
     let is_participant =
         self::conversation(db, app, conversation)?.is_some() && membership(db, app, conversation, user)?.is_some();
     if !is_participant {
         return Ok(MessageWindow { seq, participant: false, messages: Vec::new(), loaded_all: true });
     }
     let n = n_participants(db, app, conversation)?;
-    let mut messages = messages_before(db, app, conversation, before, limit + 1, n)?;
+    window_messages(db, app, conversation, seq, before, limit, n)
+}
+
+/// `user`'s newest window, and the participants too when there are at most `max_participants`, in one snapshot.
+pub fn newest_window(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    user: &UserId,
+    limit: usize,
+    max_participants: usize,
+) -> StoreResult<NewestWindow> {
+    in_snapshot(db, |db| {
+        if self::conversation(db, app, conversation)?.is_none() {
+            return Ok(NewestWindow {
+                window: read_window(db, app, conversation, user, None, limit)?,
+                participants: None,
+            });
+        }
+        let n = n_participants(db, app, conversation)?;
+        if n > max_participants {
+            return Ok(NewestWindow {
+                window: read_window(db, app, conversation, user, None, limit)?,
+                participants: None,
+            });
+        }
+        let seq = last_seq(db, app, conversation)?;
+        let participants: Vec<UserId> = db.rows(
+            "SELECT user_id FROM participants WHERE app_id = ?1 AND conversation_id = ?2",
+            args![app.as_str(), conversation.as_str()],
+            |row| Ok(UserId::from_trusted(row.string(0)?)),
+        )?;
+        // The participants' view, whoever asked: the cache keeps it for all of them.
+        let window = window_messages(db, app, conversation, seq, None, limit, n)?;
+        Ok(NewestWindow { window, participants: Some(participants) })
+    })
+}
+
+fn last_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Seq> {
+    let seq = db.row(
+        "SELECT last_seq FROM sequences WHERE app_id = ?1 AND conversation_id = ?2",
+        args![app.as_str(), conversation.as_str()],
+        |row| row.i64(0),
+    )?;
+    Ok(Seq(seq.unwrap_or(0)))
+}
+
+/// A participant's page of the window at `seq`: `limit` messages before `before` (or the newest), expanded.
+fn window_messages(
+    db: &dyn Db,
+    app: &AppId,
+    conversation: &ConversationId,
+    seq: Seq,
+    before: Option<Seq>,
+    limit: usize,
+    n_participants: usize,
+) -> StoreResult<MessageWindow> {
+    let mut messages = messages_before(db, app, conversation, before, limit + 1, n_participants)?;
     let loaded_all = messages.len() <= limit;
     messages.truncate(limit);
     let messages = messages.into_iter().map(|message| message_view(db, app, message)).collect::<Result<_, _>>()?;

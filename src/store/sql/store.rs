@@ -19,8 +19,8 @@ use crate::domain::{
 };
 use crate::store::{
     Appended, ConversationListPage, ConversationQuery, ConversationState, FileReceipt, HasEvents, LoggedEvent,
-    MessageWindow, NewFile, Page, ParticipantsPage, Position, Store, StoreError, StoreHooks, StoreResult, StoredFile,
-    UserConversation, WebhookFailure,
+    MessageWindow, NewFile, NewestWindow, Page, ParticipantsPage, Position, Store, StoreError, StoreHooks, StoreResult,
+    StoredFile, UserConversation, WebhookFailure,
 };
 
 /// Opens a connection of the backend.
@@ -355,6 +355,18 @@ impl Store for SqlStore {
     ) -> StoreResult<MessageWindow> {
         let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
         self.read(move |c| reads::message_window(c, &app, &conversation, &user, before, limit)).await
+    }
+
+    async fn newest_window(
+        &self,
+        app: &AppId,
+        conversation: &ConversationId,
+        user: &UserId,
+        limit: usize,
+        max_participants: usize,
+    ) -> StoreResult<NewestWindow> {
+        let (app, conversation, user) = (app.clone(), conversation.clone(), user.clone());
+        self.read(move |c| reads::newest_window(c, &app, &conversation, &user, limit, max_participants)).await
     }
 
     async fn delete_all_messages(&self, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
