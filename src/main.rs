@@ -165,6 +165,13 @@ struct ServeArgs {
 /// (no backtrace: these are configuration and environment problems, not bugs).
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Transparent huge pages off for this process: mimalloc asks for them on its arenas, and the kernel then
+    // faults memory in 2 MiB at a time and zeroes it; in a storm of connects that zeroing was 40% of the CPU
+    // (load/RESULTS.md). A session's memory is small and scattered, so huge pages buy it nothing.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("natter: transparent huge pages stay on: {error}");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args).await,
