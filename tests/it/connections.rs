@@ -156,15 +156,6 @@ async fn sigterm_exits_in_bounded_time_while_a_client_holds_unfinished_headers()
     drop(stream);
 }
 
-/// A gauge or counter of the gateway's metrics.
-async fn metric(gateway: &TestGateway, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not exported"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscribe_unsubscribe_flood_keeps_reads_bounded_and_answers_every_request() {
     use futures::{SinkExt, StreamExt};

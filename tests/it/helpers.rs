@@ -296,6 +296,15 @@ impl TestGateway {
     }
 }
 
+/// A metric's value as `/metrics` exports it.
+pub async fn metric(gateway: &TestGateway, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not exported"))
+}
+
 /// Awaits `future`, failing the test if it takes longer than 20 seconds.
 pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(20), future).await.expect("timed out")

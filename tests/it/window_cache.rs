@@ -7,14 +7,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-async fn metric(gateway: &TestGateway, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", gateway.base)).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not exported"))
-}
-
 /// A fresh session's first window of `conversation`, as `user` sees it (`None`: not a participant).
 async fn first_window(
     gateway: &TestGateway,
