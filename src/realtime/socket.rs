@@ -201,7 +201,7 @@ pub struct Connection {
 /// needs: an `async fn` would also keep the socket and the connection it was made from, for its whole life.
 pub fn run(socket: WebSocket, connection: Connection) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (sink, mut stream) = socket.split();
-    let Connection { state, app_id, user_id, expires_at, _guard } = connection;
+    let Connection { state, app_id, user_id, expires_at, _guard: guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
     let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
     // Boxed: the channel allocates its slots up front, 32 at a time, and a `Done` is large; unboxed they were the
@@ -238,6 +238,8 @@ pub fn run(socket: WebSocket, connection: Connection) -> impl std::future::Futur
             }
         }
         shell.finish();
+        // Moved in, not left to `run`: the connection counts against its app's limit until the session ends.
+        drop(guard);
     }
 }
 
