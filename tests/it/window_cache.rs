@@ -84,7 +84,10 @@ async fn a_subscriber_that_got_a_cached_window_gets_every_message_after_it() {
         sessions.push((session, subscription));
     }
     for (i, (_session, subscription)) in sessions.iter().enumerate() {
-        let state = within(subscription.wait_for(|state| messages(state).len() == 21)).await;
+        let complete = |state: &SubscriptionState| {
+            matches!(state, SubscriptionState::Active { .. }) && messages(state).len() == 21
+        };
+        let state = within(subscription.wait_for(complete)).await;
         let expected: Vec<String> = (0..=20).rev().map(|n| format!("m{n}")).collect();
         assert_eq!(texts_of(&state), expected, "subscription {i}");
     }
