@@ -216,7 +216,10 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::{MessageId, Seq};
+    use crate::domain::{
+        ids::{MessageId, Seq},
+        message::{Message, MessageType, Origin},
+    };
 
     fn app() -> AppId {
         AppId::parse("app").unwrap()
@@ -231,8 +234,24 @@ mod tests {
     }
 
     fn view(seq: i64) -> MessageView {
-        let mut message = crate::domain::message::tests::stored(None);
-        (message.id, message.seq) = (MessageId::from_trusted(format!("m{seq}")), Seq(seq));
+        let message = Message {
+            id: MessageId::from_trusted(format!("m{seq}")),
+            conversation_id: conversation("c"),
+            seq: Seq(seq),
+            kind: MessageType::SystemMessage,
+            sender_id: None,
+            text: "hi".into(),
+            links: crate::domain::content::Links::Allowed,
+            custom: Default::default(),
+            referenced_message_id: None,
+            attachment: None,
+            location: None,
+            origin: Origin::Rest,
+            created_at: 0,
+            edited_at: None,
+            read_by: Vec::new(),
+            reactions: Vec::new(),
+        };
         MessageView { message, sender: None, referenced: None }
     }
 
