@@ -318,7 +318,7 @@ pub fn check_import_times(newest: Option<Millis>, timestamps: &[Millis], now: Mi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn text_message(kind: MessageType, sender: Option<&str>) -> NewMessage {
@@ -349,7 +349,8 @@ mod tests {
         assert_eq!(message.validate().unwrap_err().field, "location");
     }
 
-    fn stored(sender: Option<&str>) -> Message {
+    /// A stored message of conversation `c` (seq 1), for tests elsewhere too.
+    pub(crate) fn stored(sender: Option<&str>) -> Message {
         Message {
             id: MessageId::parse("m").unwrap(),
             conversation_id: ConversationId::parse("c").unwrap(),

@@ -216,10 +216,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        ids::{MessageId, Seq},
-        message::{Message, MessageType, Origin},
-    };
+    use crate::domain::ids::{MessageId, Seq};
 
     fn app() -> AppId {
         AppId::parse("app").unwrap()
@@ -234,24 +231,8 @@ mod tests {
     }
 
     fn view(seq: i64) -> MessageView {
-        let message = Message {
-            id: MessageId::from_trusted(format!("m{seq}")),
-            conversation_id: conversation("c"),
-            seq: Seq(seq),
-            kind: MessageType::SystemMessage,
-            sender_id: None,
-            text: "hi".into(),
-            links: crate::domain::content::Links::Allowed,
-            custom: Default::default(),
-            referenced_message_id: None,
-            attachment: None,
-            location: None,
-            origin: Origin::Rest,
-            created_at: 0,
-            edited_at: None,
-            read_by: Vec::new(),
-            reactions: Vec::new(),
-        };
+        let mut message = crate::domain::message::tests::stored(None);
+        (message.id, message.seq) = (MessageId::from_trusted(format!("m{seq}")), Seq(seq));
         MessageView { message, sender: None, referenced: None }
     }
 

@@ -624,18 +624,10 @@ pub fn newest_window(
     max_participants: usize,
 ) -> StoreResult<NewestWindow> {
     in_snapshot(db, |db| {
-        if self::conversation(db, app, conversation)?.is_none() {
-            return Ok(NewestWindow {
-                window: read_window(db, app, conversation, user, None, limit)?,
-                participants: None,
-            });
-        }
         let n = n_participants(db, app, conversation)?;
-        if n > max_participants {
-            return Ok(NewestWindow {
-                window: read_window(db, app, conversation, user, None, limit)?,
-                participants: None,
-            });
+        if self::conversation(db, app, conversation)?.is_none() || n > max_participants {
+            let window = read_window(db, app, conversation, user, None, limit)?;
+            return Ok(NewestWindow { window, participants: None });
         }
         let seq = last_seq(db, app, conversation)?;
         let participants: Vec<UserId> = db.rows(
