@@ -12,7 +12,7 @@ use super::{
     history::History,
     presence::Presence,
     windows::WindowCache,
-    Hub, HubKey, Outbox, SharedEvent, WatcherId,
+    Hub, HubKey, Outbox, SharedEvent, Stream, WatcherId,
 };
 
 #[derive(Clone)]
@@ -123,6 +123,13 @@ impl Inbound {
                     windows.conversation_changed(app_id, conversation_id);
                 }
             }
+            // A join or leave comes under the user's key first, and the user's session reads the window on it:
+            // the cached one, from before the change of who may see it, must be gone by then.
+            HubKey::User { app_id, .. } if event.membership.is_some() => {
+                if let (Some(windows), Stream::Conversation(conversation_id)) = (&node.windows, &event.stream) {
+                    windows.conversation_changed(app_id, conversation_id);
+                }
+            }
             HubKey::Profile { app_id, .. } => {
                 if let Some(windows) = &node.windows {
                     windows.user_changed(app_id);
@@ -131,5 +138,41 @@ impl Inbound {
             _ => {}
         }
         node.hub.publish(key, &event, |key| node.broker.unwatch(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::ids::{AppId, ConversationId, Seq, UserId},
+        hub::{EncodedEvent, Membership},
+        store::{MessageWindow, NewestWindow},
+    };
+
+    #[tokio::test]
+    async fn a_join_under_the_users_key_alone_drops_the_cached_window_of_its_conversation() {
+        let node = Node::new(Hub::default(), &BrokerConfig::Local, 1 << 20, 1 << 20).unwrap();
+        let windows = node.windows().expect("a single node caches windows");
+        let (app, c) = (AppId::parse("app").unwrap(), ConversationId::parse("c").unwrap());
+        let (alice, carol) = (UserId::parse("alice").unwrap(), UserId::parse("carol").unwrap());
+        let read = NewestWindow {
+            window: MessageWindow { seq: Seq(1), participant: true, messages: Vec::new(), loaded_all: true },
+            participants: Some(vec![alice]),
+        };
+        windows.fill(&app, &c, windows.begin(&app, &c), &read);
+        let outsider = windows.window(&app, &c, &carol, 30).expect("cached");
+        assert!(!outsider.participant);
+
+        let joined = EncodedEvent {
+            app_id: app.clone(),
+            stream: Stream::Conversation(c.clone()),
+            seq: Seq(2),
+            membership: Some(Membership::Joined(carol.clone())),
+            frame: Default::default(),
+        };
+        node.publish(&HubKey::User { app_id: app.clone(), user_id: carol.clone() }, Arc::new(joined));
+        // Carol's session reads her window on this delivery, before the conversation's key has the event.
+        assert!(windows.window(&app, &c, &carol, 30).is_none(), "the window from before the join is gone");
     }
 }
