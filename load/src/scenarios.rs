@@ -204,6 +204,10 @@ pub struct IdleArgs {
     /// How long the idle connections are held before they close.
     #[arg(long, default_value_t = 3)]
     pub hold_seconds: u64,
+    /// Messages each conversation holds before the clients connect, so that each subscribe's snapshot carries
+    /// up to 30 of them.
+    #[arg(long, default_value_t = 0)]
+    pub history: usize,
 }
 
 /// `idle`: connect and subscribe C clients, hold them, measure RSS per connection and connect rate.
@@ -212,6 +216,11 @@ pub async fn idle(args: IdleArgs, storm: bool) -> anyhow::Result<bool> {
     let gateway = Arc::new(Gateway::new(args.target.clone()));
     eprintln!("setting up {} users in {} conversations (run {})", args.subscribers, args.conversations, gateway.run_id);
     gateway.setup(args.subscribers, args.conversations).await?;
+    for conversation in 0..args.conversations {
+        for first in (0..args.history).step_by(10) {
+            gateway.publish(conversation, first as u64, (args.history - first).min(10)).await?;
+        }
+    }
     let usage = Usage::start(&args.target.server_pid);
     let concurrency = if storm { args.subscribers } else { CONNECT_CONCURRENCY };
     let start = Instant::now();
