@@ -141,7 +141,7 @@ pub fn membership(
 
 pub fn conversation_view(db: &dyn Db, app: &AppId, conversation: Conversation) -> StoreResult<ConversationView> {
     let participants = participants(db, app, &conversation.id)?;
-    let last_message = messages_before(db, app, &conversation.id, None, 1, participants.len())?.pop();
+    let last_message = messages_before(db, app, &conversation.id, None, 1, shows_read_by(participants.len()))?.pop();
     Ok(ConversationView { conversation, participants, last_message })
 }
 
@@ -194,7 +194,7 @@ pub fn conversation_state(
         |row| Ok((row.opt_i64(0)?.unwrap_or(0), row.opt_i64(1)?.unwrap_or(0), row.i64(2)?)),
     )?;
     let (mine, everyone, n) = markers;
-    let last_message = match messages_before(db, app, id, None, 1, n as usize)?.pop() {
+    let last_message = match messages_before(db, app, id, None, 1, shows_read_by(n as usize))?.pop() {
         Some(message) => Some(message_view(db, app, message)?),
         None => None,
     };
@@ -305,8 +305,13 @@ fn message_from_row(row: &dyn Row) -> StoreResult<Message> {
     })
 }
 
-/// Fills in what a message row does not hold: its reactions and (in small conversations) who read it.
-fn complete_message(db: &dyn Db, app: &AppId, mut message: Message, n_participants: usize) -> StoreResult<Message> {
+/// Whether messages of a conversation with `n_participants` show `readBy` (only small ones do).
+fn shows_read_by(n_participants: usize) -> bool {
+    n_participants <= MAX_PARTICIPANTS_FOR_READ_BY
+}
+
+/// Fills in what a message row does not hold: its reactions and, when `read_by`, who read it.
+fn complete_message(db: &dyn Db, app: &AppId, mut message: Message, read_by: bool) -> StoreResult<Message> {
     // `rowid` orders reactions of one millisecond as they were added (PostgreSQL's table names a column so).
     let reactions = db.rows(
         "SELECT emoji, user_id FROM reactions WHERE app_id = ?1 AND conversation_id = ?2 AND message_id = ?3 \
@@ -321,7 +326,7 @@ fn complete_message(db: &dyn Db, app: &AppId, mut message: Message, n_participan
             None => message.reactions.push(ReactionSummary { emoji: Emoji::from_trusted(emoji), users: vec![user] }),
         }
     }
-    if n_participants <= MAX_PARTICIPANTS_FOR_READ_BY {
+    if read_by {
         let sender = message.sender_id.as_ref().map(UserId::as_str);
         message.read_by = db.rows(
             "SELECT user_id FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND read_until_seq >= ?3 \
@@ -364,8 +369,8 @@ pub fn message(
 ) -> StoreResult<Option<Message>> {
     match message_row(db, app, conversation, id)? {
         Some(message) => {
-            let n = n_participants(db, app, conversation)?;
-            Ok(Some(complete_message(db, app, message, n)?))
+            let read_by = shows_read_by(n_participants(db, app, conversation)?);
+            Ok(Some(complete_message(db, app, message, read_by)?))
         }
         None => Ok(None),
     }
@@ -378,7 +383,7 @@ pub fn messages_before(
     conversation: &ConversationId,
     before: Option<Seq>,
     limit: usize,
-    n_participants: usize,
+    read_by: bool,
 ) -> StoreResult<Vec<Message>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN files f ON f.app_id = m.app_id AND f.id = m.file_id \
@@ -386,7 +391,7 @@ pub fn messages_before(
     );
     let before = before.map_or(i64::MAX, |seq| seq.0);
     let rows = db.rows(&sql, args![app.as_str(), conversation.as_str(), before, limit as i64], message_from_row)?;
-    rows.into_iter().map(|message| complete_message(db, app, message, n_participants)).collect()
+    rows.into_iter().map(|message| complete_message(db, app, message, read_by)).collect()
 }
 
 /// At most `limit` messages with `after < seq <= up_to`, oldest first.
@@ -404,8 +409,8 @@ pub fn messages_between(
     );
     let args = args![app.as_str(), conversation.as_str(), after.0, up_to.0, limit as i64];
     let rows = db.rows(&sql, args, message_from_row)?;
-    let n = n_participants(db, app, conversation)?;
-    rows.into_iter().map(|message| complete_message(db, app, message, n)).collect()
+    let read_by = shows_read_by(n_participants(db, app, conversation)?);
+    rows.into_iter().map(|message| complete_message(db, app, message, read_by)).collect()
 }
 
 pub fn messages(db: &dyn Db, app: &AppId, conversation: &ConversationId, page: &Page) -> StoreResult<Vec<Message>> {
@@ -423,8 +428,8 @@ pub fn messages(db: &dyn Db, app: &AppId, conversation: &ConversationId, page: &
         }
         None => None,
     };
-    let n = n_participants(db, app, conversation)?;
-    messages_before(db, app, conversation, before, page.limit, n)
+    let read_by = shows_read_by(n_participants(db, app, conversation)?);
+    messages_before(db, app, conversation, before, page.limit, read_by)
 }
 
 /// Lists conversations in the query's order, app-wide (`user` is `None`) or those `user` takes part in.
@@ -610,8 +615,7 @@ fn read_window(
     if !is_participant {
         return Ok(MessageWindow { seq, participant: false, messages: Vec::new(), loaded_all: true });
     }
-    let n = n_participants(db, app, conversation)?;
-    window_messages(db, app, conversation, seq, before, limit, n)
+    window_messages(db, app, conversation, seq, before, limit)
 }
 
 /// `user`'s newest window, and the participants too when there are at most `max_participants`, in one snapshot.
@@ -636,7 +640,7 @@ pub fn newest_window(
             |row| Ok(UserId::from_trusted(row.string(0)?)),
         )?;
         // The participants' view, whoever asked: the cache keeps it for all of them.
-        let window = window_messages(db, app, conversation, seq, None, limit, n)?;
+        let window = window_messages(db, app, conversation, seq, None, limit)?;
         Ok(NewestWindow { window, participants: Some(participants) })
     })
 }
@@ -651,6 +655,7 @@ fn last_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreRes
 }
 
 /// A participant's page of the window at `seq`: `limit` messages before `before` (or the newest), expanded.
+/// Without `readBy`: a MessageSnapshot does not show it, and it would cost a query per message.
 fn window_messages(
     db: &dyn Db,
     app: &AppId,
@@ -658,9 +663,8 @@ fn window_messages(
     seq: Seq,
     before: Option<Seq>,
     limit: usize,
-    n_participants: usize,
 ) -> StoreResult<MessageWindow> {
-    let mut messages = messages_before(db, app, conversation, before, limit + 1, n_participants)?;
+    let mut messages = messages_before(db, app, conversation, before, limit + 1, false)?;
     let loaded_all = messages.len() <= limit;
     messages.truncate(limit);
     let messages = messages.into_iter().map(|message| message_view(db, app, message)).collect::<Result<_, _>>()?;
