@@ -203,12 +203,11 @@ impl Inner {
         if let Some(entry) = self.entries.remove(key) {
             self.bytes -= entry.bytes;
         }
-        // Keep the eviction queue from outgrowing the entries by much: drop stale rows from its front.
-        while let Some((front, stamp)) = self.order.front() {
-            if self.entries.get(front).is_some_and(|entry| entry.stamp == *stamp) {
-                break;
-            }
-            self.order.pop_front();
+        // Stale rows behind a live front would pile up with every fill while the oldest entry stays: once they
+        // outnumber the entries, sweep the whole queue (amortised over the fills that left them).
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order.retain(|(key, stamp)| entries.get(key).is_some_and(|entry| entry.stamp == *stamp));
         }
     }
 }
@@ -270,6 +269,22 @@ mod tests {
         cache.conversation_changed(&app, &c);
         assert!(cache.window(&app, &c, &user("alice"), 30).is_none());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn conversations_filled_and_dropped_behind_a_lasting_entry_leave_the_eviction_queue_bounded() {
+        let cache = WindowCache::default();
+        let (app, lasting, busy) = (app(), conversation("lasting"), conversation("busy"));
+        cache.fill(&app, &lasting, cache.begin(&app, &lasting), &read(1, true));
+        for _ in 0..10_000 {
+            cache.fill(&app, &busy, cache.begin(&app, &busy), &read(1, true));
+            cache.conversation_changed(&app, &busy);
+        }
+        let inner = cache.inner.lock().unwrap();
+        assert_eq!(inner.entries.len(), 1);
+        assert!(inner.order.len() <= 2 * inner.entries.len() + 64 + 1, "{} rows", inner.order.len());
+        drop(inner);
+        assert!(cache.window(&app, &lasting, &user("alice"), 30).is_some(), "the lasting entry stays");
     }
 
     #[test]
