@@ -48,8 +48,10 @@ pub const ROUTE: &str = "/v1/{appId}/realtime";
 
 /// The largest frame or message a client may send; larger ones close the connection with 1009.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;
-/// Per-connection socket buffers: small, since a gateway holds many idle connections.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Per-connection socket buffers: small, since a gateway holds many idle connections. The read buffer is held
+/// (and zeroed) for the connection's whole life, and a client's frames are small (a subscribe is about 100 bytes);
+/// a larger frame grows it to the frame's size and is read in steps of this many bytes.
+const READ_BUFFER_BYTES: usize = 512;
 const WRITE_BUFFER_BYTES: usize = 2 * 1024;
 
 #[derive(Deserialize)]

@@ -140,8 +140,7 @@ async fn read_window(
     let Some(windows) = state.node.windows().filter(|_| before.is_none()) else {
         return state.store.message_window(app_id, conversation_id, user_id, before, limit).await;
     };
-    if let Some(window) = windows.window(app_id, conversation_id, user_id, limit) {
-        state.metrics.window_cache_hits.inc();
+    if let Some(window) = cached_window(state, app_id, conversation_id, user_id, limit) {
         return Ok(window);
     }
     let ticket = windows.begin(app_id, conversation_id);
@@ -149,6 +148,19 @@ async fn read_window(
     // Events may have come since the read began; `fill` keeps it only if none did.
     windows.fill(app_id, conversation_id, ticket, &read);
     Ok(read.into_window_for(user_id))
+}
+
+/// `user_id`'s newest `limit` messages of the conversation, if the node's window cache holds them.
+fn cached_window(
+    state: &AppState,
+    app_id: &AppId,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+    limit: usize,
+) -> Option<MessageWindow> {
+    let window = state.node.windows()?.window(app_id, conversation_id, user_id, limit)?;
+    state.metrics.window_cache_hits.inc();
+    Some(window)
 }
 
 /// Reads a state subscription's state, as `user_id` sees it.
@@ -352,6 +364,15 @@ impl Shell {
                 sent = true;
             }
             while let Some(output) = session.poll_output() {
+                // A snapshot the cache holds is answered here, without a task: its frame then goes out in this
+                // loop's flush. The subscription watched before it asked, as it does for a read.
+                if let Output::Fetch { fetch, conversation_id, before: None, limit, replay_after: None } = &output {
+                    let (state, app, user) = (&self.state, &self.app_id, &self.user_id);
+                    if let Some(window) = cached_window(state, app, conversation_id, user, *limit) {
+                        session.handle_window(*fetch, window, None);
+                        continue;
+                    }
+                }
                 let frame = match self.perform(output) {
                     Err(reason) => {
                         self.close(reason).await;

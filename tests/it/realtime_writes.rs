@@ -206,3 +206,20 @@ async fn content_sent_over_the_socket_arrives_as_it_was_sent() {
     assert_eq!(first.expect(200)["text"], "\\*not bold\\*");
     gateway.assert_frames_valid();
 }
+
+#[tokio::test]
+async fn a_client_frame_many_times_the_read_buffer_arrives_whole() {
+    // The socket's read buffer is 512 bytes; a frame far larger is read in steps and must come out intact, with
+    // multi-byte characters cut across the steps.
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["alice"]).await;
+    let alice = gateway.connect("alice").await;
+    let text: String = (0..6000).map(|i| format!("{i}é—")).collect();
+    assert!(text.len() > 40 * 1024, "{} bytes", text.len());
+    let sent = alice.conversation("c").send_with(json!({ "text": text })).await.unwrap();
+    let rest = gateway.get(&format!("/conversations/c/messages/{sent}")).await;
+    assert_eq!(rest.expect(200)["text"], text.as_str());
+    // And the connection goes on reading small frames after it.
+    let again = alice.conversation("c").send_with(json!({ "text": "after" })).await.unwrap();
+    assert_eq!(gateway.get(&format!("/conversations/c/messages/{again}")).await.expect(200)["text"], "after");
+}
