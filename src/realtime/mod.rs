@@ -96,7 +96,9 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |websocket| {
-            let session = socket::run(websocket, connection);
+            // Boxed: axum spawns one task for the upgrade and the callback, sized for its largest state; inline, the
+            // session sat in it beside what the upgrade needed, for the connection's whole life.
+            let session = Box::pin(socket::run(websocket, connection));
             async move {
                 session.await;
                 drop(tracked);
