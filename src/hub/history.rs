@@ -132,7 +132,7 @@ mod tests {
             stream: crate::hub::Stream::Conversation(ConversationId::parse(conversation).unwrap()),
             seq: Seq(seq),
             membership: None,
-            frame: axum::extract::ws::Utf8Bytes::from("x".repeat(frame_bytes)),
+            frame: tokio_tungstenite::tungstenite::Utf8Bytes::from("x".repeat(frame_bytes)),
         })
     }
 

@@ -65,7 +65,7 @@ pub struct EncodedEvent {
     pub stream: Stream,
     pub seq: Seq,
     pub membership: Option<Membership>,
-    pub frame: axum::extract::ws::Utf8Bytes,
+    pub frame: tokio_tungstenite::tungstenite::Utf8Bytes,
 }
 
 /// Events that change who may see a conversation.
@@ -189,7 +189,7 @@ mod tests {
             stream: Stream::Conversation(ConversationId::parse("one").unwrap()),
             seq: Seq(1),
             membership: None,
-            frame: axum::extract::ws::Utf8Bytes::from_static(frame),
+            frame: tokio_tungstenite::tungstenite::Utf8Bytes::from_static(frame),
         })
     }
 

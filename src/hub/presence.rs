@@ -108,7 +108,7 @@ pub fn signal(app: &AppId, user: &UserId) -> SharedEvent {
         stream: Stream::Online(user.clone()),
         seq: Seq(0),
         membership: None,
-        frame: axum::extract::ws::Utf8Bytes::default(),
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
     })
 }
 

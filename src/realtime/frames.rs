@@ -2,9 +2,9 @@
 //! frames encoded around the JSON of domain values (`wire::snapshot`). The only place in `realtime` that knows
 //! JSON.
 
-use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::{
     domain::{

@@ -19,19 +19,18 @@ pub mod user_subscription;
 pub mod session;
 
 pub mod catchup;
+pub mod handshake;
 pub mod publisher;
 pub mod socket;
 pub mod writes;
 
 use axum::{
-    extract::{
-        ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
-        State,
-    },
+    extract::State,
     http::{header::AUTHORIZATION, HeaderMap},
     response::Response,
 };
 use serde::Deserialize;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::{
     app::AppState,
@@ -65,7 +64,7 @@ pub async fn upgrade(
     AppPath(app_id): AppPath<String>,
     AppQuery(query): AppQuery<TokenQuery>,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<handshake::Upgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let app_id = AppId::parse(&app_id)?;
     let secret = state.apps.get(&app_id).ok_or_else(|| ApiError::AppNotFound(app_id.to_string()))?;
@@ -78,7 +77,7 @@ pub async fn upgrade(
         ApiError::Unauthorized("a user token is required: ?token=<JWT> or Authorization: Bearer".into())
     })?;
     let claims = verify_user_token(&app_id, secret, &token).map_err(ApiError::Unauthorized)?;
-    let upgrade = upgrade.map_err(|rejection| ApiError::bad_request("INVALID_UPGRADE", rejection.body_text()))?;
+    let upgrade = upgrade?;
     let guard = state.limits.open_connection(&app_id).ok_or(ApiError::TooManyConnections)?;
     let connection = socket::Connection {
         state: state.clone(),
@@ -90,18 +89,18 @@ pub async fn upgrade(
     // Counted from now, not from the upgrade: a shutdown between the 101 and the session's start must still wait
     // for the session to send its close frame.
     let tracked = state.sessions.token();
-    Ok(upgrade
-        .max_message_size(MAX_CLIENT_FRAME_BYTES)
-        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_CLIENT_FRAME_BYTES))
+        .max_frame_size(Some(MAX_CLIENT_FRAME_BYTES))
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |websocket| {
-            // Boxed: axum spawns one task for the upgrade and the callback, sized for its largest state; inline, the
-            // session sat in it beside what the upgrade needed, for the connection's whole life.
-            let session = Box::pin(socket::run(websocket, connection));
-            async move {
-                session.await;
-                drop(tracked);
-            }
-        }))
+        .write_buffer_size(WRITE_BUFFER_BYTES);
+    Ok(upgrade.accept(config, move |socket| {
+        // The loop's future is built here, so that what it was made from is not kept beside it, and boxed: a future
+        // that awaits one it holds keeps room for it twice.
+        let session = Box::pin(socket::run(socket, connection));
+        async move {
+            session.await;
+            drop(tracked);
+        }
+    }))
 }

@@ -9,15 +9,16 @@ use std::{
     time::Instant,
 };
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{stream::SplitSink, SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     error::RealtimeError,
     frames::{self, ClientFrame, RequestId},
+    handshake::Socket,
     output::Watched,
     publisher,
     session::{CloseReason, FetchId, Output, Request, Session, Violation},
@@ -211,7 +212,7 @@ pub struct Connection {
 
 /// Sets the session up at once and returns the loop that runs it, so that the task holds only what the loop
 /// needs: an `async fn` would also keep the socket and the connection it was made from, for its whole life.
-pub fn run(socket: WebSocket, connection: Connection) -> impl std::future::Future<Output = ()> + Send + 'static {
+pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (sink, mut stream) = socket.split();
     let Connection { state, app_id, user_id, expires_at, _guard: guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
@@ -272,7 +273,7 @@ struct Shell {
     state: AppState,
     app_id: AppId,
     user_id: UserId,
-    sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<Socket, Message>,
     outbox: Outbox,
     slow: CancellationToken,
     user_watcher: WatcherId,
@@ -297,7 +298,7 @@ impl Shell {
         state: AppState,
         app_id: AppId,
         user_id: UserId,
-        sink: SplitSink<WebSocket, Message>,
+        sink: SplitSink<Socket, Message>,
         outbox: Outbox,
         done_tx: mpsc::Sender<Box<Done>>,
     ) -> Self {
@@ -540,7 +541,11 @@ impl Shell {
         self.state.node.unwatch(key, watcher);
     }
 
-    fn handle_incoming(&mut self, session: &mut Session, incoming: Option<Result<Message, axum::Error>>) {
+    fn handle_incoming(
+        &mut self,
+        session: &mut Session,
+        incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) {
         match incoming {
             Some(Ok(Message::Text(text))) => {
                 session.handle_activity(Instant::now());
@@ -557,7 +562,10 @@ impl Shell {
                 let error = RealtimeError::InvalidFrame("frames are JSON text; binary frames are not supported".into());
                 self.reply_error(None, &error);
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.handle_activity(Instant::now()),
+            // tungstenite answers pings itself; a raw frame is only ever written, never read.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                session.handle_activity(Instant::now())
+            }
             Some(Ok(Message::Close(_))) | None => self.ended = true,
             Some(Err(error)) => {
                 tracing::debug!(cause = %error, "socket read failed");
@@ -752,7 +760,7 @@ impl Shell {
         if reason == CloseReason::SlowConsumer {
             self.state.metrics.slow_consumer_disconnects.inc();
         }
-        let close = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.reason()) };
+        let close = CloseFrame { code: reason.code().into(), reason: Utf8Bytes::from_static(reason.reason()) };
         // Best effort: a client that stopped reading may never take the close frame.
         // Boxed, like a stalled write: only a closing session needs room for the timer.
         let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(close))))).await;
@@ -776,11 +784,11 @@ impl Shell {
 }
 
 /// Which rule of RFC 6455 a read error broke, for the close code.
-fn violation_of(error: axum::Error) -> Violation {
+fn violation_of(error: tokio_tungstenite::tungstenite::Error) -> Violation {
     use tokio_tungstenite::tungstenite::Error;
-    match error.into_inner().downcast::<Error>().map(|error| *error) {
-        Ok(Error::Capacity(_)) => Violation::TooBig,
-        Ok(Error::Utf8(_)) => Violation::InvalidUtf8,
+    match error {
+        Error::Capacity(_) => Violation::TooBig,
+        Error::Utf8(_) => Violation::InvalidUtf8,
         _ => Violation::Protocol,
     }
 }

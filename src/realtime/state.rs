@@ -1,7 +1,7 @@
 //! The states the live subscriptions other than message windows send, as data: what the state machines hand the
 //! shell and the shell encodes (`frames`).
 
-use axum::extract::ws::Utf8Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::{
     domain::{

@@ -40,6 +40,7 @@ const REALTIME_RANKS: &[(&str, u32)] = &[
     ("session", 4),
     ("publisher", 5),
     ("writes", 5),
+    ("handshake", 5),
     ("catchup", 6),
     ("socket", 6),
     ("mod", 7),

@@ -226,3 +226,51 @@ async fn protocol_violations_close_with_their_rfc_6455_codes() {
     stream.write_all(&text_frame(br#"{"type":"unsubscribe","id":"1","conversationId":"c"}"#, false)).await.unwrap();
     assert_eq!(close_code(&mut stream).await, Some(1002), "an unmasked client frame");
 }
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_is_refused_with_400_naming_the_header() {
+    let gateway = spawn_gateway().await;
+    let token = user_token("u", None);
+    let url = format!("{}/v1/{APP}/realtime?token={token}", gateway.base);
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13")];
+    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+        ("plain GET", vec![], "Connection header"),
+        ("no Upgrade header", vec![upgrade[0]], "Upgrade header"),
+        ("version 8", vec![upgrade[0], upgrade[1], ("sec-websocket-version", "8")], "Sec-WebSocket-Version"),
+        ("no key", upgrade.to_vec(), "Sec-WebSocket-Key"),
+    ];
+    for (why, headers, named) in cases {
+        let mut request = gateway.client.get(&url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        let reply = Reply { status: response.status(), body: response.json().await.unwrap() };
+        let reasons = reply.expect_error(400, "INVALID_UPGRADE");
+        assert!(reasons.contains(named), "{why}: {reasons}");
+    }
+}
+
+#[tokio::test]
+async fn the_handshake_answers_the_key_as_rfc_6455_derives_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = spawn_gateway().await;
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // The key and its answer are the example of RFC 6455, section 1.3.
+    let request = format!(
+        "GET /v1/{APP}/realtime?token={} HTTP/1.1\r\nHost: {address}\r\nConnection: keep-alive, Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        user_token("u", None)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        within(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+}

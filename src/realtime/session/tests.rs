@@ -76,7 +76,7 @@ fn event(seq: i64, membership: Option<Membership>) -> SharedEvent {
         stream: Stream::Conversation(conversation("c")),
         seq: Seq(seq),
         membership,
-        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes::from_static("{}"),
     })
 }
 
@@ -581,7 +581,7 @@ fn user_event(user_id: &str, seq: i64) -> SharedEvent {
         stream: Stream::User(user(user_id)),
         seq: Seq(seq),
         membership: None,
-        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes::from_static("{}"),
     })
 }
 
@@ -658,7 +658,7 @@ fn signal(stream: Stream, frame: &'static str) -> SharedEvent {
         stream,
         seq: Seq(0),
         membership: None,
-        frame: axum::extract::ws::Utf8Bytes::from_static(frame),
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes::from_static(frame),
     })
 }
 
@@ -879,7 +879,7 @@ fn conversation_event(id: &str, seq: i64) -> SharedEvent {
         stream: Stream::Conversation(conversation(id)),
         seq: Seq(seq),
         membership: None,
-        frame: axum::extract::ws::Utf8Bytes::from_static("{}"),
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes::from_static("{}"),
     })
 }
 
