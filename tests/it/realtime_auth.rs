@@ -233,7 +233,7 @@ async fn a_request_that_is_not_a_websocket_upgrade_is_refused_with_400_naming_th
     let token = user_token("u", None);
     let url = format!("{}/v1/{APP}/realtime?token={token}", gateway.base);
     let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13")];
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let cases = [
         ("plain GET", vec![], "Connection header"),
         ("no Upgrade header", vec![upgrade[0]], "Upgrade header"),
         ("version 8", vec![upgrade[0], upgrade[1], ("sec-websocket-version", "8")], "Sec-WebSocket-Version"),
