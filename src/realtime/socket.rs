@@ -217,15 +217,12 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
     let Connection { state, app_id, user_id, expires_at, _guard: guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
     let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
-    // Boxed: the channel allocates its slots up front, 32 at a time, and a `Done` is large; unboxed they were the
-    // largest share of an idle connection's memory.
-    let (done_tx, mut done_rx) = mpsc::channel::<Box<Done>>(MAX_TASKS_IN_FLIGHT);
     let (slow, shutdown) = (outbox.cancelled_token(), state.shutdown.clone());
     let max_subscriptions = state.limits.subscriptions_per_connection();
     let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions)
         .with_typing_timeout(state.config.typing_timeout)
         .with_request_linger(state.config.request_linger);
-    let mut shell = Shell::new(state, app_id, user_id, sink, outbox, done_tx);
+    let mut shell = Shell::new(state, app_id, user_id, sink, outbox);
 
     async move {
         // One timer for the session's life, moved only when its deadline does: a new one per wakeup would enter
@@ -244,7 +241,7 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
             tokio::select! {
                 incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
                 Some(event) = events_rx.recv() => handle_events(&mut session, &event, &mut events_rx),
-                Some(done) = done_rx.recv() => shell.handle_done(&mut session, *done),
+                done = shell.answers.next() => shell.handle_done(&mut session, *done),
                 () = &mut timer, if armed.is_some() => session.handle_timeout(Instant::now()),
                 () = slow.cancelled() => session.handle_slow(),
                 () = shutdown.cancelled() => session.handle_shutdown(),
@@ -268,6 +265,30 @@ fn handle_events(session: &mut Session, first: &SharedEvent, events_rx: &mut mps
     }
 }
 
+/// The channel the session's tasks (reads, writes) answer through, opened by the first task: a channel allocates
+/// its first block of slots when it is made, and a session whose windows all come from the cache may never start
+/// one.
+#[derive(Default)]
+struct Answers(Option<(mpsc::Sender<Box<Done>>, AnswersRx)>);
+
+type AnswersRx = mpsc::Receiver<Box<Done>>;
+
+impl Answers {
+    /// Boxed: a `Done` is large, and the channel allocates its slots 32 at a time.
+    fn sender(&mut self) -> mpsc::Sender<Box<Done>> {
+        self.0.get_or_insert_with(|| mpsc::channel(MAX_TASKS_IN_FLIGHT)).0.clone()
+    }
+
+    /// The next task's answer; never, before a task has started.
+    async fn next(&mut self) -> Box<Done> {
+        match &mut self.0 {
+            // The shell holds a sender itself, so the channel never closes.
+            Some((_, answers)) => answers.recv().await.expect("the shell holds a sender"),
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// What the loop holds besides the session: the socket's writing half, the watches, the tasks' channel.
 struct Shell {
     state: AppState,
@@ -281,7 +302,7 @@ struct Shell {
     watched: HashMap<HubKey, (WatcherId, usize)>,
     /// Whether this session counts towards its user's presence.
     present: bool,
-    done_tx: mpsc::Sender<Box<Done>>,
+    answers: Answers,
     /// Reads running, and how to cancel each.
     reads: HashMap<FetchId, tokio::task::AbortHandle>,
     queued_reads: VecDeque<Read>,
@@ -294,14 +315,7 @@ struct Shell {
 }
 
 impl Shell {
-    fn new(
-        state: AppState,
-        app_id: AppId,
-        user_id: UserId,
-        sink: SplitSink<Socket, Message>,
-        outbox: Outbox,
-        done_tx: mpsc::Sender<Box<Done>>,
-    ) -> Self {
+    fn new(state: AppState, app_id: AppId, user_id: UserId, sink: SplitSink<Socket, Message>, outbox: Outbox) -> Self {
         let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
         let user_watcher = state.node.watch(user_key, outbox.clone());
         state.metrics.connections.inc();
@@ -316,7 +330,7 @@ impl Shell {
             user_watcher,
             watched: HashMap::new(),
             present: false,
-            done_tx,
+            answers: Answers::default(),
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
             writes_in_flight: Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT)),
@@ -469,11 +483,11 @@ impl Shell {
         }
     }
 
-    /// Runs a read beside the loop; its answer comes back through `done_rx`.
+    /// Runs a read beside the loop; its answer comes back through `answers`.
     fn start_read(&mut self, read: Read) {
         let fetch = read.fetch();
         let (state, app_id, user_id, done_tx) =
-            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
+            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.answers.sender());
         if matches!(read, Read::Events { .. }) {
             state.metrics.hole_fetches.inc();
         }
@@ -712,11 +726,11 @@ impl Shell {
     }
 
     /// Runs a write beside the loop, so that a commit never delays this session's event delivery.
-    fn spawn_write(&self, id: RequestId, write: ClientFrame) -> Result<(), RealtimeError> {
+    fn spawn_write(&mut self, id: RequestId, write: ClientFrame) -> Result<(), RealtimeError> {
         let permit =
             Arc::clone(&self.writes_in_flight).try_acquire_owned().map_err(|_| RealtimeError::TooManyInFlight)?;
         let (state, app_id, user_id, done_tx) =
-            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.done_tx.clone());
+            (self.state.clone(), self.app_id.clone(), self.user_id.clone(), self.answers.sender());
         tokio::spawn(async move {
             let reply = match writes::perform(&state, &app_id, &user_id, write).await {
                 Ok(result) => {
