@@ -1,7 +1,7 @@
 //! The imperative shell around `Session`: reads frames and hub events, feeds the session, and carries out its
 //! outputs (send, read from the store, watch on the node, close). Reads and writes run as tasks beside the loop;
-//! their answers come back through one bounded channel. Every socket write, replies included, races the slow and
-//! shutdown tokens and a timeout, so a client that stops reading cannot stall its session.
+//! their answers come back through one bounded channel. Every socket write, replies included, races the slow mark
+//! of its outbox, the shutdown token and a timeout, so a client that stops reading cannot stall its session.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -33,7 +33,12 @@ use crate::{
         ids::{AppId, ConversationId, Seq, UserId},
         user::User,
     },
-    hub::{outbox, presence, windows::MAX_CACHED_PARTICIPANTS, HubKey, Outbox, SharedEvent, WatcherId},
+    hub::{
+        outbox::{self, Next},
+        presence,
+        windows::MAX_CACHED_PARTICIPANTS,
+        HubKey, Outbox, SharedEvent, WatcherId,
+    },
     store::{ConversationState, MessageWindow, StoreResult},
     token::verify_user_token,
     wire::{filter::parse_conversation_filter, snapshot::SnapshotContext},
@@ -216,8 +221,8 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
     let (sink, mut stream) = socket.split();
     let Connection { state, app_id, user_id, expires_at, _guard: guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
-    let (outbox, mut events_rx) = outbox::channel(state.config.outbox_events);
-    let (slow, shutdown) = (outbox.cancelled_token(), state.shutdown.clone());
+    let (outbox, mut events) = outbox::channel(state.config.outbox_events);
+    let shutdown = state.shutdown.clone();
     let max_subscriptions = state.limits.subscriptions_per_connection();
     let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions)
         .with_typing_timeout(state.config.typing_timeout)
@@ -240,10 +245,12 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
             }
             tokio::select! {
                 incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
-                Some(event) = events_rx.recv() => handle_events(&mut session, &event, &mut events_rx),
+                next = events.recv() => match next {
+                    Next::Event(event) => handle_events(&mut session, &event, &mut events),
+                    Next::Slow => session.handle_slow(),
+                },
                 done = shell.answers.next() => shell.handle_done(&mut session, *done),
                 () = &mut timer, if armed.is_some() => session.handle_timeout(Instant::now()),
-                () = slow.cancelled() => session.handle_slow(),
                 () = shutdown.cancelled() => session.handle_shutdown(),
             }
         }
@@ -254,13 +261,13 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
 }
 
 /// Feeds the session an event, and whatever else is already queued, so one flush (one syscall) carries it all.
-fn handle_events(session: &mut Session, first: &SharedEvent, events_rx: &mut mpsc::Receiver<SharedEvent>) {
+fn handle_events(session: &mut Session, first: &SharedEvent, events: &mut outbox::Events) {
     let now = Instant::now();
     session.handle_event(first, now);
     for _ in 1..MAX_EVENTS_PER_FLUSH {
-        match events_rx.try_recv() {
-            Ok(event) => session.handle_event(&event, now),
-            Err(_) => break,
+        match events.try_recv() {
+            Some(event) => session.handle_event(&event, now),
+            None => break,
         }
     }
 }
@@ -296,7 +303,6 @@ struct Shell {
     user_id: UserId,
     sink: SplitSink<Socket, Message>,
     outbox: Outbox,
-    slow: CancellationToken,
     user_watcher: WatcherId,
     /// The keys this session's subscriptions watch, each once on the node, with how many subscriptions watch it.
     watched: HashMap<HubKey, (WatcherId, usize)>,
@@ -308,8 +314,8 @@ struct Shell {
     queued_reads: VecDeque<Read>,
     writes_in_flight: Arc<Semaphore>,
     frame_limiter: Option<crate::limits::FrameLimiter>,
-    /// Replies to send with the next flush.
-    replies: Vec<Utf8Bytes>,
+    /// Frames to send with the next flush: replies, then what the session produced.
+    outgoing: Vec<Message>,
     /// The client closed the connection, or it broke.
     ended: bool,
 }
@@ -321,7 +327,6 @@ impl Shell {
         state.metrics.connections.inc();
         Self {
             frame_limiter: state.limits.frame_limiter(),
-            slow: outbox.cancelled_token(),
             state,
             app_id,
             user_id,
@@ -334,7 +339,7 @@ impl Shell {
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
             writes_in_flight: Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT)),
-            replies: Vec::new(),
+            outgoing: Vec::new(),
             ended: false,
         }
     }
@@ -370,45 +375,50 @@ impl Shell {
         }
         self.set_present(session.counts_as_connected());
         loop {
-            let mut sent = false;
-            for reply in std::mem::take(&mut self.replies) {
-                if !self.feed(Message::Text(reply)).await {
-                    self.stalled(session);
+            let close = self.prepare(session);
+            let frames = std::mem::take(&mut self.outgoing);
+            let sent = !frames.is_empty();
+            let mut stalled = false;
+            // Queue without flushing: everything the session produced goes out in one flush below.
+            for frame in frames {
+                if !self.feed(frame).await {
+                    stalled = true;
                     break;
                 }
-                sent = true;
             }
-            while let Some(output) = session.poll_output() {
-                // A snapshot the cache holds is answered here, without a task: its frame then goes out in this
-                // loop's flush. The subscription watched before it asked, as it does for a read.
-                if let Output::Fetch { fetch, conversation_id, before: None, limit, replay_after: None } = &output {
-                    let (state, app, user) = (&self.state, &self.app_id, &self.user_id);
-                    if let Some(window) = cached_window(state, app, conversation_id, user, *limit) {
-                        session.handle_window(*fetch, window, None);
-                        continue;
-                    }
-                }
-                let frame = match self.perform(output) {
-                    Err(reason) => {
-                        self.close(reason).await;
-                        return false;
-                    }
-                    Ok(None) => continue,
-                    Ok(Some(frame)) => frame,
-                };
-                // Queue without flushing: everything the session produced goes out in one flush below.
-                if !self.feed(frame).await {
-                    self.stalled(session);
-                    continue;
-                }
-                sent = true;
+            if let Some(reason) = close {
+                self.close(reason).await;
+                return false;
             }
-            if !sent || self.guarded_flush().await {
+            if !stalled && (!sent || self.guarded_flush().await) {
                 return true;
             }
-            // The flush stalled: the session now has a close to carry out.
+            // A write stalled: the session now has a close to carry out.
             self.stalled(session);
         }
+    }
+
+    /// Turns what the session asked for into frames for the next flush and does the rest (reads, watches);
+    /// returns the close it asked for, if any. Not async, so that no output is kept across the socket's awaits:
+    /// room for one would widen every session's task.
+    fn prepare(&mut self, session: &mut Session) -> Option<CloseReason> {
+        while let Some(output) = session.poll_output() {
+            // A snapshot the cache holds is answered here, without a task: its frame then goes out in this
+            // flush. The subscription watched before it asked, as it does for a read.
+            if let Output::Fetch { fetch, conversation_id, before: None, limit, replay_after: None } = &output {
+                let (state, app, user) = (&self.state, &self.app_id, &self.user_id);
+                if let Some(window) = cached_window(state, app, conversation_id, user, *limit) {
+                    session.handle_window(*fetch, window, None);
+                    continue;
+                }
+            }
+            match self.perform(output) {
+                Err(reason) => return Some(reason),
+                Ok(None) => {}
+                Ok(Some(frame)) => self.outgoing.push(frame),
+            }
+        }
+        None
     }
 
     /// Turns an output into a frame to send, or does what it asks (read, watch) and returns none; a close is
@@ -614,12 +624,12 @@ impl Shell {
                 tracing::warn!(cause = %error, "store read failed");
                 session.handle_fetch_failed(fetch);
             }
-            Done::Reply(frame) => self.replies.push(frame),
+            Done::Reply(frame) => self.outgoing.push(Message::Text(frame)),
         }
     }
 
     fn reply_error(&mut self, id: Option<&RequestId>, error: &RealtimeError) {
-        self.replies.push(frames::error_frame(id, error.code(), &error.reasons()));
+        self.outgoing.push(Message::Text(frames::error_frame(id, error.code(), &error.reasons())));
     }
 
     /// Handles one text frame: a request for the session, a token, or a write to run beside the loop.
@@ -760,14 +770,16 @@ impl Shell {
         }
     }
 
-    async fn feed(&mut self, frame: Message) -> bool {
+    // Not `async fn`s, here and in `guarded`: those keep their arguments twice, a frame and a write future in
+    // every session's task.
+    fn feed(&mut self, frame: Message) -> impl std::future::Future<Output = bool> + '_ {
         let timeout = self.state.config.socket_write_timeout;
-        guarded(self.sink.feed(frame), timeout, &self.slow, &self.state.shutdown).await
+        guarded(self.sink.feed(frame), timeout, &self.outbox, &self.state.shutdown)
     }
 
-    async fn guarded_flush(&mut self) -> bool {
+    fn guarded_flush(&mut self) -> impl std::future::Future<Output = bool> + '_ {
         let timeout = self.state.config.socket_write_timeout;
-        guarded(self.sink.flush(), timeout, &self.slow, &self.state.shutdown).await
+        guarded(self.sink.flush(), timeout, &self.outbox, &self.state.shutdown)
     }
 
     async fn close(&mut self, reason: CloseReason) {
@@ -809,27 +821,29 @@ fn violation_of(error: tokio_tungstenite::tungstenite::Error) -> Violation {
 
 /// Runs a socket write unless the session is cut off as slow, the gateway shuts down, or the write stalls.
 /// Returns whether the write completed.
-async fn guarded<E>(
-    write: impl std::future::Future<Output = Result<(), E>>,
+#[allow(clippy::manual_async_fn)] // see `feed`: an `async fn` would hold the write future twice
+fn guarded<'a, E>(
+    mut write: impl std::future::Future<Output = Result<(), E>> + Unpin + 'a,
     timeout: std::time::Duration,
-    slow: &CancellationToken,
-    shutdown: &CancellationToken,
-) -> bool {
-    let mut write = std::pin::pin!(write);
-    // Almost every write completes at once (the frame fits the buffer, the kernel takes the bytes): those need no
-    // timer and no cancellation waiters, which would otherwise be set up and torn down twice per delivery.
-    if let std::task::Poll::Ready(result) = futures::poll!(&mut write) {
-        return result.is_ok();
-    }
-    // The rest on the heap: its timer and waiters would otherwise widen every session's task by their size.
-    Box::pin(async move {
-        tokio::select! {
-            result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
-            () = slow.cancelled() => false,
-            () = shutdown.cancelled() => false,
+    outbox: &'a Outbox,
+    shutdown: &'a CancellationToken,
+) -> impl std::future::Future<Output = bool> + 'a {
+    async move {
+        // Almost every write completes at once (the frame fits the buffer, the kernel takes the bytes): those need
+        // no timer and no cancellation waiters, which would otherwise be set up and torn down twice per delivery.
+        if let std::task::Poll::Ready(result) = futures::poll!(&mut write) {
+            return result.is_ok();
         }
-    })
-    .await
+        // The rest on the heap: its timer and waiters would otherwise widen every session's task by their size.
+        Box::pin(async move {
+            tokio::select! {
+                result = tokio::time::timeout(timeout, write) => matches!(result, Ok(Ok(()))),
+                () = outbox.slowed() => false,
+                () = shutdown.cancelled() => false,
+            }
+        })
+        .await
+    }
 }
 
 /// Converts a token's `exp` (Unix seconds) to a monotonic deadline.
