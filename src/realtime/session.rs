@@ -106,12 +106,9 @@ pub struct Session {
     /// Boxed: the map allocates room for several at once, and most sessions hold one or two.
     subscriptions: HashMap<ConversationId, Box<Subscription>>,
     fetches: HashMap<FetchId, ConversationId>,
-    users: HashMap<UserId, UserSubscription>,
-    user_fetches: HashMap<FetchId, UserId>,
-    states: HashMap<Topic, StateSubscription>,
-    state_fetches: HashMap<FetchId, Topic>,
-    typing: HashMap<ConversationId, TypingSubscription>,
-    typing_fetches: HashMap<FetchId, ConversationId>,
+    /// Made by the first subscription of another kind: most sessions only subscribe to messages, and six empty
+    /// maps would take about 300 bytes in each.
+    others: Option<Box<Others>>,
     typing_timeout: Duration,
     request_linger: Duration,
     /// Until when the client's last request makes the session count as connected.
@@ -123,6 +120,50 @@ pub struct Session {
     last_activity: Instant,
     next_ping: Instant,
     closed: bool,
+}
+
+/// A session's subscriptions other than to messages, each kind with the reads it waits for.
+#[derive(Default)]
+struct Others {
+    users: HashMap<UserId, UserSubscription>,
+    user_fetches: HashMap<FetchId, UserId>,
+    states: HashMap<Topic, StateSubscription>,
+    state_fetches: HashMap<FetchId, Topic>,
+    typing: HashMap<ConversationId, TypingSubscription>,
+    typing_fetches: HashMap<FetchId, ConversationId>,
+}
+
+impl Others {
+    fn held(&self) -> usize {
+        self.users.len() + self.states.len() + self.typing.len()
+    }
+
+    /// A read failed: ends the subscription that waited for it. Whether `fetch` was one of these kinds' reads.
+    fn fetch_failed(&mut self, fetch: FetchId, outputs: &mut VecDeque<Output>) -> bool {
+        if let Some(topic) = self.state_fetches.remove(&fetch) {
+            if self.states.get(&topic).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.states.remove(&topic).expect("just found");
+                self.state_fetches.retain(|_, fetching| *fetching != topic);
+                subscription.handle_fetch_failed(outputs);
+            }
+            return true;
+        }
+        if let Some(conversation_id) = self.typing_fetches.remove(&fetch) {
+            if self.typing.get(&conversation_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.typing.remove(&conversation_id).expect("just found");
+                subscription.handle_fetch_failed(outputs);
+            }
+            return true;
+        }
+        if let Some(user_id) = self.user_fetches.remove(&fetch) {
+            if self.users.get(&user_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
+                let subscription = self.users.remove(&user_id).expect("just found");
+                subscription.handle_fetch_failed(outputs);
+            }
+            return true;
+        }
+        false
+    }
 }
 
 impl Session {
@@ -141,12 +182,7 @@ impl Session {
             user_id,
             subscriptions: HashMap::new(),
             fetches: HashMap::new(),
-            users: HashMap::new(),
-            user_fetches: HashMap::new(),
-            states: HashMap::new(),
-            state_fetches: HashMap::new(),
-            typing: HashMap::new(),
-            typing_fetches: HashMap::new(),
+            others: None,
             typing_timeout: DEFAULT_TYPING_TIMEOUT,
             request_linger: DEFAULT_REQUEST_LINGER,
             requested_until: None,
@@ -223,44 +259,56 @@ impl Session {
             }
             Request::SubscribeUser { id, user_id } => self.subscribe_user(id, user_id),
             Request::UnsubscribeUser { id, user_id } => {
-                if let Some(subscription) = self.users.remove(&user_id) {
-                    self.user_fetches.retain(|_, fetching| *fetching != user_id);
-                    subscription.unsubscribe(&mut self.outputs);
+                if let Some(others) = self.others.as_deref_mut() {
+                    if let Some(subscription) = others.users.remove(&user_id) {
+                        others.user_fetches.retain(|_, fetching| *fetching != user_id);
+                        subscription.unsubscribe(&mut self.outputs);
+                    }
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
             Request::SubscribeState { id, topic, limit, filter } => self.subscribe_state(id, topic, limit, filter),
             Request::LoadMoreState { id, topic, count } => {
                 let Some(count) = self.window_size(&id, &topic, "count", count) else { return };
-                let Some(subscription) = self.states.get_mut(&topic) else {
+                let Some(others) = self.others.as_deref_mut() else {
                     self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
                     return;
                 };
-                let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+                let Some(subscription) = others.states.get_mut(&topic) else {
+                    self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
+                    return;
+                };
+                let new_fetch = || allocate(&mut self.next_fetch, &mut others.state_fetches, &topic);
                 subscription.load_more(&mut self.outputs, id, count, new_fetch);
             }
             Request::UnsubscribeState { id, topic } => {
-                if let Some(subscription) = self.states.remove(&topic) {
-                    self.state_fetches.retain(|_, fetching| *fetching != topic);
-                    subscription.unsubscribe(&mut self.outputs);
+                if let Some(others) = self.others.as_deref_mut() {
+                    if let Some(subscription) = others.states.remove(&topic) {
+                        others.state_fetches.retain(|_, fetching| *fetching != topic);
+                        subscription.unsubscribe(&mut self.outputs);
+                    }
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
             Request::SubscribeTyping { id, conversation_id } => {
-                if let Err(error) = self.may_subscribe(self.typing.contains_key(&conversation_id)) {
+                let already = self.others.as_ref().is_some_and(|others| others.typing.contains_key(&conversation_id));
+                if let Err(error) = self.may_subscribe(already) {
                     self.outputs.push_back(Output::Error { id, error });
                     return;
                 }
-                let fetch = allocate(&mut self.next_fetch, &mut self.typing_fetches, &conversation_id);
+                let others = self.others.get_or_insert_with(Box::default);
+                let fetch = allocate(&mut self.next_fetch, &mut others.typing_fetches, &conversation_id);
                 let (me, timeout) = (self.user_id.clone(), self.typing_timeout);
                 let subscription =
                     TypingSubscription::start(&mut self.outputs, id, conversation_id.clone(), me, timeout, fetch);
-                self.typing.insert(conversation_id, subscription);
+                others.typing.insert(conversation_id, subscription);
             }
             Request::UnsubscribeTyping { id, conversation_id } => {
-                if let Some(subscription) = self.typing.remove(&conversation_id) {
-                    self.typing_fetches.retain(|_, fetching| *fetching != conversation_id);
-                    subscription.unsubscribe(&mut self.outputs);
+                if let Some(others) = self.others.as_deref_mut() {
+                    if let Some(subscription) = others.typing.remove(&conversation_id) {
+                        others.typing_fetches.retain(|_, fetching| *fetching != conversation_id);
+                        subscription.unsubscribe(&mut self.outputs);
+                    }
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
@@ -307,7 +355,7 @@ impl Session {
 
     /// Subscriptions of every kind.
     fn held(&self) -> usize {
-        self.subscriptions.len() + self.users.len() + self.states.len() + self.typing.len()
+        self.subscriptions.len() + self.others.as_ref().map_or(0, |others| others.held())
     }
 
     /// Whether this session makes its user count as connected: a user is while one of their sessions holds a
@@ -344,71 +392,82 @@ impl Session {
         filter: Option<Arc<ConversationFilter>>,
     ) {
         let Some(limit) = self.window_size(&id, &topic, "limit", limit) else { return };
-        if let Err(error) = self.may_subscribe(self.states.contains_key(&topic)) {
+        let already = self.others.as_ref().is_some_and(|others| others.states.contains_key(&topic));
+        if let Err(error) = self.may_subscribe(already) {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }
-        let fetch = allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        let others = self.others.get_or_insert_with(Box::default);
+        let fetch = allocate(&mut self.next_fetch, &mut others.state_fetches, &topic);
         let subscription = StateSubscription::start(&mut self.outputs, id, topic.clone(), (limit, filter), fetch);
-        self.states.insert(topic, subscription);
+        others.states.insert(topic, subscription);
     }
 
     fn subscribe_user(&mut self, id: RequestId, user_id: UserId) {
-        if let Err(error) = self.may_subscribe(self.users.contains_key(&user_id)) {
+        let already = self.others.as_ref().is_some_and(|others| others.users.contains_key(&user_id));
+        if let Err(error) = self.may_subscribe(already) {
             self.outputs.push_back(Output::Error { id, error });
             return;
         }
-        let fetch = allocate(&mut self.next_fetch, &mut self.user_fetches, &user_id);
+        let others = self.others.get_or_insert_with(Box::default);
+        let fetch = allocate(&mut self.next_fetch, &mut others.user_fetches, &user_id);
         let subscription = UserSubscription::start(&mut self.outputs, id, user_id.clone(), fetch);
-        self.users.insert(user_id, subscription);
+        others.users.insert(user_id, subscription);
     }
 
     /// Whether a subscription still waits for `fetch`; a read nobody waits for may be dropped.
     pub fn wants(&self, fetch: FetchId) -> bool {
         self.fetches.contains_key(&fetch)
-            || self.user_fetches.contains_key(&fetch)
-            || self.state_fetches.contains_key(&fetch)
-            || self.typing_fetches.contains_key(&fetch)
+            || self.others.as_ref().is_some_and(|others| {
+                others.user_fetches.contains_key(&fetch)
+                    || others.state_fetches.contains_key(&fetch)
+                    || others.typing_fetches.contains_key(&fetch)
+            })
     }
 
     /// A state read for `fetch` came back.
     pub fn handle_state(&mut self, fetch: FetchId, state: State) {
-        let Some(topic) = self.state_fetches.remove(&fetch) else { return };
-        let Some(subscription) = self.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
+        let Some(others) = self.others.as_deref_mut() else { return };
+        let Some(topic) = others.state_fetches.remove(&fetch) else { return };
+        let Some(subscription) = others.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
         else {
             return;
         };
-        let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        let new_fetch = || allocate(&mut self.next_fetch, &mut others.state_fetches, &topic);
         subscription.handle_state(&mut self.outputs, state, new_fetch);
     }
 
     /// A read of a list's changed conversations came back.
     pub fn handle_conversations(&mut self, fetch: FetchId, states: Vec<(ConversationId, Option<ConversationState>)>) {
-        let Some(topic) = self.state_fetches.remove(&fetch) else { return };
-        let Some(subscription) = self.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
+        let Some(others) = self.others.as_deref_mut() else { return };
+        let Some(topic) = others.state_fetches.remove(&fetch) else { return };
+        let Some(subscription) = others.states.get_mut(&topic).filter(|subscription| subscription.waits_for(fetch))
         else {
             return;
         };
-        let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, &topic);
+        let new_fetch = || allocate(&mut self.next_fetch, &mut others.state_fetches, &topic);
         subscription.handle_conversations(&mut self.outputs, states, new_fetch);
     }
 
     /// A membership read for a typing subscription came back.
     pub fn handle_membership(&mut self, fetch: FetchId, participant: bool) {
-        let Some(conversation_id) = self.typing_fetches.remove(&fetch) else { return };
+        let Some(others) = self.others.as_deref_mut() else { return };
+        let Some(conversation_id) = others.typing_fetches.remove(&fetch) else { return };
         let Some(subscription) =
-            self.typing.get_mut(&conversation_id).filter(|subscription| subscription.waits_for(fetch))
+            others.typing.get_mut(&conversation_id).filter(|subscription| subscription.waits_for(fetch))
         else {
             return;
         };
-        let new_fetch = || allocate(&mut self.next_fetch, &mut self.typing_fetches, &conversation_id);
+        let new_fetch = || allocate(&mut self.next_fetch, &mut others.typing_fetches, &conversation_id);
         subscription.handle_membership(&mut self.outputs, participant, new_fetch);
     }
 
     /// A user read for `fetch` came back: the user's stream's `seq`, and the user if they exist.
     pub fn handle_user(&mut self, fetch: FetchId, seq: Seq, user: Option<User>) {
-        let Some(user_id) = self.user_fetches.remove(&fetch) else { return };
-        if let Some(subscription) = self.users.get_mut(&user_id).filter(|subscription| subscription.waits_for(fetch)) {
+        let Some(others) = self.others.as_deref_mut() else { return };
+        let Some(user_id) = others.user_fetches.remove(&fetch) else { return };
+        if let Some(subscription) = others.users.get_mut(&user_id).filter(|subscription| subscription.waits_for(fetch))
+        {
             subscription.handle_user(&mut self.outputs, seq, user);
         }
     }
@@ -437,27 +496,10 @@ impl Session {
 
     /// A read failed (the store was unavailable).
     pub fn handle_fetch_failed(&mut self, fetch: FetchId) {
-        if let Some(topic) = self.state_fetches.remove(&fetch) {
-            if self.states.get(&topic).is_some_and(|subscription| subscription.waits_for(fetch)) {
-                let subscription = self.states.remove(&topic).expect("just found");
-                self.state_fetches.retain(|_, fetching| *fetching != topic);
-                subscription.handle_fetch_failed(&mut self.outputs);
+        if let Some(others) = self.others.as_deref_mut() {
+            if others.fetch_failed(fetch, &mut self.outputs) {
+                return;
             }
-            return;
-        }
-        if let Some(conversation_id) = self.typing_fetches.remove(&fetch) {
-            if self.typing.get(&conversation_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
-                let subscription = self.typing.remove(&conversation_id).expect("just found");
-                subscription.handle_fetch_failed(&mut self.outputs);
-            }
-            return;
-        }
-        if let Some(user_id) = self.user_fetches.remove(&fetch) {
-            if self.users.get(&user_id).is_some_and(|subscription| subscription.waits_for(fetch)) {
-                let subscription = self.users.remove(&user_id).expect("just found");
-                subscription.handle_fetch_failed(&mut self.outputs);
-            }
-            return;
         }
         let Some(conversation_id) = self.fetched_for(fetch) else { return };
         let ended = self.with_subscription(&conversation_id, |subscription, context| {
@@ -486,24 +528,27 @@ impl Session {
                 self.typing_event(conversation_id, event, now);
             }
             Stream::User(user_id) => {
-                if let Some(subscription) = self.users.get_mut(user_id) {
+                if let Some(subscription) = self.others.as_deref_mut().and_then(|others| others.users.get_mut(user_id))
+                {
                     subscription.handle_event(&mut self.outputs, event);
                 }
             }
             Stream::Typing { conversation_id, .. } => self.typing_event(conversation_id, event, now),
             Stream::Read(_) | Stream::Online(_) => {}
         }
-        for (topic, subscription) in &mut self.states {
+        let Some(others) = self.others.as_deref_mut() else { return };
+        for (topic, subscription) in &mut others.states {
             if let Some(change) = subscription.change_of(event) {
-                let new_fetch = || allocate(&mut self.next_fetch, &mut self.state_fetches, topic);
+                let new_fetch = || allocate(&mut self.next_fetch, &mut others.state_fetches, topic);
                 subscription.handle_change(&mut self.outputs, change, new_fetch);
             }
         }
     }
 
     fn typing_event(&mut self, conversation_id: &ConversationId, event: &SharedEvent, now: Instant) {
-        if let Some(subscription) = self.typing.get_mut(conversation_id) {
-            let new_fetch = || allocate(&mut self.next_fetch, &mut self.typing_fetches, conversation_id);
+        let Some(others) = self.others.as_deref_mut() else { return };
+        if let Some(subscription) = others.typing.get_mut(conversation_id) {
+            let new_fetch = || allocate(&mut self.next_fetch, &mut others.typing_fetches, conversation_id);
             subscription.handle_event(&mut self.outputs, event, now, new_fetch);
         }
     }
@@ -532,11 +577,13 @@ impl Session {
                 self.outputs
                     .push_back(Output::SubscriptionError { conversation_id, error: RealtimeError::TokenExpired });
             }
-            for topic in self.states.keys().cloned() {
-                self.outputs.push_back(Output::StateError { topic, error: RealtimeError::TokenExpired });
-            }
-            for conversation_id in self.typing.keys().cloned() {
-                self.outputs.push_back(Output::TypingError { conversation_id, error: RealtimeError::TokenExpired });
+            if let Some(others) = &self.others {
+                for topic in others.states.keys().cloned() {
+                    self.outputs.push_back(Output::StateError { topic, error: RealtimeError::TokenExpired });
+                }
+                for conversation_id in others.typing.keys().cloned() {
+                    self.outputs.push_back(Output::TypingError { conversation_id, error: RealtimeError::TokenExpired });
+                }
             }
             self.close(CloseReason::TokenExpired);
             return;
@@ -549,7 +596,7 @@ impl Session {
             self.next_ping = now + PING_INTERVAL;
             self.outputs.push_back(Output::Ping);
         }
-        for subscription in self.typing.values_mut() {
+        for subscription in self.others.iter_mut().flat_map(|others| others.typing.values_mut()) {
             subscription.handle_timeout(&mut self.outputs, now);
         }
         if self.requested_until.is_some_and(|until| now >= until) {
@@ -567,7 +614,8 @@ impl Session {
         if let Some(expires_at) = self.token_expires_at {
             next = next.min(expires_at);
         }
-        for until in self.typing.values().filter_map(TypingSubscription::poll_timeout) {
+        let typing = self.others.iter().flat_map(|others| others.typing.values());
+        for until in typing.filter_map(TypingSubscription::poll_timeout) {
             next = next.min(until);
         }
         if let Some(until) = self.requested_until {
