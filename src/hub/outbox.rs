@@ -106,6 +106,7 @@ impl Outbox {
         }
     }
 
+    #[cfg(test)]
     pub fn is_slow(&self) -> bool {
         self.0.lock().slow
     }

@@ -142,8 +142,7 @@ impl Others {
     fn fetch_failed(&mut self, fetch: FetchId, outputs: &mut VecDeque<Output>) -> bool {
         if let Some(topic) = self.state_fetches.remove(&fetch) {
             if self.states.get(&topic).is_some_and(|subscription| subscription.waits_for(fetch)) {
-                let subscription = self.states.remove(&topic).expect("just found");
-                self.state_fetches.retain(|_, fetching| *fetching != topic);
+                let subscription = remove(&mut self.states, &mut self.state_fetches, &topic).expect("just found");
                 subscription.handle_fetch_failed(outputs);
             }
             return true;
@@ -251,42 +250,36 @@ impl Session {
                 }
             }
             Request::Unsubscribe { id, conversation_id } => {
-                if let Some(subscription) = self.subscriptions.remove(&conversation_id) {
-                    self.fetches.retain(|_, fetching| *fetching != conversation_id);
+                if let Some(subscription) = remove(&mut self.subscriptions, &mut self.fetches, &conversation_id) {
                     subscription.unsubscribe(&mut self.outputs);
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
             Request::SubscribeUser { id, user_id } => self.subscribe_user(id, user_id),
             Request::UnsubscribeUser { id, user_id } => {
-                if let Some(others) = self.others.as_deref_mut() {
-                    if let Some(subscription) = others.users.remove(&user_id) {
-                        others.user_fetches.retain(|_, fetching| *fetching != user_id);
-                        subscription.unsubscribe(&mut self.outputs);
-                    }
+                let others = self.others.as_deref_mut();
+                if let Some(subscription) = others.and_then(|o| remove(&mut o.users, &mut o.user_fetches, &user_id)) {
+                    subscription.unsubscribe(&mut self.outputs);
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
             Request::SubscribeState { id, topic, limit, filter } => self.subscribe_state(id, topic, limit, filter),
             Request::LoadMoreState { id, topic, count } => {
                 let Some(count) = self.window_size(&id, &topic, "count", count) else { return };
-                let Some(others) = self.others.as_deref_mut() else {
+                let found = self.others.as_deref_mut().and_then(|others| {
+                    others.states.get_mut(&topic).map(|subscription| (subscription, &mut others.state_fetches))
+                });
+                let Some((subscription, state_fetches)) = found else {
                     self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
                     return;
                 };
-                let Some(subscription) = others.states.get_mut(&topic) else {
-                    self.outputs.push_back(Output::Error { id, error: RealtimeError::NotSubscribed });
-                    return;
-                };
-                let new_fetch = || allocate(&mut self.next_fetch, &mut others.state_fetches, &topic);
+                let new_fetch = || allocate(&mut self.next_fetch, state_fetches, &topic);
                 subscription.load_more(&mut self.outputs, id, count, new_fetch);
             }
             Request::UnsubscribeState { id, topic } => {
-                if let Some(others) = self.others.as_deref_mut() {
-                    if let Some(subscription) = others.states.remove(&topic) {
-                        others.state_fetches.retain(|_, fetching| *fetching != topic);
-                        subscription.unsubscribe(&mut self.outputs);
-                    }
+                let others = self.others.as_deref_mut();
+                if let Some(subscription) = others.and_then(|o| remove(&mut o.states, &mut o.state_fetches, &topic)) {
+                    subscription.unsubscribe(&mut self.outputs);
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
@@ -304,11 +297,10 @@ impl Session {
                 others.typing.insert(conversation_id, subscription);
             }
             Request::UnsubscribeTyping { id, conversation_id } => {
-                if let Some(others) = self.others.as_deref_mut() {
-                    if let Some(subscription) = others.typing.remove(&conversation_id) {
-                        others.typing_fetches.retain(|_, fetching| *fetching != conversation_id);
-                        subscription.unsubscribe(&mut self.outputs);
-                    }
+                let others = self.others.as_deref_mut();
+                let removed = others.and_then(|o| remove(&mut o.typing, &mut o.typing_fetches, &conversation_id));
+                if let Some(subscription) = removed {
+                    subscription.unsubscribe(&mut self.outputs);
                 }
                 self.outputs.push_back(Output::Ok { id });
             }
@@ -496,18 +488,15 @@ impl Session {
 
     /// A read failed (the store was unavailable).
     pub fn handle_fetch_failed(&mut self, fetch: FetchId) {
-        if let Some(others) = self.others.as_deref_mut() {
-            if others.fetch_failed(fetch, &mut self.outputs) {
-                return;
-            }
+        if self.others.as_deref_mut().is_some_and(|others| others.fetch_failed(fetch, &mut self.outputs)) {
+            return;
         }
         let Some(conversation_id) = self.fetched_for(fetch) else { return };
         let ended = self.with_subscription(&conversation_id, |subscription, context| {
             subscription.handle_fetch_failed(context, fetch)
         });
         if ended == Some(true) {
-            self.subscriptions.remove(&conversation_id);
-            self.fetches.retain(|_, fetching| *fetching != conversation_id);
+            remove(&mut self.subscriptions, &mut self.fetches, &conversation_id);
         }
     }
 
@@ -642,6 +631,17 @@ fn fetch_allocator<'a>(
     next_fetch: &'a mut u64,
 ) -> impl FnMut(&ConversationId) -> FetchId + 'a {
     move |conversation_id| allocate(next_fetch, fetches, conversation_id)
+}
+
+/// Removes the subscription to `key` and forgets the reads it waited for.
+fn remove<K: Eq + std::hash::Hash, S>(
+    subscriptions: &mut HashMap<K, S>,
+    fetches: &mut HashMap<FetchId, K>,
+    key: &K,
+) -> Option<S> {
+    let subscription = subscriptions.remove(key)?;
+    fetches.retain(|_, fetching| fetching != key);
+    Some(subscription)
 }
 
 /// Hands out one fetch id, remembering what it was made for.
