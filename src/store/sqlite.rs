@@ -9,6 +9,8 @@ use rusqlite::{
     Connection, OpenFlags, ToSql,
 };
 
+mod wal_writes;
+
 use super::{
     sql::{args, store::SqlStore, writer::WeakWriter, Db, Row, Value},
     StoreConfig, StoreError, StoreHooks, StoreResult,
@@ -55,7 +57,12 @@ pub fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<SqlStore> {
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags)?;
+    // The WAL's writes reach the kernel in one piece per commit (wal_writes); without it, SQLite's own VFS.
+    let connection = if wal_writes::register() {
+        Connection::open_with_flags_and_vfs(path, flags, wal_writes::VFS_NAME)?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
     connection.busy_timeout(Duration::from_secs(10))?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an acknowledged write
     // survives power loss, not only a crash of the process.
@@ -63,6 +70,12 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
          PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864;",
     )?;
+    // wal_writes writes what it gathered when the WAL is synced, which FULL does at every commit before the
+    // commit is published to other connections.
+    let synchronous: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+    if synchronous != 2 {
+        return Err(StoreError::Unavailable(format!("SQLite kept synchronous = {synchronous}, not FULL")));
+    }
     // Without the query planner stability guarantee SQLite peeks at a bound `LIMIT ?` (and, with STAT4, at
     // bound range values) while planning, and then re-prepares the statement on every later bind of that
     // parameter: a cached statement would be parsed again on each call. Plans here never depend on values.
