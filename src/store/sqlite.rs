@@ -220,9 +220,86 @@ impl Row for SqliteRow<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
     use rusqlite::StatementStatus;
 
-    use super::open_connection;
+    use super::{open_connection, SqliteDb};
+    use crate::domain::{event::UserEvent, ids::AppId};
+    use crate::store::{
+        log::Retention,
+        sql::{args, writer::Writer, Db},
+        StoreError, StoreHooks, StoreResult,
+    };
+
+    fn insert(db: &dyn Db, key: &str) -> StoreResult<Option<UserEvent>> {
+        db.execute("INSERT INTO t (k) VALUES (?1)", args![key])?;
+        Ok(None)
+    }
+
+    /// Jobs of one group run without savepoints first; one that fails after writing sends the group back to run
+    /// again with a savepoint per job, so that it alone is undone and the others stand.
+    #[tokio::test]
+    async fn a_job_that_fails_after_writing_is_undone_alone_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("natter.db");
+        let connection = open_connection(&path).unwrap();
+        connection.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)").unwrap();
+        let reconnect = Box::new(|| Err(StoreError::Unavailable("no reconnect in this test".into())));
+        let writer =
+            Writer::spawn(Box::new(SqliteDb(connection)), reconnect, StoreHooks::default(), Retention::default())
+                .unwrap();
+        let app = AppId::from_trusted("app".into());
+
+        // A first group holds the writer until the three jobs below are queued, so that they make one group.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let (writer, app) = (writer.clone(), app.clone());
+            async move {
+                writer
+                    .write(app, move |_| {
+                        let _ = started_tx.send(());
+                        let _ = release_rx.recv();
+                        Ok(None::<UserEvent>)
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap()).await.unwrap();
+
+        let runs_of_a = Arc::new(AtomicUsize::new(0));
+        let a = writer.write(app.clone(), {
+            let runs_of_a = runs_of_a.clone();
+            move |db| {
+                runs_of_a.fetch_add(1, Ordering::SeqCst);
+                insert(db, "a")
+            }
+        });
+        let b = writer.write(app.clone(), |db| {
+            insert(db, "b")?;
+            Err::<Option<UserEvent>, _>(StoreError::Unavailable("rejected after writing".into()))
+        });
+        let c = writer.write(app.clone(), |db| insert(db, "c"));
+        let release = async move {
+            // a, b and c are polled first and are queued by now: their sends do not wait (the queue has room).
+            tokio::task::yield_now().await;
+            release_tx.send(()).unwrap();
+        };
+        let (a, b, c, ()) = tokio::join!(a, b, c, release);
+        holder.await.unwrap().unwrap();
+
+        assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+        assert!(matches!(&b, Err(StoreError::Unavailable(cause)) if cause.contains("rejected")), "{b:?}");
+        assert_eq!(runs_of_a.load(Ordering::SeqCst), 2, "the group was started over once");
+        let reader = open_connection(&path).unwrap();
+        let mut statement = reader.prepare("SELECT k FROM t ORDER BY k").unwrap();
+        let keys: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(keys, ["a", "c"]);
+    }
 
     /// A cached statement with a bound `LIMIT` and a bound range must run again without being parsed again,
     /// whatever values it is given: the shape of every windowed read here.

@@ -71,7 +71,7 @@ impl SqlStore {
     async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
         T: HasEvents + Send + 'static,
-        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         self.writer.write(app, work).await
     }
@@ -109,7 +109,7 @@ impl Store for SqlStore {
 
     async fn upsert_users(&self, app: &AppId, users: Vec<(UserId, UserPatch)>, now: Millis) -> StoreResult<()> {
         let app = app.clone();
-        self.write(app.clone(), move |db| writes::upsert_users(db, &app, users, now)).await.map(drop)
+        self.write(app.clone(), move |db| writes::upsert_users(db, &app, users.clone(), now)).await.map(drop)
     }
 
     async fn user_state(&self, app: &AppId, id: &UserId) -> StoreResult<(Seq, Option<User>)> {
@@ -212,7 +212,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<Vec<Event>> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(app.clone(), move |db| writes::upsert_conversation(db, &app, &id, patch, now)).await
+        self.write(app.clone(), move |db| writes::upsert_conversation(db, &app, &id, patch.clone(), now)).await
     }
 
     async fn conversation(&self, app: &AppId, id: &ConversationId) -> StoreResult<Option<ConversationView>> {
@@ -288,7 +288,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<Appended> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(app.clone(), move |db| writes::import_messages(db, &app, &conversation, messages, now)).await
+        self.write(app.clone(), move |db| writes::import_messages(db, &app, &conversation, messages.clone(), now)).await
     }
 
     async fn append_messages(
@@ -299,7 +299,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<Appended> {
         let (app, conversation) = (app.clone(), conversation.clone());
-        self.write(app.clone(), move |c| writes::append_messages(c, &app, &conversation, messages, now)).await
+        self.write(app.clone(), move |c| writes::append_messages(c, &app, &conversation, messages.clone(), now)).await
     }
 
     async fn message(
@@ -331,7 +331,8 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<Event> {
         let (app, conversation, id, actor) = (app.clone(), conversation.clone(), id.clone(), actor.clone());
-        self.write(app.clone(), move |c| writes::edit_message(c, &app, &conversation, &id, edit, &actor, now)).await
+        self.write(app.clone(), move |c| writes::edit_message(c, &app, &conversation, &id, edit.clone(), &actor, now))
+            .await
     }
 
     async fn delete_message(
@@ -404,7 +405,7 @@ impl Store for SqlStore {
 
     async fn put_file(&self, app: &AppId, file: NewFile, now: Millis) -> StoreResult<FileReceipt> {
         let app = app.clone();
-        self.write(app.clone(), move |c| writes::put_file(c, &app, file, now)).await
+        self.write(app.clone(), move |c| writes::put_file(c, &app, file.clone(), now)).await
     }
 
     async fn file(&self, app: &AppId, id: &str) -> StoreResult<Option<StoredFile>> {

@@ -1,9 +1,11 @@
 //! The single writer of a node: a dedicated thread that owns the write connection and commits in groups.
 //!
 //! Every write is a job sent over a bounded channel. The thread takes the first job, drains whatever else is
-//! already waiting (up to `MAX_JOBS_PER_COMMIT`), runs each job in its own savepoint inside one transaction, and
-//! commits once: concurrent writers share one fsync. A job whose rules reject it is rolled back to its savepoint
-//! alone. Before the commit, the events of every job that stood are appended to the event log in the same
+//! already waiting (up to `MAX_JOBS_PER_COMMIT`), runs the jobs one after another inside one transaction, and
+//! commits once: concurrent writers share one fsync. A job whose rules reject it is undone alone: the jobs first
+//! run without savepoints (a savepoint copies every page a job touches into SQLite's statement journal), and when
+//! one fails the transaction is rolled back and the group run again with each job in its own savepoint, which the
+//! next `CAREFUL_GROUPS` groups keep doing. A job is therefore a closure that can run twice. Before the commit, the events of every job that stood are appended to the event log in the same
 //! transaction, so the log holds exactly what was committed. They are appended after the jobs, outside their
 //! savepoints: the log's pages are then written once per group rather than copied into each job's savepoint.
 //! Answers go out only after the commit returned, so an acknowledged write is durable.
@@ -32,19 +34,61 @@ const JOB_QUEUE_CAPACITY: usize = 4096;
 /// The most jobs one transaction commits; bounds the latency one commit adds to the first job of its group.
 const MAX_JOBS_PER_COMMIT: usize = 512;
 
-type Finish = Box<dyn FnOnce(bool) + Send>;
+/// How many groups after one whose job failed run each job in its own savepoint: a stream of rejected writes
+/// costs a savepoint per job, as it always did, plus one group run twice every `CAREFUL_GROUPS`.
+const CAREFUL_GROUPS: u32 = 16;
+
 /// The events one job produced, not yet logged.
 type Produced = (AppId, Vec<Logged>);
-/// Runs a write on the connection; says whether it succeeded, what events it produced, and how to answer its
-/// caller once the commit's outcome is known.
-type Job = Box<dyn FnOnce(&dyn Db) -> (bool, Option<Produced>, Finish) + Send>;
+
+/// A write waiting for its group commit.
+trait Job: Send {
+    /// Runs the write on the connection; says whether it succeeded and what events it produced. Runs again, on
+    /// the state before its first run, when the group is started over.
+    fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>);
+    /// Answers the caller with the last run's result, once the commit's outcome is known.
+    fn finish(self: Box<Self>, committed: bool);
+}
+
+struct WriteJob<T, F> {
+    app: AppId,
+    work: F,
+    result: Option<StoreResult<T>>,
+    answer_tx: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for WriteJob<T, F>
+where
+    T: HasEvents + Send + 'static,
+    F: FnMut(&dyn Db) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>) {
+        let result = (self.work)(db);
+        let produced = match &result {
+            Ok(value) => Some((self.app.clone(), value.logged())).filter(|(_, logged)| !logged.is_empty()),
+            Err(_) => None,
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        (ok, produced)
+    }
+
+    fn finish(self: Box<Self>, committed: bool) {
+        let answer = match self.result {
+            Some(result) if committed || result.is_err() => result,
+            _ => Err(StoreError::Unavailable("commit failed".into())),
+        };
+        // The caller may have gone away (request cancelled); the write stands regardless.
+        let _ = self.answer_tx.send(answer);
+    }
+}
 /// Upkeep the backend runs on the write connection between groups.
 pub type Upkeep = Box<dyn FnOnce(&dyn Db) + Send>;
 /// Opens a new write connection, when the one the writer holds is broken.
 pub type Reconnect = Box<dyn Fn() -> StoreResult<Box<dyn Db>> + Send>;
 
 enum Command {
-    Write(AppId, Job),
+    Write(AppId, Box<dyn Job>),
     /// Prune the event log as of `now`; answers with how many events went.
     Prune {
         now: Millis,
@@ -102,33 +146,15 @@ impl Writer {
     }
 
     /// Runs `work` in the next group commit, logs the events it returns, and returns its result once that commit
-    /// is durable.
+    /// is durable. `work` may run twice (see the module's note); only the last run's writes are committed.
     pub async fn write<T, F>(&self, app: AppId, work: F) -> StoreResult<T>
     where
         T: HasEvents + Send + 'static,
-        F: FnOnce(&dyn Db) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         let (answer_tx, answer_rx) = oneshot::channel();
-        let job_app = app.clone();
-        let job: Job = Box::new(move |db| {
-            let result = work(db);
-            let produced = match &result {
-                Ok(value) => Some((app, value.logged())).filter(|(_, logged)| !logged.is_empty()),
-                Err(_) => None,
-            };
-            let ok = result.is_ok();
-            let finish: Finish = Box::new(move |committed| {
-                let answer = if committed || result.is_err() {
-                    result
-                } else {
-                    Err(StoreError::Unavailable("commit failed".into()))
-                };
-                // The caller may have gone away (request cancelled); the write stands regardless.
-                let _ = answer_tx.send(answer);
-            });
-            (ok, produced, finish)
-        });
-        self.commands_tx.send(Command::Write(job_app, job)).await.map_err(|_| stopped())?;
+        let job = Box::new(WriteJob { app: app.clone(), work, result: None, answer_tx });
+        self.commands_tx.send(Command::Write(app, job)).await.map_err(|_| stopped())?;
         answer_rx.await.map_err(|_| stopped())?
     }
 
@@ -229,6 +255,7 @@ type Touched = HashMap<AppId, HashMap<ConversationId, Seq>>;
 fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: StoreHooks, retention: Retention) {
     let mut group = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     let mut touched = Touched::new();
+    let mut careful = 0;
     while let Some(first) = commands_rx.blocking_recv() {
         let mut prunes = Vec::new();
         let mut upkeeps = Vec::new();
@@ -251,7 +278,7 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
         if !group.is_empty() {
             let started = std::time::Instant::now();
             let jobs = group.len();
-            commit_group(db, &mut group, hooks.listener.as_deref(), &mut touched);
+            commit_group(db, &mut group, hooks.listener.as_deref(), &mut touched, &mut careful);
             if let Some(observe) = &hooks.observe_commit {
                 observe(started.elapsed(), jobs);
             }
@@ -274,16 +301,16 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
 
 fn commit_group(
     db: &dyn Db,
-    group: &mut Vec<(AppId, Job)>,
+    group: &mut Vec<(AppId, Box<dyn Job>)>,
     listener: Option<&dyn CommitListener>,
     touched: &mut Touched,
+    careful: &mut u32,
 ) {
-    let mut finishes = Vec::with_capacity(group.len());
-    let mut produced = Vec::new();
     // The distinct apps of the group, sorted: the order in which a backend takes their write locks.
-    let mut apps: Vec<&AppId> = group.iter().map(|(app, _)| app).collect();
+    let mut apps: Vec<AppId> = group.iter().map(|(app, _)| app.clone()).collect();
     apps.sort_unstable();
     apps.dedup();
+    let apps: Vec<&AppId> = apps.iter().collect();
     if let Err(error) = db.begin_write(&apps) {
         tracing::error!(cause = %error, "cannot begin write transaction");
         let _ = db.batch("ROLLBACK");
@@ -291,22 +318,23 @@ fn commit_group(
         group.clear();
         return;
     }
-    for (_, job) in group.drain(..) {
-        let savepoint = db.batch("SAVEPOINT job");
-        let (ok, events, finish) = job(db);
-        let closed = if ok && savepoint.is_ok() {
-            db.batch("RELEASE job")
-        } else {
-            db.batch("ROLLBACK TO job").and_then(|()| db.batch("RELEASE job"))
-        };
-        if let Err(error) = closed {
-            tracing::error!(cause = %error, "cannot close savepoint");
+    let isolated = *careful > 0;
+    *careful = careful.saturating_sub(1);
+    let mut produced = run_jobs(db, group, isolated);
+    if produced.is_none() {
+        // A job failed, perhaps after writing, with no savepoint to undo it alone: start the group over.
+        *careful = CAREFUL_GROUPS;
+        if let Err(error) = db.batch("ROLLBACK").and_then(|()| db.begin_write(&apps)) {
+            tracing::error!(cause = %error, "cannot begin write transaction again");
+            let _ = db.batch("ROLLBACK");
+            for (_, job) in group.drain(..) {
+                job.finish(false);
+            }
+            return;
         }
-        if ok {
-            produced.extend(events);
-        }
-        finishes.push(finish);
+        produced = run_jobs(db, group, true);
     }
+    let produced = produced.unwrap_or_default();
     // A log that cannot be written fails the whole group: nothing is committed that the log does not hold.
     let logged = append_to_log(db, produced, now_millis());
     let (committed, committed_events) = match logged.and_then(|batches| {
@@ -344,9 +372,40 @@ fn commit_group(
             }
         }
     }
-    for finish in finishes {
-        finish(committed);
+    for (_, job) in group.drain(..) {
+        job.finish(committed);
     }
+}
+
+/// Runs the group's jobs in order in the open transaction and gathers the events of those that stood. Isolated,
+/// each job runs in its own savepoint and one that fails is rolled back to it alone; otherwise the first job that
+/// fails ends the run with `None`, leaving the transaction to be rolled back.
+fn run_jobs(db: &dyn Db, group: &mut [(AppId, Box<dyn Job>)], isolated: bool) -> Option<Vec<Produced>> {
+    let mut produced = Vec::new();
+    for (_, job) in group.iter_mut() {
+        if !isolated {
+            let (ok, events) = job.run(db);
+            if !ok {
+                return None;
+            }
+            produced.extend(events);
+            continue;
+        }
+        let savepoint = db.batch("SAVEPOINT job");
+        let (ok, events) = job.run(db);
+        let closed = if ok && savepoint.is_ok() {
+            db.batch("RELEASE job")
+        } else {
+            db.batch("ROLLBACK TO job").and_then(|()| db.batch("RELEASE job"))
+        };
+        if let Err(error) = closed {
+            tracing::error!(cause = %error, "cannot close savepoint");
+        }
+        if ok {
+            produced.extend(events);
+        }
+    }
+    Some(produced)
 }
 
 /// Deletes what the retention policy no longer keeps: events older than its age, and of each conversation written
