@@ -5,9 +5,10 @@
 //! commits once: concurrent writers share one fsync. A job whose rules reject it is undone alone: the jobs first
 //! run without savepoints (a savepoint copies every page a job touches into SQLite's statement journal), and when
 //! one fails the transaction is rolled back and the group run again with each job in its own savepoint, which the
-//! next `CAREFUL_GROUPS` groups keep doing. A job is therefore a closure that can run twice. Before the commit, the events of every job that stood are appended to the event log in the same
-//! transaction, so the log holds exactly what was committed. They are appended after the jobs, outside their
-//! savepoints: the log's pages are then written once per group rather than copied into each job's savepoint.
+//! next `CAREFUL_GROUPS` groups keep doing. A job is therefore a closure that can run twice. Before the commit,
+//! the events of every job that stood are appended to the event log in the same transaction, so the log holds
+//! exactly what was committed. They are appended after the jobs, outside any savepoint: the log's pages are then
+//! written once per group rather than copied into each job's savepoint.
 //! Answers go out only after the commit returned, so an acknowledged write is durable.
 //!
 //! The same thread prunes the event log when asked (`Command::Prune`), and runs a backend's own upkeep on the

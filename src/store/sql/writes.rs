@@ -1,5 +1,6 @@
-//! Write transactions. Each function runs inside the writer's savepoint: it checks the rules against the stored
-//! data, writes, bumps the conversation's sequence number once per event, and returns the events.
+//! Write transactions. Each function runs as one of the writer's jobs, and may run twice (see `writer`): it checks
+//! the rules against the stored data, writes, bumps the conversation's sequence number once per event, and returns
+//! the events.
 
 use crate::domain::{
     content::Links,
