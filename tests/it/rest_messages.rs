@@ -91,6 +91,37 @@ async fn sender_and_type_rules_name_the_offending_item() {
     assert_eq!(texts(&gateway.get(MESSAGES).await), Vec::<String>::new());
 }
 
+/// Concurrent writes share a commit; a batch rejected after its first item was written is undone alone, while the
+/// writes committed with it stand (the writer then runs the group again, each write in its own savepoint).
+#[tokio::test]
+async fn a_batch_rejected_halfway_among_concurrent_writes_loses_nothing_else() {
+    let gateway = setup().await;
+    let sends = (0..40).map(|i| {
+        let body = if i % 2 == 0 {
+            json!([{ "type": "UserMessage", "sender": "alice", "text": format!("ok{i}") }])
+        } else {
+            json!([
+                { "type": "SystemMessage", "text": format!("undone{i}") },
+                { "type": "UserMessage", "sender": "bob", "text": "x", "referencedMessageId": "msg_nope" }
+            ])
+        };
+        let gateway = &gateway;
+        async move { (i, gateway.post(MESSAGES, body).await) }
+    });
+    for (i, reply) in futures::future::join_all(sends).await {
+        if i % 2 == 0 {
+            reply.expect(200);
+        } else {
+            reply.expect_error(400, "INVALID_REQUEST");
+        }
+    }
+    let mut stored = texts(&gateway.get(&format!("{MESSAGES}?limit=100")).await);
+    stored.sort();
+    let mut expected: Vec<String> = (0..40).step_by(2).map(|i| format!("ok{i}")).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+}
+
 #[tokio::test]
 async fn custom_must_map_strings_to_strings() {
     let gateway = setup().await;

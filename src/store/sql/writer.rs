@@ -44,6 +44,8 @@ type Produced = (AppId, Vec<Logged>);
 
 /// A write waiting for its group commit.
 trait Job: Send {
+    /// The app it writes to.
+    fn app(&self) -> &AppId;
     /// Runs the write on the connection; says whether it succeeded and what events it produced. Runs again, on
     /// the state before its first run, when the group is started over.
     fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>);
@@ -63,6 +65,10 @@ where
     T: HasEvents + Send + 'static,
     F: FnMut(&dyn Db) -> StoreResult<T> + Send + 'static,
 {
+    fn app(&self) -> &AppId {
+        &self.app
+    }
+
     fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>) {
         let result = (self.work)(db);
         let produced = match &result {
@@ -89,7 +95,7 @@ pub type Upkeep = Box<dyn FnOnce(&dyn Db) + Send>;
 pub type Reconnect = Box<dyn Fn() -> StoreResult<Box<dyn Db>> + Send>;
 
 enum Command {
-    Write(AppId, Box<dyn Job>),
+    Write(Box<dyn Job>),
     /// Prune the event log as of `now`; answers with how many events went.
     Prune {
         now: Millis,
@@ -154,8 +160,8 @@ impl Writer {
         F: FnMut(&dyn Db) -> StoreResult<T> + Send + 'static,
     {
         let (answer_tx, answer_rx) = oneshot::channel();
-        let job = Box::new(WriteJob { app: app.clone(), work, result: None, answer_tx });
-        self.commands_tx.send(Command::Write(app, job)).await.map_err(|_| stopped())?;
+        let job = Box::new(WriteJob { app, work, result: None, answer_tx });
+        self.commands_tx.send(Command::Write(job)).await.map_err(|_| stopped())?;
         answer_rx.await.map_err(|_| stopped())?
     }
 
@@ -263,7 +269,7 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Write(app, job) => group.push((app, job)),
+                Command::Write(job) => group.push(job),
                 Command::Prune { now, reply_tx } => prunes.push((now, reply_tx)),
                 Command::Upkeep(upkeep) => upkeeps.push(upkeep),
             }
@@ -302,15 +308,17 @@ fn run(mut writer: Connected, mut commands_rx: mpsc::Receiver<Command>, hooks: S
 
 fn commit_group(
     db: &dyn Db,
-    group: &mut Vec<(AppId, Box<dyn Job>)>,
+    group: &mut Vec<Box<dyn Job>>,
     listener: Option<&dyn CommitListener>,
     touched: &mut Touched,
     careful: &mut u32,
 ) {
     // The distinct apps of the group, sorted: the order in which a backend takes their write locks.
-    let mut apps: Vec<AppId> = group.iter().map(|(app, _)| app.clone()).collect();
+    // Owned, as the jobs are run (mutably) while they are held; usually one.
+    let mut apps: Vec<&AppId> = group.iter().map(|job| job.app()).collect();
     apps.sort_unstable();
     apps.dedup();
+    let apps: Vec<AppId> = apps.into_iter().cloned().collect();
     let apps: Vec<&AppId> = apps.iter().collect();
     if let Err(error) = db.begin_write(&apps) {
         tracing::error!(cause = %error, "cannot begin write transaction");
@@ -328,7 +336,7 @@ fn commit_group(
         if let Err(error) = db.batch("ROLLBACK").and_then(|()| db.begin_write(&apps)) {
             tracing::error!(cause = %error, "cannot begin write transaction again");
             let _ = db.batch("ROLLBACK");
-            for (_, job) in group.drain(..) {
+            for job in group.drain(..) {
                 job.finish(false);
             }
             return;
@@ -373,7 +381,7 @@ fn commit_group(
             }
         }
     }
-    for (_, job) in group.drain(..) {
+    for job in group.drain(..) {
         job.finish(committed);
     }
 }
@@ -381,9 +389,9 @@ fn commit_group(
 /// Runs the group's jobs in order in the open transaction and gathers the events of those that stood. Isolated,
 /// each job runs in its own savepoint and one that fails is rolled back to it alone; otherwise the first job that
 /// fails ends the run with `None`, leaving the transaction to be rolled back.
-fn run_jobs(db: &dyn Db, group: &mut [(AppId, Box<dyn Job>)], isolated: bool) -> Option<Vec<Produced>> {
+fn run_jobs(db: &dyn Db, group: &mut [Box<dyn Job>], isolated: bool) -> Option<Vec<Produced>> {
     let mut produced = Vec::new();
-    for (_, job) in group.iter_mut() {
+    for job in group.iter_mut() {
         if !isolated {
             let (ok, events) = job.run(db);
             if !ok {
