@@ -168,6 +168,27 @@ impl Db for SqliteDb {
         Ok(())
     }
 
+    /// Without RETURNING, which would gather the row in a temporary b-tree (opened, paged and closed per call).
+    fn write_returning(
+        &self,
+        write: &str,
+        _columns: &str,
+        read_back: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.execute(write, args)?;
+        self.query(read_back, args, each)
+    }
+
+    /// The rowid the connection's last INSERT gave, which is `key` (an INTEGER PRIMARY KEY) for such a table.
+    fn insert_returning_key(&self, insert: &str, _key: &str, args: &[Value<'_>]) -> StoreResult<i64> {
+        if self.execute(insert, args)? != 1 {
+            return Err(StoreError::Unavailable(format!("{insert} inserted no row")));
+        }
+        Ok(self.0.last_insert_rowid())
+    }
+
     /// The writer is the only one writing, so no app needs a lock of its own; `IMMEDIATE` takes the write lock
     /// now rather than at the first write.
     fn begin_write(&self, _apps: &[&AppId]) -> StoreResult<()> {

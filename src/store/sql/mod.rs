@@ -122,6 +122,31 @@ pub trait Db: Send {
     ) -> StoreResult<()>;
     /// Runs statements without parameters (transaction control, migrations).
     fn batch(&self, sql: &str) -> StoreResult<()>;
+    /// Runs `write`, an INSERT or UPDATE of one row, and calls `each` with that row's `columns` as they are now:
+    /// what `write RETURNING columns` gives. `read_back` is a query of the same row's `columns` over the same
+    /// parameters, run right after `write` in its transaction by a backend where RETURNING costs more than a
+    /// second statement does (SQLite gathers RETURNING's rows in a temporary b-tree before it yields the first).
+    fn write_returning(
+        &self,
+        write: &str,
+        columns: &str,
+        read_back: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let _ = read_back;
+        self.query(&format!("{write} RETURNING {columns}"), args, each)
+    }
+    /// Runs `insert`, an INSERT of one row into a table whose integer `key` the database assigns (SQLite's rowid),
+    /// and returns the key it gave the row.
+    fn insert_returning_key(&self, insert: &str, key: &str, args: &[Value<'_>]) -> StoreResult<i64> {
+        let mut assigned = None;
+        self.query(&format!("{insert} RETURNING {key}"), args, &mut |row| {
+            assigned = Some(row.i64(0)?);
+            Ok(())
+        })?;
+        assigned.ok_or_else(|| StoreError::Unavailable(format!("no {key} from {insert}")))
+    }
     /// Begins the transaction of a write group that writes to `apps` (sorted, without duplicates): the backend
     /// takes what it must so that each app's writes commit one at a time, in the order of their log positions.
     fn begin_write(&self, apps: &[&AppId]) -> StoreResult<()>;
@@ -166,9 +191,28 @@ impl dyn Db + '_ {
         Ok(first)
     }
 
-    /// The first row of a query that always returns one (an aggregate, `RETURNING`).
+    /// The first row of a query that always returns one (an aggregate).
     pub fn one<T>(&self, sql: &str, args: &[Value<'_>], map: impl FnMut(&dyn Row) -> StoreResult<T>) -> StoreResult<T> {
         self.row(sql, args, map)?.ok_or_else(|| StoreError::Unavailable(format!("no row from {sql}")))
+    }
+
+    /// `write_returning` of a write that always writes its row, mapped.
+    pub fn one_written<T>(
+        &self,
+        write: &str,
+        columns: &str,
+        read_back: &str,
+        args: &[Value<'_>],
+        mut map: impl FnMut(&dyn Row) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut first = None;
+        self.write_returning(write, columns, read_back, args, &mut |row| {
+            if first.is_none() {
+                first = Some(map(row)?);
+            }
+            Ok(())
+        })?;
+        first.ok_or_else(|| StoreError::Unavailable(format!("no row from {write}")))
     }
 }
 

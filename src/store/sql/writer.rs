@@ -244,11 +244,11 @@ fn log_events(
         let (stream, stream_id, seq, kind, data) = log::encode_logged(&event);
         // The backend assigns the position (SQLite's rowid, PostgreSQL's sequence) while this app's writes are
         // held to one transaction at a time (`Db::begin_write`), so positions follow commit order.
-        let position = db.one(
+        let position = db.insert_returning_key(
             "INSERT INTO event_log (app_id, stream, stream_id, seq, kind, data, committed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING position",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "position",
             args![app.as_str(), stream, stream_id, seq.0, kind, data, committed_at],
-            |row| row.i64(0),
         )?;
         logged.push(LoggedEvent { position: Position(position), app: app.clone(), event, committed_at });
     }

@@ -21,9 +21,11 @@ use super::{args, reads, to_json, Db};
 
 /// Takes the conversation's next sequence number. The counter row outlives the conversation.
 fn next_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Seq> {
-    let seq = db.one(
+    let seq = db.one_written(
         "INSERT INTO sequences (app_id, conversation_id, last_seq) VALUES (?1, ?2, 1) \
-         ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = sequences.last_seq + 1 RETURNING last_seq",
+         ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = sequences.last_seq + 1",
+        "last_seq",
+        "SELECT last_seq FROM sequences WHERE app_id = ?1 AND conversation_id = ?2",
         args![app.as_str(), conversation.as_str()],
         |row| row.i64(0),
     )?;
@@ -31,12 +33,14 @@ fn next_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreRes
 }
 
 /// The `seq` of a new message, and how many messages the conversation has had with it (`message_count`, which
-/// unread counts are kept against), in the one statement that numbers every event.
+/// unread counts are kept against), in the one write that numbers every event.
 fn next_message_seq(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<(Seq, i64)> {
-    db.one(
+    db.one_written(
         "INSERT INTO sequences (app_id, conversation_id, last_seq, message_count) VALUES (?1, ?2, 1, 1) \
          ON CONFLICT (app_id, conversation_id) DO UPDATE SET last_seq = sequences.last_seq + 1, \
-         message_count = sequences.message_count + 1 RETURNING last_seq, message_count",
+         message_count = sequences.message_count + 1",
+        "last_seq, message_count",
+        "SELECT last_seq, message_count FROM sequences WHERE app_id = ?1 AND conversation_id = ?2",
         args![app.as_str(), conversation.as_str()],
         |row| Ok((Seq(row.i64(0)?), row.i64(1)?)),
     )
@@ -52,9 +56,11 @@ fn event(db: &dyn Db, app: &AppId, conversation: &ConversationId, kind: EventKin
 
 /// An event of the user's own stream, with the user's next sequence number.
 fn user_event(db: &dyn Db, app: &AppId, user: &UserId, kind: UserEventKind) -> StoreResult<UserEvent> {
-    let seq = db.one(
+    let seq = db.one_written(
         "INSERT INTO user_sequences (app_id, user_id, last_seq) VALUES (?1, ?2, 1) \
-         ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = user_sequences.last_seq + 1 RETURNING last_seq",
+         ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = user_sequences.last_seq + 1",
+        "last_seq",
+        "SELECT last_seq FROM user_sequences WHERE app_id = ?1 AND user_id = ?2",
         args![app.as_str(), user.as_str()],
         |row| row.i64(0),
     )?;
