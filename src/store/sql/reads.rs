@@ -77,6 +77,12 @@ pub fn require_conversation(db: &dyn Db, app: &AppId, id: &ConversationId) -> St
     conversation(db, app, id)?.ok_or_else(|| Rejection::ConversationNotFound(id.clone()).into())
 }
 
+/// That the conversation exists, for a write that needs nothing else of it: one key lookup, no row to decode.
+pub fn require_conversation_exists(db: &dyn Db, app: &AppId, id: &ConversationId) -> StoreResult<()> {
+    db.row("SELECT 1 FROM conversations WHERE app_id = ?1 AND id = ?2", args![app.as_str(), id.as_str()], |_| Ok(()))?
+        .ok_or_else(|| Rejection::ConversationNotFound(id.clone()).into())
+}
+
 /// The unread count is kept, not counted (migration `unread_counters`): the conversation's message count less the
 /// participant's base.
 const PARTICIPANT_COLUMNS: &str = "p.user_id, p.access, p.notify, p.joined_at, p.marked_unread, \
@@ -414,7 +420,7 @@ pub fn messages_between(
 }
 
 pub fn messages(db: &dyn Db, app: &AppId, conversation: &ConversationId, page: &Page) -> StoreResult<Vec<Message>> {
-    require_conversation(db, app, conversation)?;
+    require_conversation_exists(db, app, conversation)?;
     let before = match &page.starting_after {
         Some(cursor) => {
             let seq = db.row(

@@ -310,7 +310,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<Message>> {
         let (app, conversation, id) = (app.clone(), conversation.clone(), id.clone());
         self.read(move |c| {
-            reads::require_conversation(c, &app, &conversation)?;
+            reads::require_conversation_exists(c, &app, &conversation)?;
             reads::message(c, &app, &conversation, &id)
         })
         .await

@@ -262,7 +262,7 @@ pub fn put_participant(
     settings: ParticipantSettings,
     now: Millis,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     require_user(db, app, user)?;
     match reads::membership(db, app, conversation, user)? {
         None => Ok(Some(join(db, app, conversation, user, settings, now)?)),
@@ -282,7 +282,7 @@ pub fn patch_participant(
     user: &UserId,
     settings: ParticipantSettings,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     let current = reads::membership(db, app, conversation, user)?
         .ok_or_else(|| Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() })?;
     let access = settings.access.unwrap_or(current.0);
@@ -316,7 +316,7 @@ pub fn remove_participant(
     conversation: &ConversationId,
     user: &UserId,
 ) -> StoreResult<Option<Event>> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     let removed = db.execute(
         "DELETE FROM participants WHERE app_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
         args![app.as_str(), conversation.as_str(), user.as_str()],
@@ -334,7 +334,7 @@ pub fn set_read_state(
     user: &UserId,
     is_unread: Option<bool>,
 ) -> StoreResult<Option<UserEvent>> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     require_user(db, app, user)?;
     if reads::membership(db, app, conversation, user)?.is_none() {
         return Err(Rejection::ParticipantNotFound { conversation: conversation.clone(), user: user.clone() }.into());
@@ -397,7 +397,7 @@ pub fn append_messages(
     messages: Vec<NewMessage>,
     now: Millis,
 ) -> StoreResult<Appended> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     let mut appended = Appended { ids: Vec::with_capacity(messages.len()), events: Vec::new() };
     for (index, message) in messages.into_iter().enumerate() {
         let place = format!("[{index}]");
@@ -607,7 +607,7 @@ fn require_message(
     conversation: &ConversationId,
     id: &MessageId,
 ) -> StoreResult<crate::domain::message::Message> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     reads::message(db, app, conversation, id)?.ok_or_else(|| Rejection::MessageNotFound(id.clone()).into())
 }
 
@@ -719,7 +719,7 @@ pub fn delete_message(
 }
 
 pub fn delete_all_messages(db: &dyn Db, app: &AppId, conversation: &ConversationId) -> StoreResult<Event> {
-    reads::require_conversation(db, app, conversation)?;
+    reads::require_conversation_exists(db, app, conversation)?;
     delete_messages_of(db, app, conversation)?;
     touch_last_message(db, app, conversation)?;
     event(db, app, conversation, EventKind::AllMessagesDeleted)
