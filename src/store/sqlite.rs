@@ -189,6 +189,12 @@ impl Db for SqliteDb {
         Ok(self.0.last_insert_rowid())
     }
 
+    /// Counts every row an INSERT, UPDATE or DELETE changed, upserts included; a statement SQLite backed out (a
+    /// constraint it broke) counts none. The schema has no triggers or cascades, which would write uncounted.
+    fn rows_written(&self) -> Option<u64> {
+        Some(self.0.total_changes())
+    }
+
     /// The writer is the only one writing, so no app needs a lock of its own; `IMMEDIATE` takes the write lock
     /// now rather than at the first write.
     fn begin_write(&self, _apps: &[&AppId]) -> StoreResult<()> {
@@ -249,7 +255,11 @@ mod tests {
     use rusqlite::StatementStatus;
 
     use super::{open_connection, SqliteDb};
-    use crate::domain::{event::UserEvent, ids::AppId};
+    use crate::domain::{
+        event::UserEvent,
+        ids::{AppId, ConversationId},
+        Rejection,
+    };
     use crate::store::{
         log::Retention,
         sql::{args, writer::Writer, Db},
@@ -261,10 +271,12 @@ mod tests {
         Ok(None)
     }
 
-    /// Jobs of one group run without savepoints first; one that fails after writing sends the group back to run
-    /// again with a savepoint per job, so that it alone is undone and the others stand.
-    #[tokio::test]
-    async fn a_job_that_fails_after_writing_is_undone_alone_and_the_rest_of_its_group_commits() {
+    /// How a group of three jobs ended, `b` between two inserts: how often the first ran, what `b` was answered,
+    /// and the keys that were committed.
+    async fn group_around<F>(b: F) -> (usize, StoreResult<Option<UserEvent>>, Vec<String>)
+    where
+        F: FnMut(&dyn Db) -> StoreResult<Option<UserEvent>> + Send + 'static,
+    {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("natter.db");
         let connection = open_connection(&path).unwrap();
@@ -300,10 +312,7 @@ mod tests {
                 insert(db, "a")
             }
         });
-        let b = writer.write(app.clone(), |db| {
-            insert(db, "b")?;
-            Err::<Option<UserEvent>, _>(StoreError::Unavailable("rejected after writing".into()))
-        });
+        let b = writer.write(app.clone(), b);
         let c = writer.write(app.clone(), |db| insert(db, "c"));
         let release = async move {
             // a, b and c are polled first and are queued by now: their sends do not wait (the queue has room).
@@ -312,13 +321,51 @@ mod tests {
         };
         let (a, b, c, ()) = tokio::join!(a, b, c, release);
         holder.await.unwrap().unwrap();
-
         assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
-        assert!(matches!(&b, Err(StoreError::Unavailable(cause)) if cause.contains("rejected")), "{b:?}");
-        assert_eq!(runs_of_a.load(Ordering::SeqCst), 2, "the group was started over once");
+
         let reader = open_connection(&path).unwrap();
         let mut statement = reader.prepare("SELECT k FROM t ORDER BY k").unwrap();
         let keys: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        (runs_of_a.load(Ordering::SeqCst), b, keys)
+    }
+
+    fn rejected() -> StoreError {
+        StoreError::Rejected(Rejection::ConversationNotFound(ConversationId::from_trusted("gone".into())))
+    }
+
+    /// Jobs of one group run without savepoints first; one that fails after writing sends the group back to run
+    /// again with a savepoint per job, so that it alone is undone and the others stand.
+    #[tokio::test]
+    async fn a_job_that_fails_after_writing_is_undone_alone_and_the_rest_of_its_group_commits() {
+        let (runs_of_a, b, keys) = group_around(|db| {
+            insert(db, "b")?;
+            Err(StoreError::Unavailable("failed after writing".into()))
+        })
+        .await;
+        assert!(matches!(&b, Err(StoreError::Unavailable(cause)) if cause.contains("after writing")), "{b:?}");
+        assert_eq!(runs_of_a, 2, "the group was started over once");
+        assert_eq!(keys, ["a", "c"]);
+
+        let (runs_of_a, b, keys) = group_around(|db| {
+            insert(db, "b")?;
+            Err(rejected())
+        })
+        .await;
+        assert!(matches!(&b, Err(StoreError::Rejected(_))), "{b:?}");
+        assert_eq!(runs_of_a, 2, "a rejection after a write starts the group over too");
+        assert_eq!(keys, ["a", "c"]);
+    }
+
+    /// A job rejected before it wrote anything has nothing to undo: the group goes on without starting over.
+    #[tokio::test]
+    async fn a_job_rejected_before_writing_leaves_the_rest_of_its_group_running_once() {
+        let (runs_of_a, b, keys) = group_around(|db| {
+            let _ = db.execute("UPDATE t SET k = 'x' WHERE k = 'nothing'", args![])?;
+            Err(rejected())
+        })
+        .await;
+        assert!(matches!(&b, Err(StoreError::Rejected(_))), "{b:?}");
+        assert_eq!(runs_of_a, 1, "the group ran once");
         assert_eq!(keys, ["a", "c"]);
     }
 

@@ -147,6 +147,11 @@ pub trait Db: Send {
         })?;
         assigned.ok_or_else(|| StoreError::Unavailable(format!("no {key} from {insert}")))
     }
+    /// How many rows this connection has inserted, updated or deleted since it opened, where the backend keeps
+    /// that count (SQLite's `total_changes`): a job after which it has not moved wrote nothing.
+    fn rows_written(&self) -> Option<u64> {
+        None
+    }
     /// Begins the transaction of a write group that writes to `apps` (sorted, without duplicates): the backend
     /// takes what it must so that each app's writes commit one at a time, in the order of their log positions.
     fn begin_write(&self, apps: &[&AppId]) -> StoreResult<()>;

@@ -46,11 +46,21 @@ type Produced = (AppId, Vec<Logged>);
 trait Job: Send {
     /// The app it writes to.
     fn app(&self) -> &AppId;
-    /// Runs the write on the connection; says whether it succeeded and what events it produced. Runs again, on
-    /// the state before its first run, when the group is started over.
-    fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>);
+    /// Runs the write on the connection; says how it ended. Runs again, on the state before its first run, when
+    /// the group is started over.
+    fn run(&mut self, db: &dyn Db) -> Outcome;
     /// Answers the caller with the last run's result, once the commit's outcome is known.
     fn finish(self: Box<Self>, committed: bool);
+}
+
+/// How a job's run ended.
+enum Outcome {
+    /// It stood, with the events it produced.
+    Stood(Option<Produced>),
+    /// It refused the write: the input broke a rule (`StoreError::Rejected`).
+    Rejected,
+    /// The store could not do it.
+    Failed,
 }
 
 struct WriteJob<T, F> {
@@ -69,15 +79,17 @@ where
         &self.app
     }
 
-    fn run(&mut self, db: &dyn Db) -> (bool, Option<Produced>) {
+    fn run(&mut self, db: &dyn Db) -> Outcome {
         let result = (self.work)(db);
-        let produced = match &result {
-            Ok(value) => Some((self.app.clone(), value.logged())).filter(|(_, logged)| !logged.is_empty()),
-            Err(_) => None,
+        let outcome = match &result {
+            Ok(value) => {
+                Outcome::Stood(Some((self.app.clone(), value.logged())).filter(|(_, logged)| !logged.is_empty()))
+            }
+            Err(StoreError::Rejected(_)) => Outcome::Rejected,
+            Err(StoreError::Unavailable(_)) => Outcome::Failed,
         };
-        let ok = result.is_ok();
         self.result = Some(result);
-        (ok, produced)
+        outcome
     }
 
     fn finish(self: Box<Self>, committed: bool) {
@@ -388,20 +400,23 @@ fn commit_group(
 
 /// Runs the group's jobs in order in the open transaction and gathers the events of those that stood. Isolated,
 /// each job runs in its own savepoint and one that fails is rolled back to it alone; otherwise the first job that
-/// fails ends the run with `None`, leaving the transaction to be rolled back.
+/// fails ends the run with `None`, leaving the transaction to be rolled back, unless it was rejected before it
+/// wrote anything (the backend's count of written rows did not move): then there is nothing to undo.
 fn run_jobs(db: &dyn Db, group: &mut [Box<dyn Job>], isolated: bool) -> Option<Vec<Produced>> {
     let mut produced = Vec::new();
     for job in group.iter_mut() {
         if !isolated {
-            let (ok, events) = job.run(db);
-            if !ok {
-                return None;
+            let written_before = db.rows_written();
+            match job.run(db) {
+                Outcome::Stood(events) => produced.extend(events),
+                Outcome::Rejected if written_before.is_some() && db.rows_written() == written_before => {}
+                Outcome::Rejected | Outcome::Failed => return None,
             }
-            produced.extend(events);
             continue;
         }
         let savepoint = db.batch("SAVEPOINT job");
-        let (ok, events) = job.run(db);
+        let outcome = job.run(db);
+        let ok = matches!(outcome, Outcome::Stood(_));
         let closed = if ok && savepoint.is_ok() {
             db.batch("RELEASE job")
         } else {
@@ -410,7 +425,7 @@ fn run_jobs(db: &dyn Db, group: &mut [Box<dyn Job>], isolated: bool) -> Option<V
         if let Err(error) = closed {
             tracing::error!(cause = %error, "cannot close savepoint");
         }
-        if ok {
+        if let Outcome::Stood(events) = outcome {
             produced.extend(events);
         }
     }
