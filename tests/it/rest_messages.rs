@@ -122,6 +122,36 @@ async fn a_batch_rejected_halfway_among_concurrent_writes_loses_nothing_else() {
     assert_eq!(stored, expected);
 }
 
+/// A write rejected before it wrote anything shares its commit with the writes around it, which stand (the writer
+/// goes on with the group rather than running it again); so does a batch rejected after writing its first item.
+#[tokio::test]
+async fn writes_rejected_before_and_after_writing_among_concurrent_writes_lose_nothing_else() {
+    let gateway = setup().await;
+    let reply_to_nothing =
+        json!({ "type": "UserMessage", "sender": "bob", "text": "x", "referencedMessageId": "msg_nope" });
+    let sends = (0..45).map(|i| {
+        let body = match i % 3 {
+            0 => json!([{ "type": "UserMessage", "sender": "alice", "text": format!("ok{i}") }]),
+            1 => json!([reply_to_nothing]),
+            _ => json!([{ "type": "SystemMessage", "text": format!("undone{i}") }, reply_to_nothing]),
+        };
+        let gateway = &gateway;
+        async move { (i, gateway.post(MESSAGES, body).await) }
+    });
+    for (i, reply) in futures::future::join_all(sends).await {
+        if i % 3 == 0 {
+            reply.expect(200);
+        } else {
+            reply.expect_error(400, "INVALID_REQUEST");
+        }
+    }
+    let mut stored = texts(&gateway.get(&format!("{MESSAGES}?limit=100")).await);
+    stored.sort();
+    let mut expected: Vec<String> = (0..45).step_by(3).map(|i| format!("ok{i}")).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+}
+
 #[tokio::test]
 async fn custom_must_map_strings_to_strings() {
     let gateway = setup().await;
