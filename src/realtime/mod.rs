@@ -8,6 +8,7 @@
 //! Start with `session.rs`.
 
 pub mod error;
+mod frame_writer;
 pub mod frames;
 pub mod output;
 pub mod state;
@@ -51,11 +52,9 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;
 /// (and zeroed) for the connection's whole life, and a client's frames are small (a subscribe is about 100 bytes);
 /// a larger frame grows it to the frame's size and is read in steps of this many bytes.
 const READ_BUFFER_BYTES: usize = 512;
-/// How many bytes of frames tungstenite gathers before it writes them out ahead of the flush. Every flush writes
-/// what is gathered anyway, so this only splits a large flush: at 2 KiB a session behind by many events (a hot
-/// conversation) wrote them about three at a time, a `sendto` each, and the fan-out never caught up. The buffer
-/// keeps the capacity it once reached (at most this plus one frame, less than one 30-message window).
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// tungstenite writes only pongs and the close frame (the session's own frames go out through `frame_writer`, with
+/// no copy into its buffer): each at once.
+const WRITE_BUFFER_BYTES: usize = 0;
 
 #[derive(Deserialize)]
 pub struct TokenQuery {

@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use futures::{stream::SplitSink, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message, Utf8Bytes};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     error::RealtimeError,
+    frame_writer::Frames,
     frames::{self, ClientFrame, RequestId},
     handshake::Socket,
     output::Watched,
@@ -218,7 +219,6 @@ pub struct Connection {
 /// Sets the session up at once and returns the loop that runs it, so that the task holds only what the loop
 /// needs: an `async fn` would also keep the socket and the connection it was made from, for its whole life.
 pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let (sink, mut stream) = socket.split();
     let Connection { state, app_id, user_id, expires_at, _guard: guard } = connection;
     // Bounded by config: a session this far behind is cut off as slow rather than let the hub wait.
     let (outbox, mut events) = outbox::channel(state.config.outbox_events);
@@ -227,7 +227,7 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
     let mut session = Session::with_max_subscriptions(user_id.clone(), expires_at, Instant::now(), max_subscriptions)
         .with_typing_timeout(state.config.typing_timeout)
         .with_request_linger(state.config.request_linger);
-    let mut shell = Shell::new(state, app_id, user_id, sink, outbox);
+    let mut shell = Shell::new(state, app_id, user_id, socket, outbox);
 
     async move {
         // One timer for the session's life, moved only when its deadline does: a new one per wakeup would enter
@@ -244,7 +244,7 @@ pub fn run(socket: Socket, connection: Connection) -> impl std::future::Future<O
                 armed = deadline;
             }
             tokio::select! {
-                incoming = stream.next() => shell.handle_incoming(&mut session, incoming),
+                incoming = shell.socket.next() => shell.handle_incoming(&mut session, incoming),
                 next = events.recv() => match next {
                     Next::Event(event) => handle_events(&mut session, &event, &mut events),
                     Next::Slow => session.handle_slow(),
@@ -296,12 +296,13 @@ impl Answers {
     }
 }
 
-/// What the loop holds besides the session: the socket's writing half, the watches, the tasks' channel.
+/// What the loop holds besides the session: the socket, the watches, the tasks' channel.
 struct Shell {
     state: AppState,
     app_id: AppId,
     user_id: UserId,
-    sink: SplitSink<Socket, Message>,
+    /// Read by tungstenite in the loop; written by `outgoing` (see `frame_writer`).
+    socket: Socket,
     outbox: Outbox,
     user_watcher: WatcherId,
     /// The keys this session's subscriptions watch, each once on the node, with how many subscriptions watch it.
@@ -315,13 +316,13 @@ struct Shell {
     writes_in_flight: Arc<Semaphore>,
     frame_limiter: Option<crate::limits::FrameLimiter>,
     /// Frames to send with the next flush: replies, then what the session produced.
-    outgoing: Vec<Message>,
+    outgoing: Frames,
     /// The client closed the connection, or it broke.
     ended: bool,
 }
 
 impl Shell {
-    fn new(state: AppState, app_id: AppId, user_id: UserId, sink: SplitSink<Socket, Message>, outbox: Outbox) -> Self {
+    fn new(state: AppState, app_id: AppId, user_id: UserId, socket: Socket, outbox: Outbox) -> Self {
         let user_key = HubKey::User { app_id: app_id.clone(), user_id: user_id.clone() };
         let user_watcher = state.node.watch(user_key, outbox.clone());
         state.metrics.connections.inc();
@@ -330,7 +331,7 @@ impl Shell {
             state,
             app_id,
             user_id,
-            sink,
+            socket,
             outbox,
             user_watcher,
             watched: HashMap::new(),
@@ -339,7 +340,7 @@ impl Shell {
             reads: HashMap::new(),
             queued_reads: VecDeque::new(),
             writes_in_flight: Arc::new(Semaphore::new(MAX_TASKS_IN_FLIGHT)),
-            outgoing: Vec::new(),
+            outgoing: Frames::default(),
             ended: false,
         }
     }
@@ -375,22 +376,14 @@ impl Shell {
         }
         self.set_present(session.counts_as_connected());
         loop {
+            // Everything the session produced goes out in one write.
             let close = self.prepare(session);
-            let frames = std::mem::take(&mut self.outgoing);
-            let sent = !frames.is_empty();
-            let mut stalled = false;
-            // Queue without flushing: everything the session produced goes out in one flush below.
-            for frame in frames {
-                if !self.feed(frame).await {
-                    stalled = true;
-                    break;
-                }
-            }
             if let Some(reason) = close {
+                // Sends what is queued before the close frame.
                 self.close(reason).await;
                 return false;
             }
-            if !stalled && (!sent || self.guarded_flush().await) {
+            if self.outgoing.is_empty() || self.guarded_write().await {
                 return true;
             }
             // A write stalled: the session now has a close to carry out.
@@ -415,7 +408,7 @@ impl Shell {
             match self.perform(output) {
                 Err(reason) => return Some(reason),
                 Ok(None) => {}
-                Ok(Some(frame)) => self.outgoing.push(frame),
+                Ok(Some(frame)) => self.outgoing.push_text(frame),
             }
         }
         None
@@ -423,7 +416,7 @@ impl Shell {
 
     /// Turns an output into a frame to send, or does what it asks (read, watch) and returns none; a close is
     /// handed back to the caller, which sends it.
-    fn perform(&mut self, output: Output) -> Result<Option<Message>, CloseReason> {
+    fn perform(&mut self, output: Output) -> Result<Option<Utf8Bytes>, CloseReason> {
         let context = SnapshotContext { app: &self.app_id, links: &self.state.links, me: Some(&self.user_id) };
         let text = match output {
             Output::Forward(event) => event.frame.clone(),
@@ -478,10 +471,13 @@ impl Shell {
                 return Ok(None);
             }
             Output::UserState { user_id, seq, user } => frames::user_frame(&user_id, seq, user.as_deref()),
-            Output::Ping => return Ok(Some(Message::Ping(bytes::Bytes::new()))),
+            Output::Ping => {
+                self.outgoing.push_ping();
+                return Ok(None);
+            }
             Output::Close(reason) => return Err(reason),
         };
-        Ok(Some(Message::Text(text)))
+        Ok(Some(text))
     }
 
     /// Starts a read, or queues it behind the session's reads in flight.
@@ -624,12 +620,12 @@ impl Shell {
                 tracing::warn!(cause = %error, "store read failed");
                 session.handle_fetch_failed(fetch);
             }
-            Done::Reply(frame) => self.outgoing.push(Message::Text(frame)),
+            Done::Reply(frame) => self.outgoing.push_text(frame),
         }
     }
 
     fn reply_error(&mut self, id: Option<&RequestId>, error: &RealtimeError) {
-        self.outgoing.push(Message::Text(frames::error_frame(id, error.code(), &error.reasons())));
+        self.outgoing.push_text(frames::error_frame(id, error.code(), &error.reasons()));
     }
 
     /// Handles one text frame: a request for the session, a token, or a write to run beside the loop.
@@ -770,16 +766,14 @@ impl Shell {
         }
     }
 
-    // Not `async fn`s, here and in `guarded`: those keep their arguments twice, a frame and a write future in
-    // every session's task.
-    fn feed(&mut self, frame: Message) -> impl std::future::Future<Output = bool> + '_ {
+    // Not an `async fn`, here and in `guarded`: those keep their arguments twice, a write future in every
+    // session's task.
+    /// Writes the queued frames.
+    fn guarded_write(&mut self) -> impl std::future::Future<Output = bool> + '_ {
         let timeout = self.state.config.socket_write_timeout;
-        guarded(self.sink.feed(frame), timeout, &self.outbox, &self.state.shutdown)
-    }
-
-    fn guarded_flush(&mut self) -> impl std::future::Future<Output = bool> + '_ {
-        let timeout = self.state.config.socket_write_timeout;
-        guarded(self.sink.flush(), timeout, &self.outbox, &self.state.shutdown)
+        let (socket, outgoing) = (&mut self.socket, &mut self.outgoing);
+        let write = std::future::poll_fn(move |cx| poll_write_frames(socket, outgoing, cx));
+        guarded(write, timeout, &self.outbox, &self.state.shutdown)
     }
 
     async fn close(&mut self, reason: CloseReason) {
@@ -789,7 +783,13 @@ impl Shell {
         let close = CloseFrame { code: reason.code().into(), reason: Utf8Bytes::from_static(reason.reason()) };
         // Best effort: a client that stopped reading may never take the close frame.
         // Boxed, like a stalled write: only a closing session needs room for the timer.
-        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.sink.send(Message::Close(Some(close))))).await;
+        let (socket, outgoing) = (&mut self.socket, &mut self.outgoing);
+        let closing = async move {
+            if std::future::poll_fn(|cx| poll_write_frames(socket, outgoing, cx)).await.is_ok() {
+                let _ = socket.send(Message::Close(Some(close))).await;
+            }
+        };
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, closing)).await;
     }
 
     /// Stops every watch of the session.
@@ -807,6 +807,17 @@ impl Shell {
         }
         self.state.metrics.connections.dec();
     }
+}
+
+/// Writes the session's frames once tungstenite has written its own (a pong it owes, say), so that neither cuts
+/// into the other's.
+fn poll_write_frames(
+    socket: &mut Socket,
+    outgoing: &mut Frames,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<(), ()>> {
+    std::task::ready!(futures::Sink::<Message>::poll_flush(std::pin::Pin::new(&mut *socket), cx)).map_err(drop)?;
+    outgoing.poll_write(socket.get_mut(), cx).map_err(drop)
 }
 
 /// Which rule of RFC 6455 a read error broke, for the close code.

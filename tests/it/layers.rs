@@ -41,6 +41,7 @@ const REALTIME_RANKS: &[(&str, u32)] = &[
     ("publisher", 5),
     ("writes", 5),
     ("handshake", 5),
+    ("frame_writer", 5),
     ("catchup", 6),
     ("socket", 6),
     ("mod", 7),

@@ -274,3 +274,57 @@ async fn the_handshake_answers_the_key_as_rfc_6455_derives_it() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
 }
+
+/// The gateway writes its frames itself (`realtime::frame_writer`) and leaves pongs to tungstenite: a strict client
+/// must read every frame whole, of every length encoding, with the pongs between them.
+#[tokio::test]
+async fn frames_of_every_size_and_pongs_between_them_arrive_whole_and_in_order() {
+    let gateway = spawn_gateway().await;
+    gateway.create_conversation("c", &["u"]).await;
+    // Texts on each side of the 7-bit and 16-bit lengths; the window of them is larger than 64 KiB.
+    let sizes = [1usize, 60, 70, 200, 65_000, 40_000];
+    for (i, size) in sizes.iter().enumerate() {
+        gateway.send_text("c", "u", &format!("{i}:{}", "x".repeat(*size))).await;
+    }
+    let url = format!("{}/v1/{APP}/realtime?token={}", gateway.ws_base(), user_token("u", None));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::text(r#"{"type":"subscribeMessages","id":"s","conversationId":"c"}"#)).await.unwrap();
+    let snapshot = read_frame(&mut socket, &gateway).await;
+    assert_eq!(snapshot["messages"].as_array().unwrap().len(), sizes.len(), "{}", snapshot["type"]);
+    assert_eq!(read_frame(&mut socket, &gateway).await["type"], "ok");
+
+    // Pings among a run of events that the gateway writes together.
+    let sending = async {
+        for i in 0..40 {
+            if i % 10 == 0 {
+                socket.send(Message::Ping(format!("p{i}").into_bytes().into())).await.unwrap();
+            }
+            let text = format!("e{i}:{}", "y".repeat(i * 97));
+            gateway
+                .post("/conversations/c/messages", json!([{ "type": "SystemMessage", "text": text }]))
+                .await
+                .expect(200);
+        }
+    };
+    // The socket is used by both halves in turn: sending first, then reading everything back.
+    sending.await;
+    let (mut pongs, mut events) = (Vec::new(), Vec::new());
+    while events.len() < 40 || pongs.len() < 4 {
+        match within(socket.next()).await.unwrap().unwrap() {
+            Message::Pong(payload) => pongs.push(String::from_utf8(payload.to_vec()).unwrap()),
+            Message::Text(text) => {
+                gateway.observe(text.as_str());
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                assert_eq!(frame["type"], "event", "{frame}");
+                let text = frame["event"]["message"]["plaintext"].as_str().unwrap().to_owned();
+                events.push(text);
+            }
+            Message::Ping(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pongs, ["p0", "p10", "p20", "p30"]);
+    let expected: Vec<String> = (0..40).map(|i| format!("e{i}:{}", "y".repeat(i * 97))).collect();
+    assert_eq!(events, expected);
+    gateway.assert_frames_valid();
+}
