@@ -5,6 +5,7 @@
 //! the app secret, and sends traffic only to the `--url` given. Every loop is bounded in count and time.
 
 mod checked;
+mod disk;
 mod gateway;
 mod inbox;
 mod metrics;
@@ -36,6 +37,8 @@ enum Scenario {
     /// U users with many conversations each hold a conversation list while messages reorder them: time to
     /// visible, list frames per message, CPU per message, and lists that match a fresh read at the end.
     Inbox(inbox::InboxArgs),
+    /// No gateway: appends and `fdatasync`s in a directory one at a time, the floor under durable write latency.
+    Fsync(disk::FsyncArgs),
 }
 
 /// Where the gateway is and how to act on it.
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Write(args) => scenarios::write(args).await?,
         Scenario::Maxrate(args) => scenarios::maxrate(args).await?,
         Scenario::Inbox(args) => inbox::inbox(args).await?,
+        Scenario::Fsync(args) => disk::fsync(args).await?,
     };
     if !ok {
         // Loss, duplicates or disorder: a failed run, for CI and scripts.
