@@ -4,19 +4,21 @@
 use std::time::Duration;
 
 use axum::{
+    body::Body,
     extract::{Request, State},
     http::{StatusCode, Uri},
     middleware::{self, Next},
     response::Response,
     Router,
 };
+use tower::{util::BoxCloneSyncService, ServiceBuilder};
 use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{
     api,
     app::AppState,
     http::error::{ApiError, InternalCause},
-    realtime,
+    realtime, serve,
 };
 
 /// A request that takes longer than this is answered 408; the store's own work still completes or rolls back.
@@ -29,27 +31,35 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
     list
 }
 
-pub fn router(state: AppState) -> Router {
+/// The router inside the layers that need no route: what `serve` answers every request with.
+pub fn router(state: AppState) -> serve::Service {
     let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
     let rest = api::routes(&state).router;
     // Set once per state: a second router over the same state finds it set.
     let _ = state.dispatch.set(rest.clone());
-    Router::new()
+    let routed = Router::new()
         .merge(rest)
         .merge(demo)
         // Authenticated by a user token, not the app secret.
         .route(realtime::ROUTE, axum::routing::get(realtime::upgrade))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(refuse_oversized_heads))
-        .layer(middleware::from_fn(log_internal_errors))
+        // Inside the router, the one layer that needs the matched route.
         .layer(middleware::from_fn_with_state(state.clone(), observe_requests))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .with_state(state);
+    // Around the router once, not around each of its routes: `Router::layer` boxes a layer per route, and a request
+    // clones the boxes of its route's whole stack, again at each middleware (about 50 allocations a request).
+    let service = ServiceBuilder::new()
+        .map_response(|response: Response<_>| response.map(Body::new))
         // Spans name the method and the path only: query strings carry user tokens (`?token=`).
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
-        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(log_internal_errors))
+        .layer(middleware::from_fn(refuse_oversized_heads))
+        .service(routed);
+    BoxCloneSyncService::new(service)
 }
 
 /// Records each request's latency under its route template, never its concrete path.

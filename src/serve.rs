@@ -7,17 +7,21 @@
 //! by `run`.
 
 use std::{
+    convert::Infallible,
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use axum::{extract::Request, Router};
+use axum::{body::Body, extract::Request, response::Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower::ServiceExt;
+use tower::{util::BoxCloneSyncService, ServiceExt};
+
+/// What answers every request; cloned for each one.
+pub type Service = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// A client must send a whole request head this soon after the connection opens or after its previous response.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +53,7 @@ impl Default for ServeConfig {
 
 /// Serves `router` until `shutdown` resolves, then stops accepting, lets requests in flight finish (at most
 /// `SHUTDOWN_TIMEOUT`), and returns.
-pub async fn serve(listener: TcpListener, router: Router, config: ServeConfig, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, router: Service, config: ServeConfig, shutdown: impl Future<Output = ()>) {
     let pending = Arc::new(Semaphore::new(config.max_pending_connections.max(1)));
     let connections = TaskTracker::new();
     let finish = CancellationToken::new();
@@ -82,7 +86,7 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServeConfig, s
             let permit = Mutex::new(Some(permit));
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 permit.lock().expect("permit lock poisoned").take();
-                router.clone().oneshot(request)
+                router.clone().oneshot(request.map(Body::new))
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
