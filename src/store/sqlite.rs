@@ -9,7 +9,10 @@ use rusqlite::{
     Connection, OpenFlags, ToSql,
 };
 
+mod statements;
 mod wal_writes;
+
+use statements::CachedConnection;
 
 use super::{
     sql::{args, store::SqlStore, writer::WeakWriter, Db, Row, Value},
@@ -48,9 +51,9 @@ pub fn open(config: &StoreConfig, hooks: StoreHooks) -> StoreResult<SqlStore> {
     connection.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
     let connect = {
         let path = path.clone();
-        Arc::new(move || Ok(Box::new(SqliteDb(open_connection(&path)?)) as Box<dyn Db>))
+        Arc::new(move || Ok(Box::new(SqliteDb::new(open_connection(&path)?)) as Box<dyn Db>))
     };
-    let store = SqlStore::start(Box::new(SqliteDb(connection)), connect, MAX_READERS, hooks, config.retention)?;
+    let store = SqlStore::start(Box::new(SqliteDb::new(connection)), connect, MAX_READERS, hooks, config.retention)?;
     spawn_checkpoints(open_connection(&path)?, store.weak_writer())?;
     Ok(store)
 }
@@ -141,11 +144,17 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-struct SqliteDb(Connection);
+struct SqliteDb(CachedConnection);
+
+impl SqliteDb {
+    fn new(connection: Connection) -> Self {
+        Self(CachedConnection::wrap(connection))
+    }
+}
 
 impl Db for SqliteDb {
     fn execute(&self, sql: &str, args: &[Value<'_>]) -> StoreResult<u64> {
-        Ok(self.0.prepare_cached(sql)?.execute(rusqlite::params_from_iter(args))? as u64)
+        self.0.with_statement(sql, |statement| Ok(statement.execute(rusqlite::params_from_iter(args))? as u64))
     }
 
     fn query(
@@ -154,18 +163,21 @@ impl Db for SqliteDb {
         args: &[Value<'_>],
         each: &mut dyn FnMut(&dyn Row) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let mut statement = self.0.prepare_cached(sql)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(args))?;
-        while let Some(row) = rows.next()? {
-            each(&SqliteRow(row))?;
-        }
-        Ok(())
+        self.0.with_statement(sql, |statement| {
+            let mut rows = statement.query(rusqlite::params_from_iter(args))?;
+            while let Some(row) = rows.next()? {
+                each(&SqliteRow(row))?;
+            }
+            Ok(())
+        })
     }
 
     /// Prepared once and cached: transaction control runs several times per commit.
     fn batch(&self, sql: &str) -> StoreResult<()> {
-        self.0.prepare_cached(sql)?.execute([])?;
-        Ok(())
+        self.0.with_statement(sql, |statement| {
+            statement.execute([])?;
+            Ok(())
+        })
     }
 
     /// Without RETURNING, which would gather the row in a temporary b-tree (opened, paged and closed per call).
@@ -186,13 +198,13 @@ impl Db for SqliteDb {
         if self.execute(insert, args)? != 1 {
             return Err(StoreError::Unavailable(format!("{insert} inserted no row")));
         }
-        Ok(self.0.last_insert_rowid())
+        Ok(self.0.connection().last_insert_rowid())
     }
 
     /// Counts every row an INSERT, UPDATE or DELETE changed, upserts included; a statement SQLite backed out (a
     /// constraint it broke) counts none. The schema has no triggers or cascades, which would write uncounted.
     fn rows_written(&self) -> Option<u64> {
-        Some(self.0.total_changes())
+        Some(self.0.connection().total_changes())
     }
 
     /// The writer is the only one writing, so no app needs a lock of its own; `IMMEDIATE` takes the write lock
@@ -283,7 +295,7 @@ mod tests {
         connection.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)").unwrap();
         let reconnect = Box::new(|| Err(StoreError::Unavailable("no reconnect in this test".into())));
         let writer =
-            Writer::spawn(Box::new(SqliteDb(connection)), reconnect, StoreHooks::default(), Retention::default())
+            Writer::spawn(Box::new(SqliteDb::new(connection)), reconnect, StoreHooks::default(), Retention::default())
                 .unwrap();
         let app = AppId::from_trusted("app".into());
 

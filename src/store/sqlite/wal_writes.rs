@@ -12,7 +12,8 @@
 //! sync does SQLite publish the commit to other connections in the WAL index. A process that dies with frames
 //! still gathered loses only frames of a transaction that had not committed, as it would have lost them anyway.
 //!
-//! The only `unsafe` code of the crate: a VFS is a table of C callbacks over memory SQLite owns.
+//! The crate's `unsafe` code, but for one `Send` in `statements`: a VFS is a table of C callbacks over memory
+//! SQLite owns.
 #![allow(unsafe_code)]
 
 use std::{
