@@ -83,7 +83,6 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     // bound range values) while planning, and then re-prepares the statement on every later bind of that
     // parameter: a cached statement would be parsed again on each call. Plans here never depend on values.
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
 
@@ -266,7 +265,7 @@ mod tests {
 
     use rusqlite::StatementStatus;
 
-    use super::{open_connection, SqliteDb};
+    use super::{open_connection, CachedConnection, SqliteDb};
     use crate::domain::{
         event::UserEvent,
         ids::{AppId, ConversationId},
@@ -391,19 +390,19 @@ mod tests {
             .execute_batch("CREATE TABLE t (k TEXT, seq INTEGER, PRIMARY KEY (k, seq)); INSERT INTO t VALUES ('a', 1), ('a', 2), ('a', 3);")
             .unwrap();
         let sql = "SELECT seq FROM t WHERE k = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
+        // Through the cache the store's connections use.
+        let cached = CachedConnection::wrap(connection);
         for (before, limit) in [(10, 1), (3, 30), (2, 1), (10, 2)] {
-            let mut statement = connection.prepare_cached(sql).unwrap();
-            let rows: Vec<i64> = statement
-                .query_map(rusqlite::params!["a", before, limit], |row| row.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let (rows, re_prepared) = cached
+                .with_statement(sql, |statement| {
+                    let rows: Vec<i64> = statement
+                        .query_map(rusqlite::params!["a", before, limit], |row| row.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok::<_, rusqlite::Error>((rows, statement.get_status(StatementStatus::RePrepare)))
+                })
+                .unwrap();
             assert_eq!(rows.len(), limit.min(before - 1).min(3) as usize);
-            assert_eq!(
-                statement.get_status(StatementStatus::RePrepare),
-                0,
-                "re-prepared with before {before}, limit {limit}"
-            );
+            assert_eq!(re_prepared, 0, "re-prepared with before {before}, limit {limit}");
         }
     }
 }
