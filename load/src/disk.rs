@@ -4,7 +4,9 @@
 //! sync latency is a floor under the gateway's write and delivery latency: a p99 target below the disk's p99 sync
 //! cannot be met while every acknowledgement waits for a sync. This measures that floor the way the WAL is
 //! written: appends of `--bytes`, each followed by `fdatasync`, one at a time, the file reused from its start
-//! after `--file-bytes` (as a checkpointed WAL is).
+//! after `--file-bytes` (as a checkpointed WAL is). It also reports the CPU each durable append costs the thread
+//! that makes it (its own CPU clock: user and kernel, the page copy and the sync), which the gateway's writer pays
+//! once per group commit whatever the group holds.
 
 use std::{
     fs::OpenOptions,
@@ -45,7 +47,7 @@ pub async fn fsync(args: FsyncArgs) -> anyhow::Result<bool> {
     let result = tokio::task::spawn_blocking(move || measure(&args)).await??;
     if !quiet {
         eprintln!(
-            "fsync in {}: {} syncs of {} bytes, p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms, {} syncs/s",
+            "fsync in {}: {} syncs of {} bytes, p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms, {} syncs/s, {} us of CPU each",
             result["dir"].as_str().unwrap_or(""),
             result["syncs"],
             result["bytes"],
@@ -54,6 +56,7 @@ pub async fn fsync(args: FsyncArgs) -> anyhow::Result<bool> {
             result["p999_ms"],
             result["max_ms"],
             result["syncs_per_s"],
+            result["cpu_us_per_sync"],
         );
     }
     println!("{result}");
@@ -66,7 +69,7 @@ fn measure(args: &FsyncArgs) -> anyhow::Result<Value> {
     let outcome = sync_loop(&mut file, args);
     drop(file);
     std::fs::remove_file(&path)?;
-    let (latency, elapsed) = outcome?;
+    let Looped { latency, elapsed, cpu } = outcome?;
     let ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
     let syncs = latency.len();
     Ok(json!({
@@ -80,15 +83,31 @@ fn measure(args: &FsyncArgs) -> anyhow::Result<Value> {
         "p999_ms": ms(0.999),
         "max_ms": latency.max() as f64 / 1000.0,
         "syncs_per_s": (syncs as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        "cpu_us_per_sync": (cpu.as_secs_f64() * 1e6 / syncs.max(1) as f64 * 10.0).round() / 10.0,
     }))
 }
 
-/// Appends and syncs until `syncs` are done or `max_secs` passed; the latency of each sync alone, in µs.
-fn sync_loop(file: &mut std::fs::File, args: &FsyncArgs) -> anyhow::Result<(Histogram<u64>, Duration)> {
+struct Looped {
+    /// Each sync alone, in µs.
+    latency: Histogram<u64>,
+    elapsed: Duration,
+    /// The thread's CPU time over the whole loop: appends and syncs.
+    cpu: Duration,
+}
+
+/// The calling thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`: user and kernel, in ns).
+fn thread_cpu() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Appends and syncs until `syncs` are done or `max_secs` passed.
+fn sync_loop(file: &mut std::fs::File, args: &FsyncArgs) -> anyhow::Result<Looped> {
     let mut latency = Histogram::<u64>::new(3)?;
     let chunk = vec![0x5a_u8; args.bytes.max(1)];
     let deadline = Duration::from_secs(args.max_secs);
     let started = Instant::now();
+    let cpu_started = thread_cpu();
     let mut offset = 0u64;
     for _ in 0..args.syncs {
         if started.elapsed() > deadline {
@@ -104,7 +123,7 @@ fn sync_loop(file: &mut std::fs::File, args: &FsyncArgs) -> anyhow::Result<(Hist
         file.sync_data()?;
         latency.record(sync_started.elapsed().as_micros().max(1) as u64)?;
     }
-    Ok((latency, started.elapsed()))
+    Ok(Looped { latency, elapsed: started.elapsed(), cpu: thread_cpu().saturating_sub(cpu_started) })
 }
 
 #[cfg(test)]
@@ -126,13 +145,18 @@ mod tests {
         );
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{result}");
         assert!(result["syncs_per_s"].as_f64().unwrap() > 0.0);
+        // Every append and sync costs the thread some CPU, and no more than the time the loop took.
+        let cpu_us = result["cpu_us_per_sync"].as_f64().unwrap();
+        assert!(cpu_us > 0.0, "{result}");
+        assert!(cpu_us <= result["max_ms"].as_f64().unwrap() * 1000.0 + 1000.0, "{result}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the file is removed afterwards");
 
         // Written from its start again once it holds `file_bytes`: it never grows past them.
         let path = dir.join("wrap");
         let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
-        let (latency, _) = sync_loop(&mut file, &args).unwrap();
-        assert_eq!(latency.len(), 25);
+        let looped = sync_loop(&mut file, &args).unwrap();
+        assert_eq!(looped.latency.len(), 25);
+        assert!(looped.cpu <= looped.elapsed, "one thread cannot use more CPU than the time it ran");
         assert_eq!(file.metadata().unwrap().len(), 10 * 4096);
         std::fs::remove_dir_all(&dir).unwrap();
     }
